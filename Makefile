@@ -1,0 +1,48 @@
+# fedgate — two commands: `make run` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run install dev-install test-deps test lint typecheck check bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[all]'
+
+dev-install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+# The embedded default: ./data mounted as `local`, state in ./.fedgate (SQLite).
+run: install
+	$(BIN)/fedgate serve --host $(HOST) --port $(PORT)
+
+# System packages and servers the tests run against (idempotent; needs root or sudo).
+test-deps: dev-install
+	bash scripts/install-system-deps.sh
+	bash scripts/gfal2-venv.sh $(VENV)
+	@for s in scripts/testbeds/*.sh; do echo "== install $$s"; bash $$s install || exit 1; done
+
+lint:
+	$(BIN)/ruff check gateway adapters tokens tests bench
+	$(BIN)/ruff format --check gateway adapters tokens tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+# Each backend's test fixture starts its real server through scripts/testbeds/<name>.sh
+# and stops it at the end of the session.
+test: test-deps
+	$(BIN)/ruff check gateway adapters tokens tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -p no:cacheprovider
+
+bench: dev-install
+	$(BIN)/python bench/stream.py
+
+clean:
+	rm -rf .testbeds .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,246 @@
+"""The one interface every storage backend implements, and the errors it raises.
+
+Error tree (the gateway maps each class to one CARMIN error, see gateway/errors.py)::
+
+    StorageError
+    ├── NotFound                 the path (or its parent, for a write) does not exist
+    ├── ParentNotFound           a write or mkdir whose parent directory is missing
+    ├── AlreadyExists            mkdir on an existing path, create-only write on a file
+    ├── NotADirectory            list/mkdir below something that is a file
+    ├── IsADirectory             a file operation on a directory
+    ├── PermissionDenied         the backend refused the operation for this credential
+    ├── AuthenticationFailed     the backend rejected the credential itself
+    ├── InvalidPath              a name the backend cannot represent
+    ├── ChecksumMismatch         the bytes written do not match the expected checksum
+    ├── NotSupported             the backend has no such feature (e.g. presign)
+    └── BackendUnavailable       the backend cannot be reached or answered 5xx
+        └── BackendTimeout       the backend did not answer in time
+
+Paths handed to an adapter are already validated and normalised by the gateway
+(gateway/paths.py): ``""`` is the mount root, otherwise ``"a/b/c"`` — no leading or
+trailing slash, no empty, ``.`` or ``..`` segment, no NUL or backslash. Adapters may
+rely on that, but must still confine themselves to their root (defence in depth).
+
+Every method is synchronous and may block: the gateway runs them in worker threads,
+because all the backend libraries (boto3, girder-client, python-irodsclient, gfal2)
+are synchronous.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class StorageError(Exception):
+    """Base of every error an adapter raises. The message must never contain a secret."""
+
+
+class NotFound(StorageError):
+    pass
+
+
+class ParentNotFound(StorageError):
+    pass
+
+
+class AlreadyExists(StorageError):
+    pass
+
+
+class NotADirectory(StorageError):
+    pass
+
+
+class IsADirectory(StorageError):
+    pass
+
+
+class PermissionDenied(StorageError):
+    pass
+
+
+class AuthenticationFailed(StorageError):
+    pass
+
+
+class InvalidPath(StorageError):
+    pass
+
+
+class ChecksumMismatch(StorageError):
+    pass
+
+
+class NotSupported(StorageError):
+    pass
+
+
+class BackendUnavailable(StorageError):
+    pass
+
+
+class BackendTimeout(BackendUnavailable):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What ``stat`` and ``list`` return for one path.
+
+    ``path`` is the normalised path inside the mount (``""`` for the root).
+    ``size`` is the file size in bytes; for a directory it is ``None`` (fedgate does
+    not walk a tree to sum it, see docs/decisions.md). ``mtime`` is epoch seconds.
+    """
+
+    path: str
+    is_dir: bool
+    size: int | None = None
+    mtime: float | None = None
+    mime_type: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do beyond the mandatory operations."""
+
+    # Checksum algorithms the backend stores or computes itself (lowercase: "md5",
+    # "adler32", "sha256"). "md5" is always available through ``checksum`` — computed by
+    # streaming when it is not native.
+    native_checksums: frozenset[str] = frozenset()
+    # A presigned/native URL can be handed to a client for reading / writing.
+    presign_read: bool = False
+    presign_write: bool = False
+    # The backend can mint its own short-lived credential (S3 presign, Girder token,
+    # iRODS ticket, SE macaroon) for ``delegate``.
+    native_delegation: bool = False
+    # ``open_read`` honours start/end without reading the skipped bytes.
+    ranged_read: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A user's credential for one mount, decrypted from the key vault for one request.
+
+    ``kind`` is one of ``"apikey"``, ``"access_secret"``, ``"user_password"``,
+    ``"bearer"``, ``"x509_proxy"``; ``fields`` carries the parts (e.g. ``{"apiKey": …}``,
+    ``{"accessKey": …, "secretKey": …}``). ``repr`` hides the values so a credential
+    never reaches a log by accident.
+    """
+
+    kind: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Credential(kind={self.kind!r}, fields=<{len(self.fields)} hidden>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """A native credential handed to a job: a URL it can use directly, or a token."""
+
+    kind: str  # "url", "girder_token", "irods_ticket", "bearer", "macaroon"
+    value: str
+    expires_at: dt.datetime
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Delegation(kind={self.kind!r}, method={self.method!r}, value=<hidden>)"
+
+
+class Writer(Protocol):
+    """A streaming write that becomes visible only on ``commit``.
+
+    Until ``commit`` returns, nothing new is visible at the target path, and an existing
+    file there is untouched. ``abort`` (called on any failure, and safe to call twice or
+    after a failed commit) removes every temporary part. A writer is used from one
+    thread at a time.
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> Entry: ...
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """One mount, seen with one credential."""
+
+    capabilities: Capabilities
+
+    def stat(self, path: str) -> Entry:
+        """Raise NotFound if the path does not exist."""
+        ...
+
+    def list(self, path: str) -> Iterator[Entry]:
+        """Yield the children of a directory lazily, in pages: never load a whole
+        folder. Raise NotFound / NotADirectory before yielding anything."""
+        ...
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Yield the bytes in [start, end) (end exclusive, None = to the end of file).
+
+        Errors about the path (NotFound, IsADirectory) are raised by this call, not
+        lazily; an error while iterating means the stream is broken."""
+        ...
+
+    def open_write(self, path: str, size_hint: int | None = None) -> Writer:
+        """Start an atomic write. Raise ParentNotFound when the parent is missing,
+        IsADirectory when the target is a directory."""
+        ...
+
+    def mkdir(self, path: str) -> Entry:
+        """Create one directory; its parent must exist. AlreadyExists if it does."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Delete a file, or a directory and everything below it."""
+        ...
+
+    def checksum(self, path: str, algorithm: str = "md5") -> str:
+        """Lowercase hex digest of a file's content (native when the backend has it)."""
+        ...
+
+    def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+        """A URL a client can use without fedgate; NotSupported if impossible."""
+        ...
+
+    def close(self) -> None:
+        """Release what this view holds (sessions, sockets)."""
+        ...
+
+
+class Adapter(Protocol):
+    """The factory a mount is configured with: one per mount, shared by all requests."""
+
+    type_name: str
+
+    def bind(self, credential: Credential | None) -> Storage:
+        """A view of the storage acting with ``credential`` (None: the mount's own
+        service credential, or anonymous). Adapters pool sessions per credential."""
+        ...
+
+    def check(self) -> None:
+        """Raise BackendUnavailable if the backend cannot be reached (for /readyz)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def parent_of(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name

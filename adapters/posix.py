@@ -1,0 +1,338 @@
+"""A folder on local disk as a mount.
+
+Uploads are written into a staging folder inside the mount root (same filesystem, so the
+final ``os.replace`` is atomic) and renamed over the target only once complete. The staging
+folder is hidden from listings and unreachable through paths. Each process stages in its
+own subfolder (host + pid); a process that starts removes the subfolders of dead
+processes on the same host, so uploads cut by a crash leave no leftovers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import hashlib
+import mimetypes
+import os
+import shutil
+import socket
+import stat as stat_mod
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from adapters.base import (
+    AlreadyExists,
+    Capabilities,
+    Credential,
+    Delegation,
+    Entry,
+    InvalidPath,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    NotSupported,
+    ParentNotFound,
+    PermissionDenied,
+    Storage,
+    StorageError,
+    join,
+    parent_of,
+)
+
+STAGING = ".fedgate-staging"
+CHUNK = 1024 * 1024
+
+
+def _mime(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+def _translate(exc: OSError, path: str) -> StorageError:
+    code = exc.errno
+    shown = path or "/"
+    if code == errno.ENOENT:
+        return NotFound(f"{shown}: no such file or directory")
+    if code == errno.EEXIST:
+        return AlreadyExists(f"{shown}: already exists")
+    if code == errno.ENOTDIR:
+        return NotADirectory(f"{shown}: not a directory")
+    if code == errno.EISDIR:
+        return IsADirectory(f"{shown}: is a directory")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"{shown}: permission denied")
+    if code == errno.ENAMETOOLONG:
+        return InvalidPath(f"{shown}: name too long")
+    return StorageError(f"{shown}: {os.strerror(code) if code else 'I/O error'}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PosixWriter:
+    def __init__(self, storage: PosixStorage, path: str, target: str) -> None:
+        self._storage = storage
+        self._path = path
+        self._target = target
+        staging = storage.staging_dir()
+        self._tmp = os.path.join(staging, uuid.uuid4().hex)
+        self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self) -> Entry:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            # Re-check at commit time: the parent may have vanished, or the target may
+            # have become a directory, while the upload was streaming.
+            if os.path.isdir(self._target):
+                raise IsADirectory(f"{self._path}: is a directory")
+            try:
+                os.replace(self._tmp, self._target)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise ParentNotFound(f"{self._path}: parent directory does not exist") from exc
+                raise _translate(exc, self._path) from exc
+            self._done = True
+            return self._storage.stat(self._path)
+        finally:
+            if not self._done:
+                self.abort()
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
+class PosixStorage:
+    capabilities = Capabilities(native_checksums=frozenset())
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise NotFound(f"mount root {self.root} is not a directory")
+        self._staging_root = os.path.join(self.root, STAGING)
+        self._staging: str | None = None
+
+    # --- path confinement -----------------------------------------------------------
+
+    def _full(self, path: str) -> str:
+        """The on-disk path, after checking it cannot leave the root.
+
+        The gateway already rejects ``..`` and friends; this is the second line: the
+        fully resolved path (symlinks followed) must stay under the root."""
+        if "\x00" in path or "\\" in path or path.startswith("/"):
+            raise InvalidPath("invalid path")
+        parts = path.split("/") if path else []
+        if any(p in ("", ".", "..") for p in parts):
+            raise InvalidPath("invalid path")
+        if parts and parts[0] == STAGING:
+            raise NotFound(f"{path}: no such file or directory")
+        full = os.path.join(self.root, *parts)
+        real = os.path.realpath(full)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            raise PermissionDenied(f"{path}: points outside the mount")
+        return full
+
+    def staging_dir(self) -> str:
+        if self._staging is None:
+            mine = os.path.join(self._staging_root, f"{socket.gethostname()}-{os.getpid()}")
+            os.makedirs(mine, exist_ok=True)
+            self._staging = mine
+        return self._staging
+
+    def clean_stale_staging(self) -> int:
+        """Remove staging folders of dead processes on this host; returns how many."""
+        removed = 0
+        prefix = socket.gethostname() + "-"
+        try:
+            children = os.listdir(self._staging_root)
+        except FileNotFoundError:
+            return 0
+        for child in children:
+            if not child.startswith(prefix):
+                continue
+            try:
+                pid = int(child[len(prefix) :])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _process_alive(pid):
+                shutil.rmtree(os.path.join(self._staging_root, child), ignore_errors=True)
+                removed += 1
+        return removed
+
+    # --- Storage --------------------------------------------------------------------
+
+    def _entry(self, path: str, st: os.stat_result) -> Entry:
+        is_dir = stat_mod.S_ISDIR(st.st_mode)
+        return Entry(
+            path=path,
+            is_dir=is_dir,
+            size=None if is_dir else st.st_size,
+            mtime=st.st_mtime,
+            mime_type=None if is_dir else _mime(path),
+        )
+
+    def stat(self, path: str) -> Entry:
+        full = self._full(path)
+        try:
+            return self._entry(path, os.stat(full))
+        except OSError as exc:
+            raise _translate(exc, path) from exc
+
+    def list(self, path: str) -> Iterator[Entry]:
+        full = self._full(path)
+        try:
+            it = os.scandir(full)
+        except OSError as exc:
+            raise _translate(exc, path) from exc
+        return self._iter_dir(path, it)
+
+    def _iter_dir(self, path: str, it: Iterator[os.DirEntry[str]]) -> Iterator[Entry]:
+        with it as entries:  # type: ignore[attr-defined]
+            for d in entries:
+                if not path and d.name == STAGING:
+                    continue
+                child = join(path, d.name)
+                try:
+                    if d.is_symlink():
+                        self._full(child)  # hide links that point outside the mount
+                    st = d.stat()
+                except (OSError, StorageError):
+                    continue  # dangling or escaping symlink, or vanished meanwhile
+                yield self._entry(child, st)
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        full = self._full(path)
+        try:
+            if os.path.isdir(full):
+                raise IsADirectory(f"{path}: is a directory")
+            f = open(full, "rb")  # noqa: SIM115 - closed by the generator
+        except OSError as exc:
+            raise _translate(exc, path) from exc
+        return self._read(f, start, end)
+
+    @staticmethod
+    def _read(f: object, start: int, end: int | None) -> Iterator[bytes]:
+        import io
+
+        assert isinstance(f, io.BufferedReader)
+        with f:
+            f.seek(start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                n = CHUNK if remaining is None else min(CHUNK, remaining)
+                data = f.read(n)
+                if not data:
+                    return
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+
+    def open_write(self, path: str, size_hint: int | None = None) -> PosixWriter:
+        if not path:
+            raise IsADirectory("/: is a directory")
+        full = self._full(path)
+        parent = os.path.dirname(full)
+        if not os.path.isdir(parent):
+            if os.path.exists(parent):
+                raise ParentNotFound(f"{parent_of(path)}: is not a directory")
+            raise ParentNotFound(f"{parent_of(path) or '/'}: parent directory does not exist")
+        if os.path.isdir(full):
+            raise IsADirectory(f"{path}: is a directory")
+        try:
+            return PosixWriter(self, path, full)
+        except OSError as exc:
+            raise _translate(exc, path) from exc
+
+    def mkdir(self, path: str) -> Entry:
+        if not path:
+            raise AlreadyExists("/: already exists")
+        full = self._full(path)
+        try:
+            os.mkdir(full)
+        except FileNotFoundError as exc:
+            raise ParentNotFound(f"{parent_of(path) or '/'}: parent directory does not exist") from exc
+        except NotADirectoryError as exc:
+            raise ParentNotFound(f"{parent_of(path)}: is not a directory") from exc
+        except OSError as exc:
+            raise _translate(exc, path) from exc
+        return self.stat(path)
+
+    def delete(self, path: str) -> None:
+        if not path:
+            raise PermissionDenied("the mount root cannot be deleted")
+        full = self._full(path)
+        try:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+        except OSError as exc:
+            raise _translate(exc, path) from exc
+
+    def checksum(self, path: str, algorithm: str = "md5") -> str:
+        if algorithm == "adler32":
+            value = 1
+            for chunk in self.open_read(path):
+                value = zlib.adler32(chunk, value)
+            return f"{value & 0xFFFFFFFF:08x}"
+        try:
+            digest = hashlib.new(algorithm)
+        except ValueError as exc:
+            raise NotSupported(f"checksum {algorithm!r} is not supported") from exc
+        for chunk in self.open_read(path):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+        raise NotSupported("a local folder has no URL of its own")
+
+    def local_path(self, path: str) -> Path:
+        """The file on disk, for zero-copy serving by the gateway."""
+        return Path(self._full(path))
+
+    def close(self) -> None:
+        pass
+
+
+class PosixAdapter:
+    type_name = "posix"
+
+    def __init__(self, root: str | os.PathLike[str], create: bool = False) -> None:
+        if create:
+            os.makedirs(root, exist_ok=True)
+        self._storage = PosixStorage(root)
+        self._storage.clean_stale_staging()
+
+    @property
+    def root(self) -> str:
+        return self._storage.root
+
+    def bind(self, credential: Credential | None) -> Storage:
+        return self._storage
+
+    def check(self) -> None:
+        if not os.path.isdir(self._storage.root):
+            from adapters.base import BackendUnavailable
+
+            raise BackendUnavailable("mount root is gone")
+
+    def close(self) -> None:
+        pass

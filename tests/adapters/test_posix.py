@@ -1,0 +1,75 @@
+"""POSIX adapter: the conformance suite on a temp folder, plus confinement checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.base import InvalidPath, NotFound, PermissionDenied, Storage
+from adapters.posix import STAGING, PosixAdapter, PosixStorage
+from tests.adapters.conformance import AdapterConformance, write
+
+
+class TestPosixConformance(AdapterConformance):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+        root = tmp_path / "mount"
+        root.mkdir()
+        yield PosixAdapter(root).bind(None)
+
+
+@pytest.fixture
+def posix(tmp_path: Path) -> PosixStorage:
+    root = tmp_path / "mount"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("outside")
+    return PosixStorage(root)
+
+
+def test_symlink_pointing_outside_is_refused(posix: PosixStorage, tmp_path: Path) -> None:
+    os.symlink(tmp_path / "secret.txt", os.path.join(posix.root, "link"))
+    os.symlink(tmp_path, os.path.join(posix.root, "dirlink"))
+    with pytest.raises(PermissionDenied):
+        posix.stat("link")
+    with pytest.raises(PermissionDenied):
+        b"".join(posix.open_read("dirlink/secret.txt"))
+    with pytest.raises(PermissionDenied):
+        posix.open_write("dirlink/new.txt")
+    assert {e.name for e in posix.list("")} == set()  # escaping links are hidden
+    assert not (tmp_path / "new.txt").exists()
+
+
+def test_symlink_inside_is_followed(posix: PosixStorage) -> None:
+    write(posix, "real", b"data")
+    os.symlink(os.path.join(posix.root, "real"), os.path.join(posix.root, "alias"))
+    assert b"".join(posix.open_read("alias")) == b"data"
+
+
+@pytest.mark.parametrize("bad", ["..", "../x", "a/../../x", "/etc/passwd", "a\\..\\b", "a\x00b", "a//b", "./a"])
+def test_escaping_paths_are_invalid(posix: PosixStorage, bad: str) -> None:
+    with pytest.raises(InvalidPath):
+        posix.stat(bad)
+
+
+def test_staging_area_is_invisible(posix: PosixStorage) -> None:
+    w = posix.open_write("f")
+    w.write(b"x")
+    assert STAGING not in {e.name for e in posix.list("")}
+    with pytest.raises(NotFound):
+        posix.stat(STAGING)
+    w.abort()
+
+
+def test_stale_staging_of_dead_process_is_cleaned(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    import socket
+
+    stale = root / STAGING / f"{socket.gethostname()}-999999"
+    stale.mkdir(parents=True)
+    (stale / "half-upload").write_bytes(b"x" * 10)
+    PosixAdapter(root)
+    assert not stale.exists()
