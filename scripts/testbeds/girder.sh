@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Real Girder 5 on SecantusDB (a MongoDB wire-protocol server from PyPI) for the tests.
+#   girder.sh install   venv under .testbeds/girder/venv (idempotent)
+#   girder.sh start     database on 127.0.0.1:27117, Girder on 127.0.0.1:8080, bootstrap
+#                       (admin, assetstore, user alice + API key, collection); facts go to
+#                       .testbeds/girder/env.json. Idempotent.
+#   girder.sh stop | status
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/../.." && pwd))"
+W="$REPO/.testbeds/girder"
+VENV="$W/venv"
+DB_PORT=27117
+PORT=8080
+API="http://127.0.0.1:$PORT/api/v1"
+PY="${PYTHON:-python3}"
+
+pkgs=("girder==5.0.21" "girder-client==5.0.21" "SecantusDB==0.7.0b3")
+
+installed() {
+    [ -x "$VENV/bin/girder" ] && [ -x "$VENV/bin/secantusd-py" ] &&
+        [ -f "$VENV/.fedgate-installed" ] && [ "$(cat "$VENV/.fedgate-installed")" = "${pkgs[*]}" ]
+}
+
+install() {
+    if installed; then return 0; fi
+    mkdir -p "$W"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
+    echo "${pkgs[*]}" >"$VENV/.fedgate-installed"
+}
+
+alive() { # pidfile
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+ready() {
+    curl -fsS -m 2 "$API/system/version" >/dev/null 2>&1
+}
+
+start() {
+    install
+    mkdir -p "$W/db" "$W/assets" "$W/log"
+    if ! alive "$W/db.pid"; then
+        # setsid: the servers must outlive the shell (and pytest) that started them.
+        setsid "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$DB_PORT" \
+            --storage-path "$W/db" --standalone --log-level WARNING \
+            >"$W/log/db.log" 2>&1 </dev/null &
+        echo $! >"$W/db.pid"
+    fi
+    if ! alive "$W/girder.pid"; then
+        # Girder reads its config from $GIRDER_* / girder.cfg; keep it inside $W.
+        (cd "$W" && GIRDER_WORKER_TASK_ALWAYS_EAGER=true setsid "$VENV/bin/girder" serve \
+            --mode production --database "mongodb://127.0.0.1:$DB_PORT/girder" \
+            --host 127.0.0.1 --port "$PORT" >"$W/log/girder.log" 2>&1 </dev/null &
+         echo $! >"$W/girder.pid")
+    fi
+    for _ in $(seq 1 300); do
+        if ready; then break; fi
+        if ! alive "$W/girder.pid"; then
+            echo "girder exited; see $W/log/girder.log" >&2
+            tail -20 "$W/log/girder.log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    ready || { echo "girder not ready after 60 s" >&2; exit 1; }
+    "$VENV/bin/python" "$HERE/girder_bootstrap.py" --api-url "$API" \
+        --assets "$W/assets" --out "$W/env.json"
+}
+
+stop_one() { # pidfile
+    local f="$1"
+    if alive "$f"; then
+        local pid
+        pid="$(cat "$f")"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+}
+
+stop() {
+    stop_one "$W/girder.pid"
+    stop_one "$W/db.pid"
+}
+
+status() {
+    if alive "$W/girder.pid" && ready; then
+        echo "girder running at $API"
+    else
+        echo "girder stopped"
+        return 3
+    fi
+}
+
+case "${1:-}" in
+install) install ;;
+start) start ;;
+stop) stop ;;
+status) status ;;
+*) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+esac
