@@ -1,0 +1,101 @@
+"""The versioned schema of fedgate's shared state, applied by ``Store.upgrade``.
+
+Each migration is a list of statements run in one transaction, after the previous
+ones. Never edit a released migration: append a new one. ``{blob}``, ``{serial_pk}``
+and ``{real}`` are filled per dialect so one text serves SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    statements: tuple[str, ...]
+
+
+DIALECT_TYPES = {
+    "sqlite": {"blob": "BLOB", "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"},
+    "postgresql": {
+        "blob": "BYTEA",
+        "serial_pk": "BIGSERIAL PRIMARY KEY",
+        "real": "DOUBLE PRECISION",
+    },
+}
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        (
+            """CREATE TABLE users (
+                name TEXT PRIMARY KEY,
+                is_admin INTEGER NOT NULL DEFAULT 0,
+                password_hash TEXT,
+                created {real} NOT NULL)""",
+            """CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+                secret_sha256 TEXT NOT NULL,
+                label TEXT NOT NULL DEFAULT '',
+                created {real} NOT NULL,
+                expires {real})""",
+            "CREATE INDEX api_keys_user ON api_keys(user_name)",
+            """CREATE TABLE vault (
+                user_name TEXT NOT NULL,
+                storage_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                ciphertext {blob} NOT NULL,
+                created {real} NOT NULL,
+                updated {real} NOT NULL,
+                PRIMARY KEY (user_name, storage_id))""",
+            """CREATE TABLE signing_keys (
+                kid TEXT PRIMARY KEY,
+                alg TEXT NOT NULL,
+                public_jwk TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                private_enc {blob} NOT NULL,
+                created {real} NOT NULL,
+                superseded {real})""",
+            """CREATE TABLE issued_tokens (
+                jti TEXT PRIMARY KEY,
+                sub TEXT NOT NULL,
+                parent TEXT,
+                execution_id TEXT,
+                scope TEXT NOT NULL,
+                iat BIGINT NOT NULL,
+                exp BIGINT NOT NULL,
+                uses_left BIGINT)""",
+            "CREATE INDEX issued_tokens_sub ON issued_tokens(sub, exp)",
+            "CREATE INDEX issued_tokens_parent ON issued_tokens(parent)",
+            "CREATE INDEX issued_tokens_exec ON issued_tokens(execution_id)",
+            """CREATE TABLE revocations (
+                id {serial_pk},
+                kind TEXT NOT NULL,
+                value TEXT NOT NULL,
+                created {real} NOT NULL,
+                expires {real} NOT NULL)""",
+            "CREATE INDEX revocations_expires ON revocations(expires)",
+            """CREATE TABLE audit (
+                id {serial_pk},
+                time {real} NOT NULL,
+                event TEXT NOT NULL,
+                user_name TEXT,
+                token_id TEXT,
+                mount TEXT,
+                path TEXT,
+                operation TEXT,
+                result TEXT NOT NULL,
+                status INTEGER,
+                bytes BIGINT,
+                execution_id TEXT,
+                detail TEXT)""",
+            "CREATE INDEX audit_time ON audit(time)",
+            "CREATE INDEX audit_user ON audit(user_name, time)",
+            "CREATE INDEX audit_token ON audit(token_id)",
+            "CREATE INDEX audit_exec ON audit(execution_id)",
+        ),
+    ),
+)
