@@ -41,9 +41,9 @@ def login_or_create(api: str, login: str, email: str, password: str) -> girder_c
 def api_key(gc: girder_client.GirderClient) -> dict[str, str]:
     for key in gc.get("api_key", parameters={"limit": 0}):
         if key["name"] == KEY_NAME and key.get("active", True):
-            return {"id": key["_id"], "key": key["key"]}
+            return {"key_id": key["_id"], "api_key": key["key"]}
     key = gc.post("api_key", parameters={"name": KEY_NAME, "active": "true"})
-    return {"id": key["_id"], "key": key["key"]}
+    return {"key_id": key["_id"], "api_key": key["key"]}
 
 
 def main() -> None:
@@ -76,7 +76,7 @@ def main() -> None:
         "api_url": a.api_url,
         "collection": COLLECTION,
         "collection_id": coll["_id"],
-        "admin": {"login": ADMIN[0], "password": ADMIN[2], "api_key": api_key(admin)["key"]},
+        "admin": {"login": ADMIN[0], "password": ADMIN[2], **api_key(admin)},
         "alice": {"login": ALICE[0], "password": ALICE[2], "id": alice_id, **api_key(alice)},
     }
     fd = os.open(a.out + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
