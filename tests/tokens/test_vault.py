@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from adapters.base import Credential
+from tokens.errors import VaultError
+from tokens.masterkey import MasterKeys
+from tokens.store import Store
+from tokens.vault import KeyVault
+
+SECRET = "s3cr3t-PLAINTEXT-marker-7f1e"
+
+
+def cred(secret: str = SECRET) -> Credential:
+    return Credential("access_secret", {"accessKey": "AKIAEXAMPLE", "secretKey": secret})
+
+
+def keys(*raw: str) -> MasterKeys:
+    return MasterKeys.parse(",".join(raw))
+
+
+K1, K2, K3 = MasterKeys.generate(), MasterKeys.generate(), MasterKeys.generate()
+
+
+def test_round_trip_upsert_list_delete(store: Store) -> None:
+    v = KeyVault(store, keys(K1))
+    assert v.get("alice", "s3") is None
+    v.put("alice", "s3", cred())
+    assert v.get("alice", "s3") == cred()
+    v.put("alice", "s3", Credential("apikey", {"apiKey": "k2"}))
+    assert v.get("alice", "s3") == Credential("apikey", {"apiKey": "k2"})
+    v.put("alice", "girder", Credential("apikey", {"apiKey": "k3"}))
+    v.put("bob", "s3", cred())
+    infos = v.list("alice")
+    assert [(i.storage_id, i.kind) for i in infos] == [("girder", "apikey"), ("s3", "apikey")]
+    assert infos[1].updated >= infos[1].created
+    assert "k2" not in repr(infos)
+    assert v.delete("alice", "s3")
+    assert not v.delete("alice", "s3")
+    assert v.get("alice", "s3") is None
+    assert v.get("bob", "s3") == cred()
+
+
+def test_bad_input(store: Store) -> None:
+    v = KeyVault(store, keys(K1))
+    with pytest.raises(ValueError):
+        v.put("alice", "", cred())
+    with pytest.raises(ValueError):
+        v.put("alice", "x" * 201, cred())
+    with pytest.raises(ValueError):
+        v.put("alice", "s3", Credential("", {}))
+    with pytest.raises(ValueError):
+        v.put("alice", "s3", Credential("apikey", {"apiKey": 3}))  # type: ignore[dict-item]
+
+
+def _pg_dump(store_url: str) -> bytes:
+    pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))[-1]
+    schema = store_url.split("search_path%3D")[1]
+    out = subprocess.run(
+        [str(pg_bin), "-h", "127.0.0.1", "-p", "55432", "-U", "postgres", "-n", schema, "fedgate"],
+        check=True,
+        capture_output=True,
+    )
+    return out.stdout
+
+
+def test_secret_not_in_plaintext_at_rest(db_url: str, store: Store, tmp_path: Path) -> None:
+    v = KeyVault(store, keys(K1))
+    v.put("alice", "s3", cred())
+    v.put("bob", "girder", Credential("apikey", {"apiKey": SECRET + "-girder"}))
+    assert v.get("alice", "s3") == cred()
+    if store.is_postgres:
+        dump = _pg_dump(db_url)
+        assert b"COPY" in dump and b"vault" in dump  # the dump does hold the table
+        assert b"alice" in dump
+    else:
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("state.db")]
+        assert any(p.name.endswith("-wal") for p in files)
+        dump = b"".join(p.read_bytes() for p in files)
+        assert b"alice" in dump
+    assert SECRET.encode() not in dump
+    assert SECRET.encode("utf-16-le") not in dump
+    assert K1.encode() not in dump
+
+
+def test_rotation_survives_restart(db_url: str, store: Store) -> None:
+    v = KeyVault(store, keys(K1))
+    v.put("alice", "s3", cred())
+    v.put("bob", "girder", Credential("apikey", {"apiKey": "bobkey"}))
+    new = keys(K2, K1)
+    assert v.rotate(new) == 2
+    assert v.keys.current_id == new.current_id
+    assert {i.key_id for i in v.list("alice")} == {new.current_id}
+    store.close()
+    # A restart that only knows the new key.
+    s2 = Store.open(db_url)
+    try:
+        v2 = KeyVault(s2, keys(K2))
+        assert v2.get("alice", "s3") == cred()
+        assert v2.get("bob", "girder") == Credential("apikey", {"apiKey": "bobkey"})
+        # Rotating again with a keyring that no longer contains K1 still works.
+        assert v2.rotate(keys(K3)) == 2
+        assert KeyVault(s2, keys(K3)).get("alice", "s3") == cred()
+        with pytest.raises(VaultError):
+            KeyVault(s2, keys(K2)).get("alice", "s3")
+    finally:
+        s2.close()
+
+
+def test_wrong_master_key(store: Store) -> None:
+    KeyVault(store, keys(K1)).put("alice", "s3", cred())
+    with pytest.raises(VaultError) as ei:
+        KeyVault(store, keys(K2)).get("alice", "s3")
+    msg = str(ei.value)
+    assert "not in the loaded keyring" in msg
+    assert SECRET not in msg and K1 not in msg and K2 not in msg
+    # Same key id but tampered ciphertext.
+    with store.transaction() as tx:
+        (blob,) = tx.query_one("SELECT ciphertext FROM vault") or (b"",)
+        blob = bytes(blob)
+        tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+        tx.execute("UPDATE vault SET ciphertext = ?", (tampered,))
+    with pytest.raises(VaultError, match="wrong or the stored data was altered"):
+        KeyVault(store, keys(K1)).get("alice", "s3")
+
+
+def test_failed_rotation_changes_nothing(store: Store) -> None:
+    KeyVault(store, keys(K1)).put("alice", "s3", cred())
+    KeyVault(store, keys(K2)).put("bob", "s3", cred())
+    v = KeyVault(store, keys(K1))  # cannot read bob's row
+    with pytest.raises(VaultError):
+        v.rotate(keys(K3))
+    assert v.get("alice", "s3") == cred()
+    assert KeyVault(store, keys(K2)).get("bob", "s3") == cred()
+
+
+def test_row_moved_to_other_user_does_not_decrypt(store: Store) -> None:
+    v = KeyVault(store, keys(K1))
+    v.put("alice", "s3", cred())
+    with store.transaction() as tx:
+        tx.execute("UPDATE vault SET user_name = 'mallory'")
+    with pytest.raises(VaultError):
+        v.get("mallory", "s3")
+
+
+def test_masterkeys_load_env_and_files(tmp_path: Path) -> None:
+    assert MasterKeys.load({"FEDGATE_MASTER_KEY": f"{K1}, {K2}"}, None).ids == [
+        keys(K1).current_id,
+        keys(K2).current_id,
+    ]
+    f = tmp_path / "mk"
+    f.write_text(f"# current first\n{K2}\n{K1}\n")
+    loaded = MasterKeys.load({"FEDGATE_MASTER_KEY_FILE": str(f)}, tmp_path / "unused")
+    assert loaded.current_id == keys(K2).current_id
+    assert not (tmp_path / "unused").exists()
+    with pytest.raises(VaultError, match="cannot read"):
+        MasterKeys.load({"FEDGATE_MASTER_KEY_FILE": str(tmp_path / "missing")}, None)
+    with pytest.raises(VaultError, match="no master key"):
+        MasterKeys.load({}, None)
+
+
+def test_masterkeys_default_file_created_once(tmp_path: Path) -> None:
+    default = tmp_path / "state" / "master.key"
+    a = MasterKeys.load({}, default)
+    assert stat.S_IMODE(os.stat(default).st_mode) == 0o600
+    b = MasterKeys.load({}, default)
+    assert a.ids == b.ids
+    assert [p.name for p in default.parent.iterdir()] == ["master.key"]
+
+
+@pytest.mark.parametrize("bad", ["", "not-base64!!", "c2hvcnQ=", K1 + "AAAA"])
+def test_bad_master_key_message_hides_value(bad: str) -> None:
+    with pytest.raises(VaultError) as ei:
+        MasterKeys.load({"FEDGATE_MASTER_KEY": f"{K1},{bad}" if bad else ","}, None)
+    if bad:
+        assert bad not in str(ei.value) and K1 not in str(ei.value)
+    assert K1 not in repr(keys(K1))
