@@ -15,6 +15,7 @@ import secrets
 import string
 import struct
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -26,7 +27,6 @@ from irods.message import (
     FileOpenRequest,
     GenQueryRequest,
     Message,
-    ObjCopyRequest,
     OpenedDataObjRequest,
     TicketAdminRequest,
     iRODSMessage,
@@ -335,8 +335,11 @@ class Session:
         return 0, None, b""
 
     def rename(self, msg: iRODSMessage) -> Reply:
-        req = msg.get_main_message(ObjCopyRequest)
-        src, dst = text(req.srcDataObjInp_PI.objPath), text(req.destDataObjInp_PI.objPath)
+        # DataObjCopyInp_PI holds two DataObjInp_PI elements (source, then destination).
+        inps = ET.fromstring(msg.msg).findall("DataObjInp_PI")
+        if len(inps) != 2:
+            raise E.IrodsError(E.SYS_API_INPUT_ERR, "rename needs a source and a destination")
+        src, dst = (text(i.findtext("objPath")) for i in inps)
         obj = self._visible(src)
         if obj is None:
             raise E.IrodsError(E.USER_FILE_DOES_NOT_EXIST, f"{src} does not exist")

@@ -44,6 +44,10 @@ class _Handler(socketserver.BaseRequestHandler):
                 except E.IrodsError as exc:
                     send_error(sock, exc.code, exc.message)
                     continue
+                except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                    log.exception("irods test server: bad request")
+                    send_error(sock, E.SYS_API_INPUT_ERR, f"test server: {exc!r}")
+                    continue
                 reply(sock, status, body, bs)
         except OSError:
             pass  # client went away, or the server is stopping

@@ -1,0 +1,248 @@
+"""iRODS adapter against the iRODS protocol test server (tests/irods_server).
+
+No real iRODS can be installed on the test machines; ``test_irods_real.py`` runs the
+same conformance suite against a real server when IRODS_* variables are set.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.base import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    Credential,
+    NotFound,
+    PermissionDenied,
+    Storage,
+)
+from adapters.irods import TMP_PREFIX, IrodsAdapter, IrodsStorage, create
+from tests.adapters.conformance import AdapterConformance, read, write
+from tests.irods_server import IrodsTestServer
+
+
+@pytest.fixture(scope="module")
+def irods_server() -> Iterator[IrodsTestServer]:
+    with IrodsTestServer() as srv:
+        yield srv
+
+
+def _adapter(srv: IrodsTestServer, root: str, **extra: object) -> IrodsAdapter:
+    options = {
+        "host": srv.host,
+        "port": srv.port,
+        "zone": srv.zone,
+        "root": root,
+        "timeout": 10,
+        **extra,
+    }
+    return create(options)
+
+
+def _alice(srv: IrodsTestServer) -> Credential:
+    return Credential("user_password", {"user": "alice", "password": srv.users["alice"]})
+
+
+def _fresh(srv: IrodsTestServer, user: str = "alice") -> str:
+    path = f"{srv.home(user)}/t-{uuid.uuid4().hex[:12]}"
+    with srv.catalog.lock:
+        srv.catalog._new_coll(path, user)
+    return path
+
+
+class TestIrodsConformance(AdapterConformance):
+    @pytest.fixture
+    def storage(self, irods_server: IrodsTestServer) -> Iterator[Storage]:
+        self.server = irods_server
+        adapter = _adapter(irods_server, _fresh(irods_server))
+        yield adapter.bind(_alice(irods_server))
+        adapter.close()
+
+    def populate_many(self, storage: Storage, folder: str, count: int) -> None:
+        assert isinstance(storage, IrodsStorage)
+        names = [f"f{i:05d}" for i in range(count)]
+        self.server.catalog.populate(f"{storage.root}/{folder}", names, "alice")
+
+
+# --- bad cases ------------------------------------------------------------------------
+
+
+def test_wrong_password_is_authentication_failed(irods_server: IrodsTestServer) -> None:
+    adapter = _adapter(irods_server, irods_server.home("alice"))
+    storage = adapter.bind(Credential("user_password", {"user": "alice", "password": "nope"}))
+    with pytest.raises(AuthenticationFailed) as info:
+        storage.stat("")
+    assert "nope" not in str(info.value)
+    adapter.close()
+
+
+def test_unknown_user_and_missing_credential(irods_server: IrodsTestServer) -> None:
+    adapter = _adapter(irods_server, irods_server.home("alice"))
+    with pytest.raises(AuthenticationFailed):
+        adapter.bind(Credential("user_password", {"user": "mallory", "password": "x"})).stat("")
+    with pytest.raises(AuthenticationFailed):
+        adapter.bind(None)
+    with pytest.raises(AuthenticationFailed):
+        adapter.bind(Credential("apikey", {"apiKey": "k"}))
+
+
+def test_service_credential_from_options(irods_server: IrodsTestServer) -> None:
+    adapter = _adapter(
+        irods_server, irods_server.home("bob"), user="bob", password=irods_server.users["bob"]
+    )
+    assert adapter.bind(None).stat("").is_dir
+    adapter.close()
+
+
+def test_server_gone_is_backend_unavailable() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    adapter = create(
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "zone": "tempZone",
+            "root": "/tempZone/home/alice",
+            "timeout": 2,
+        }
+    )
+    with pytest.raises(BackendUnavailable):
+        adapter.check()
+    with pytest.raises(BackendUnavailable):
+        adapter.bind(Credential("user_password", {"user": "alice", "password": "p"})).stat("")
+
+
+def test_server_stopping_mid_session_is_backend_unavailable() -> None:
+    srv = IrodsTestServer().start()
+    adapter = _adapter(srv, srv.home("alice"))
+    storage = adapter.bind(_alice(srv))
+    write(storage, "f", b"data")
+    srv.stop()
+    with pytest.raises(BackendUnavailable):
+        storage.stat("f")
+    with pytest.raises(BackendUnavailable):
+        adapter.check()
+    adapter.close()
+
+
+@pytest.fixture
+def shared(irods_server: IrodsTestServer) -> Iterator[tuple[IrodsStorage, str]]:
+    """A collection of bob's: alice may read it; bob's private.txt has no ACL for her."""
+    root = _fresh(irods_server, "bob")
+    bob = _adapter(irods_server, root).bind(
+        Credential("user_password", {"user": "bob", "password": irods_server.users["bob"]})
+    )
+    write(bob, "readable.txt", b"for alice")
+    write(bob, "private.txt", b"bob only")
+    irods_server.catalog.grant(root, "alice", "read")
+    irods_server.catalog.grant(f"{root}/readable.txt", "alice", "read")
+    alice = _adapter(irods_server, root).bind(_alice(irods_server))
+    assert isinstance(alice, IrodsStorage)
+    yield alice, root
+
+
+def test_permission_denied(shared: tuple[IrodsStorage, str]) -> None:
+    alice, _ = shared
+    assert read(alice, "readable.txt") == b"for alice"
+    with pytest.raises(PermissionDenied):
+        read(alice, "private.txt")  # exists, owned by bob, no ACL for alice
+    with pytest.raises(PermissionDenied):
+        write(alice, "new.txt", b"x")  # read-only collection
+    with pytest.raises(PermissionDenied):
+        write(alice, "readable.txt", b"overwrite")
+    with pytest.raises(PermissionDenied):
+        alice.mkdir("sub")
+    with pytest.raises(PermissionDenied):
+        alice.delete("readable.txt")
+    assert read(alice, "readable.txt") == b"for alice"
+
+
+def test_overwrite_of_invisible_object_is_denied(
+    shared: tuple[IrodsStorage, str], irods_server: IrodsTestServer
+) -> None:
+    alice, root = shared
+    irods_server.catalog.grant(root, "alice", "write")  # may create, not touch private.txt
+    with pytest.raises(PermissionDenied):
+        write(alice, "private.txt", b"hijack")
+    assert {e.name for e in alice.list("")} == {"readable.txt"}  # no temp leftovers
+    with irods_server.catalog.lock:
+        names = set(irods_server.catalog.colls[root].objects)
+    assert names == {"readable.txt", "private.txt"}
+
+
+def test_temporary_objects_are_hidden_and_unreachable(irods_server: IrodsTestServer) -> None:
+    adapter = _adapter(irods_server, _fresh(irods_server))
+    storage = adapter.bind(_alice(irods_server))
+    w = storage.open_write("f")
+    w.write(b"abc")
+    with irods_server.catalog.lock:
+        hidden = [
+            n for n in irods_server.catalog.colls[adapter.root].objects if n.startswith(TMP_PREFIX)
+        ]
+    assert len(hidden) == 1
+    assert list(storage.list("")) == []
+    with pytest.raises(NotFound):
+        storage.stat(hidden[0])
+    w.abort()
+    with irods_server.catalog.lock:
+        assert not irods_server.catalog.colls[adapter.root].objects
+
+
+def test_sha256_is_native_and_hex(irods_server: IrodsTestServer) -> None:
+    import hashlib
+
+    storage = _adapter(irods_server, _fresh(irods_server)).bind(_alice(irods_server))
+    write(storage, "c", b"checksum me")
+    assert storage.checksum("c", "sha256") == hashlib.sha256(b"checksum me").hexdigest()
+    with irods_server.catalog.lock:
+        obj = irods_server.catalog.colls[storage.root].objects["c"]  # type: ignore[attr-defined]
+        assert obj.checksum.startswith("sha2:")
+
+
+def test_sessions_are_pooled_per_credential_and_reaped(irods_server: IrodsTestServer) -> None:
+    adapter = _adapter(irods_server, irods_server.home("alice"), idle_timeout=0.2)
+    a1 = adapter.bind(_alice(irods_server))
+    a2 = adapter.bind(_alice(irods_server))
+    assert isinstance(a1, IrodsStorage) and isinstance(a2, IrodsStorage)
+    assert a1.session is a2.session
+    a1.stat("")
+    assert all("alice-pass" not in k for k in adapter._sessions)
+    time.sleep(0.3)
+    a3 = adapter.bind(_alice(irods_server))
+    assert isinstance(a3, IrodsStorage) and a3.session is not a1.session
+    adapter.close()
+
+
+def test_large_collection_is_listed_with_flat_memory(irods_server: IrodsTestServer) -> None:
+    count = 20_000
+    adapter = _adapter(irods_server, _fresh(irods_server))
+    storage = adapter.bind(_alice(irods_server))
+    storage.mkdir("big")
+    irods_server.catalog.populate(
+        f"{adapter.root}/big", [f"object-{i:06d}.dat" for i in range(count)], "alice"
+    )
+    storage.stat("")  # warm the session outside the measurement
+
+    tracemalloc.start()
+    try:
+        seen = 0
+        for entry in storage.list("big"):
+            seen += 1
+            assert not entry.is_dir
+        _, streaming_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        held = list(storage.list("big"))
+        _, holding_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == count and len(held) == count
+    # Holding every Entry costs megabytes; streaming must stay a fraction of that.
+    assert streaming_peak < holding_peak / 3, (streaming_peak, holding_peak)
+    adapter.close()
