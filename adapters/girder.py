@@ -1,0 +1,548 @@
+"""A Girder folder, collection or user home as a mount.
+
+Options (the mount's TOML table):
+
+``api_url``            Girder REST root, e.g. ``https://girder.example.org/api/v1``. Required.
+``root``               Girder path of the mount root, in Girder's own escaped form:
+                       ``/collection/<name>[/<folder>…]`` or ``/user/<login>[/<folder>…]``.
+``api_key``            Optional service API key, used when a request has no user credential.
+``token_duration_days``  Cap on the lifetime of the tokens fedgate obtains (default 1/24 = 1 h).
+``connect_timeout`` / ``read_timeout``  Seconds (defaults 5 / 60).
+``retries``            Connection retries per call (default 2).
+``page_size``          Listing page size (default 50, Girder's own default).
+``upload_chunk_mib``   Upload chunk size in MiB (default 5, Girder's minimum).
+
+Credentials: kind ``"apikey"`` with field ``apiKey`` (exchanged for a short Girder token,
+cached per key until a minute before it expires), or kind ``"bearer"`` with field ``token``
+(an existing Girder token, used as is).
+
+Mapping. Folders are directories. An item holding exactly one file is shown as that file,
+under the *item's* name. An item holding zero or several files is shown as a read-only
+directory of its files (a file inside can be read, checksummed and deleted; nothing can be
+written or created in it). ``mtime`` of a file is its Girder ``created`` time, which Girder
+resets when the contents are replaced. Girder names may contain ``/`` and ``\\``, which a
+fedgate path segment cannot: listings show them as ``∕`` (U+2215) and ``⧵`` (U+29F5); a path
+segment holding those characters is looked up literally first, then with them turned back
+into ``/`` and ``\\`` (all segments at once). Paths are resolved with ``resource/lookup``,
+segments escaped the way Girder's ``path.encode`` does (``\\`` → ``\\\\``, ``/`` → ``\\-``).
+Girder answers 400 alike for missing and forbidden paths: both are NotFound here. Girder
+strips leading/trailing spaces from names, so such names are refused (InvalidPath).
+
+Writes are atomic through Girder's own upload protocol, see adapters/girder_upload.py.
+Checksums: Girder exposes none, so md5 is computed by streaming and cached in the item's
+metadata (``fedgateMd5``: file id, size, created time, digest); a cache whose file id, size
+or created time differs from the file's is ignored, so a replaced file is never served a
+stale digest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from adapters.base import (
+    AlreadyExists,
+    AuthenticationFailed,
+    BackendUnavailable,
+    Capabilities,
+    Credential,
+    Delegation,
+    Entry,
+    InvalidPath,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    NotSupported,
+    ParentNotFound,
+    PermissionDenied,
+    Storage,
+    StorageError,
+    join,
+    parent_of,
+)
+from adapters.girder_http import (
+    ApiKeyAuth,
+    Auth,
+    BearerAuth,
+    GirderError,
+    GirderSession,
+    _parse_time,
+)
+from adapters.girder_upload import GirderWriter, mime_of, parent_missing, unservable
+
+CHUNK = 1024 * 1024
+MD5_KEY = "fedgateMd5"
+SHOWN = {"/": "\u2215", "\\": "\u29f5"}
+
+
+def shown_name(name: str) -> str:
+    """The fedgate name of a Girder name."""
+    return name.replace("/", SHOWN["/"]).replace("\\", SHOWN["\\"])
+
+
+def girder_name(segment: str) -> str:
+    return segment.replace(SHOWN["/"], "/").replace(SHOWN["\\"], "\\")
+
+
+def encode(name: str) -> str:
+    """Girder's ``path.encode`` for one segment of a resource/lookup path."""
+    return name.replace("\\", "\\\\").replace("/", "\\-")
+
+
+def split_girder_path(path: str) -> list[str]:
+    """Girder's ``path.split``: segments of an escaped path, unescaped."""
+    out: list[str] = []
+    current, i = "", 0
+    while i < len(path):
+        c = path[i]
+        if c == "\\" and i + 1 < len(path):
+            current += {"\\": "\\", "-": "/"}.get(path[i + 1], path[i + 1])
+            i += 2
+            continue
+        if c == "/":
+            out.append(current)
+            current = ""
+        else:
+            current += c
+        i += 1
+    out.append(current)
+    return [s for s in out if s]
+
+
+def _time(doc: Mapping[str, Any], key: str) -> float | None:
+    value = doc.get(key)
+    return _parse_time(str(value)).timestamp() if value else None
+
+
+class Node:
+    """What a fedgate path resolves to in Girder."""
+
+    def __init__(self, model: str, doc: dict[str, Any], files: list[dict[str, Any]]) -> None:
+        self.model = model  # collection | user | folder | item | file
+        self.doc = doc
+        self.files = files  # for an item: its first two files
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["_id"])
+
+    @property
+    def file(self) -> dict[str, Any] | None:
+        if self.model == "file":
+            return self.doc
+        if self.model == "item" and len(self.files) == 1:
+            return self.files[0]
+        return None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.file is None
+
+
+class GirderStorage:
+    capabilities = Capabilities(
+        native_checksums=frozenset(), presign_read=True, native_delegation=True
+    )
+
+    def __init__(self, session: GirderSession, root: str, page_size: int, chunk: int) -> None:
+        self.session = session
+        self.root = "/" + root.strip("/")
+        self.page_size = page_size
+        self.upload_chunk_size = chunk
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="girder-list")
+
+    # --- resolution -----------------------------------------------------------------
+
+    def _lookup(self, segments: list[str]) -> dict[str, Any] | None:
+        girder_path = self.root + "".join("/" + encode(s) for s in segments)
+        try:
+            return dict(self.session.request("GET", "resource/lookup", {"path": girder_path}))
+        except GirderError as exc:
+            if exc.status == 400:
+                return None
+            raise
+
+    def resolve(self, path: str) -> Node:
+        segments = path.split("/") if path else []
+        for candidate in self._candidates(segments):
+            doc = self._lookup(candidate)
+            if doc is not None:
+                return self._node(doc)
+        # Girder answers "not found" to a dead token too (it becomes anonymous).
+        if self.session.token_is_dead():
+            if isinstance(self.session.auth, BearerAuth):
+                raise AuthenticationFailed("Girder rejected the token: expired or revoked")
+            return self.resolve(path)
+        if not path:
+            raise NotFound(f"mount root {self.root} not found or not readable")
+        raise NotFound(f"{path}: no such file or directory")
+
+    @staticmethod
+    def _candidates(segments: list[str]) -> list[list[str]]:
+        if any(s != s.strip() for s in segments):
+            raise InvalidPath("Girder names cannot start or end with a space")
+        decoded = [girder_name(s) for s in segments]
+        return [segments] if decoded == segments else [segments, decoded]
+
+    def _node(self, doc: dict[str, Any]) -> Node:
+        model = str(doc.get("_modelType", ""))
+        files: list[dict[str, Any]] = []
+        if model == "item":
+            files = list(self.session.request("GET", f"item/{doc['_id']}/files", {"limit": 2}))
+        return Node(model, doc, files)
+
+    def _entry(self, path: str, node: Node) -> Entry:
+        f = node.file
+        if f is None:
+            return Entry(path=path, is_dir=True, mtime=_time(node.doc, "updated"))
+        return self.file_entry(path, f)
+
+    def file_entry(self, path: str, f: Mapping[str, Any]) -> Entry:
+        return Entry(
+            path=path,
+            is_dir=False,
+            size=int(f.get("size") or 0),
+            mtime=_time(f, "created"),
+            mime_type=str(f.get("mimeType") or mime_of(path)),
+        )
+
+    # --- Storage --------------------------------------------------------------------
+
+    def stat(self, path: str) -> Entry:
+        return self._entry(path, self.resolve(path))
+
+    def list(self, path: str) -> Iterator[Entry]:
+        node = self.resolve(path)
+        if not node.is_dir:
+            raise NotADirectory(f"{path}: not a directory")
+        return self._iter(path, node)
+
+    def _pages(self, route: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        offset = 0
+        while True:
+            page = self.session.request(
+                "GET", route, {**params, "limit": self.page_size, "offset": offset}
+            )
+            if page:
+                yield list(page)
+            if len(page) < self.page_size:
+                return
+            offset += len(page)
+
+    def _iter(self, path: str, node: Node) -> Iterator[Entry]:
+        if node.model == "item":
+            for page in self._pages(f"item/{node.id}/files", {}):
+                for f in page:
+                    yield self.file_entry(join(path, shown_name(f["name"])), f)
+            return
+        params = {"parentType": node.model, "parentId": node.id}
+        for page in self._pages("folder", params):
+            for folder in page:
+                name = join(path, shown_name(folder["name"]))
+                yield Entry(path=name, is_dir=True, mtime=_time(folder, "updated"))
+        if node.model != "folder":
+            return
+        for page in self._pages("item", {"folderId": node.id}):
+            # One extra call per item tells a file from a multi-file item; run them together.
+            nodes = self._pool.map(lambda d: self._node({**d, "_modelType": "item"}), page)
+            for item, child in zip(page, nodes, strict=True):
+                yield self._entry(join(path, shown_name(item["name"])), child)
+
+    def _file_of(self, path: str) -> dict[str, Any]:
+        f = self.resolve(path).file
+        if f is None:
+            raise IsADirectory(f"{path or '/'}: is a directory")
+        return f
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        f = self._file_of(path)
+        size = int(f.get("size") or 0)
+        end = size if end is None else min(end, size)
+        if start >= end:
+            return iter(())
+        try:
+            response = self.session.request(
+                "GET",
+                f"file/{f['_id']}/download",
+                headers={"Range": f"bytes={start}-{end - 1}"},
+                stream=True,
+            )
+        except BackendUnavailable as exc:
+            if unservable(str(f.get("name", ""))):
+                raise StorageError(
+                    f"{path}: Girder cannot serve a file whose name has characters like 'ø' "
+                    "(a Girder bug); rename the file inside its item"
+                ) from exc
+            raise
+        if response.status_code != 206 and start > 0:
+            response.close()
+            raise StorageError(f"{path}: Girder ignored the byte range")
+        return self._stream(response, end - start)
+
+    @staticmethod
+    def _stream(response: Any, length: int) -> Iterator[bytes]:
+        try:
+            remaining = length
+            for chunk in response.iter_content(CHUNK):
+                if remaining <= 0:
+                    break
+                yield chunk[:remaining]
+                remaining -= len(chunk)
+            if remaining > 0:
+                raise BackendUnavailable("Girder closed the download early")
+        except OSError as exc:
+            raise BackendUnavailable("Girder download interrupted") from exc
+        finally:
+            response.close()
+
+    def _parent_folder(self, path: str) -> Node:
+        try:
+            parent = self.resolve(parent_of(path))
+        except NotFound as exc:
+            raise parent_missing(path) from exc
+        if not parent.is_dir:
+            raise ParentNotFound(f"{parent_of(path)}: is not a directory")
+        if parent.model == "item":
+            raise PermissionDenied(f"{parent_of(path)}: a multi-file Girder item is read-only")
+        return parent
+
+    def open_write(self, path: str, size_hint: int | None = None) -> GirderWriter:
+        if not path:
+            raise IsADirectory("/: is a directory")
+        parent = self._parent_folder(path)
+        if parent.model != "folder":
+            raise PermissionDenied(f"{path}: Girder keeps files in folders, not in a {parent.model}")
+        file_id = None
+        try:
+            target = self.resolve(path)
+        except NotFound:
+            target = None
+        if target is not None:
+            if target.is_dir:
+                raise IsADirectory(f"{path}: is a directory")
+            f = target.file
+            assert f is not None
+            file_id = str(f["_id"])
+        name = girder_name(path.rsplit("/", 1)[-1])
+        return GirderWriter(self, path, parent.id, name, file_id, size_hint)
+
+    def write_error(self, path: str, exc: GirderError) -> StorageError:
+        if "exists" in exc.message:
+            return AlreadyExists(f"{path}: already exists")
+        if exc.status == 400 and "not found" in exc.message.lower():
+            return parent_missing(path)
+        return StorageError(f"{path}: Girder refused the upload: {exc.message}")
+
+    def mkdir(self, path: str) -> Entry:
+        if not path:
+            raise AlreadyExists("/: already exists")
+        parent = self._parent_folder(path)
+        name = girder_name(path.rsplit("/", 1)[-1])
+        if name != name.strip():
+            raise InvalidPath("Girder names cannot start or end with a space")
+        params = {"parentType": parent.model, "parentId": parent.id, "name": name}
+        try:
+            doc = self.session.request("POST", "folder", params=params)
+        except GirderError as exc:
+            if "already exists" in exc.message:
+                raise AlreadyExists(f"{path}: already exists") from exc
+            raise self.write_error(path, exc) from exc
+        return Entry(path=path, is_dir=True, mtime=_time(doc, "updated"))
+
+    def delete(self, path: str) -> None:
+        if not path:
+            raise PermissionDenied("the mount root cannot be deleted")
+        node = self.resolve(path)
+        try:
+            self.session.request("DELETE", f"{node.model}/{node.id}")
+        except GirderError as exc:
+            raise StorageError(f"{path}: Girder refused the delete: {exc.message}") from exc
+
+    def checksum(self, path: str, algorithm: str = "md5") -> str:
+        node = self.resolve(path)
+        f = node.file
+        if f is None:
+            raise IsADirectory(f"{path or '/'}: is a directory")
+        if algorithm != "md5":
+            return self._compute(path, algorithm)
+        key = {"file": str(f["_id"]), "size": f.get("size"), "created": f.get("created")}
+        cached = (node.doc.get("meta") or {}).get(MD5_KEY) if node.model == "item" else None
+        if isinstance(cached, dict) and all(cached.get(k) == v for k, v in key.items()):
+            return str(cached["md5"])
+        digest = self._compute(path, "md5")
+        if node.model == "item":
+            try:
+                self.session.request(
+                    "PUT", f"item/{node.id}/metadata", json={MD5_KEY: {**key, "md5": digest}}
+                )
+            except (GirderError, PermissionDenied):
+                pass  # read-only access: compute again next time
+        return digest
+
+    def _compute(self, path: str, algorithm: str) -> str:
+        if algorithm == "adler32":
+            import zlib
+
+            value = 1
+            for chunk in self.open_read(path):
+                value = zlib.adler32(chunk, value)
+            return f"{value & 0xFFFFFFFF:08x}"
+        try:
+            digest = hashlib.new(algorithm)
+        except ValueError as exc:
+            raise NotSupported(f"checksum {algorithm!r} is not supported") from exc
+        for chunk in self.open_read(path):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+        if method.upper() != "GET":
+            raise NotSupported("Girder has no presigned upload; write through fedgate")
+        f = self._file_of(path)
+        token = self.session.auth.mint(self.session, expires_at)
+        return Delegation(
+            kind="url",
+            value=f"{self.session.api_url}/file/{f['_id']}/download",
+            expires_at=token.expires,
+            method="GET",
+            headers={"Girder-Token": token.value},
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self.session.close()
+
+
+def vip_uri(storage: GirderStorage, path: str, expires_at: dt.datetime) -> str:
+    """A VIP/GASW input URI for a file: ``girder:/<name>?apiurl=…&fileId=…&token=…``.
+
+    The job runs ``girder-client --api-url $apiurl --token $token download --parent-type
+    auto $fileId``. The URI carries a token that dies at ``expires_at`` at the latest:
+    treat the string as a secret (never log it)."""
+    f = storage._file_of(path)
+    token = storage.session.auth.mint(storage.session, expires_at)
+    query = urlencode(
+        {"apiurl": storage.session.api_url, "fileId": str(f["_id"]), "token": token.value},
+        safe=":/",
+    )
+    return f"girder:/{quote(shown_name(path.rsplit('/', 1)[-1]))}?{query}"
+
+
+def resolve_vip_reference(storage: GirderStorage, reference: str) -> str:
+    """The mount path of a VIP reference to a Girder resource (best effort).
+
+    Accepts ``<platformId>:<girderId>`` (VIP's external-platform form), a bare Girder id,
+    or a ``girder:/…?fileId=<id>`` URI. The id may name a file, an item or a folder; a file
+    that is alone in its item maps to the item's path. NotFound when Girder does not know
+    the id or it lies outside this mount."""
+    if "fileId=" in reference:
+        girder_id = reference.split("fileId=", 1)[1].split("&", 1)[0]
+    else:
+        girder_id = reference.rsplit(":", 1)[-1].strip("/")
+    for kind in ("file", "item", "folder"):
+        try:
+            full = str(storage.session.request("GET", f"resource/{girder_id}/path", {"type": kind}))
+            break
+        except GirderError:
+            continue
+    else:
+        raise NotFound(f"Girder resource {girder_id!r} not found")
+    root = split_girder_path(storage.root)
+    segments = split_girder_path(full)
+    if segments[: len(root)] != root:
+        raise NotFound(f"Girder resource {girder_id!r} is outside this mount")
+    rel = [shown_name(s) for s in segments[len(root) :]]
+    path = "/".join(rel)
+    if kind == "file" and len(rel) >= 2 and not storage.stat(parent_of(path)).is_dir:
+        path = parent_of(path)
+    return path
+
+
+class GirderAdapter:
+    type_name = "girder"
+
+    def __init__(
+        self,
+        api_url: str,
+        root: str,
+        api_key: str | None = None,
+        token_duration_days: float = 1 / 24,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        retries: int = 2,
+        page_size: int = 50,
+        upload_chunk_mib: float = 5,
+    ) -> None:
+        if not root.startswith(("/collection/", "/user/")):
+            raise ValueError("girder root must start with /collection/ or /user/")
+        self.api_url = api_url.rstrip("/")
+        self.root = root
+        self._service_key = api_key
+        self._days = token_duration_days
+        self._http = (connect_timeout, read_timeout, retries)
+        self._page_size = page_size
+        self._chunk = max(int(upload_chunk_mib * 1024 * 1024), 5 * 1024 * 1024)
+        self._views: dict[str, GirderStorage] = {}
+        self._lock = threading.Lock()
+
+    def _auth(self, credential: Credential | None) -> tuple[str, Auth]:
+        if credential is None:
+            if not self._service_key:
+                raise AuthenticationFailed("no credential for this mount")
+            credential = Credential("apikey", {"apiKey": self._service_key})
+        if credential.kind == "apikey" and credential.fields.get("apiKey"):
+            secret = credential.fields["apiKey"]
+            auth: Auth = ApiKeyAuth(secret, self._days)
+        elif credential.kind == "bearer" and credential.fields.get("token"):
+            secret = credential.fields["token"]
+            auth = BearerAuth(secret)
+        else:
+            raise AuthenticationFailed(
+                "a Girder mount needs an API key (apikey/apiKey) or a Girder token (bearer/token)"
+            )
+        digest = hashlib.sha256(f"{credential.kind}\0{secret}".encode()).hexdigest()
+        return digest, auth
+
+    def bind(self, credential: Credential | None) -> Storage:
+        digest, auth = self._auth(credential)
+        with self._lock:
+            view = self._views.get(digest)
+            if view is None:
+                if len(self._views) >= 256:  # bound the pool; the oldest view goes first
+                    self._views.pop(next(iter(self._views))).close()
+                connect, read, retries = self._http
+                session = GirderSession(self.api_url, auth, connect, read, retries)
+                view = GirderStorage(session, self.root, self._page_size, self._chunk)
+                self._views[digest] = view
+            return view
+
+    def check(self) -> None:
+        session = GirderSession(self.api_url, BearerAuth(""), *self._http)
+        try:
+            session.request("GET", "system/version", authenticated=False)
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        with self._lock:
+            views, self._views = list(self._views.values()), {}
+        for view in views:
+            view.close()
+
+
+def create(options: Mapping[str, Any]) -> GirderAdapter:
+    known = {
+        "api_url", "root", "api_key", "token_duration_days", "connect_timeout",
+        "read_timeout", "retries", "page_size", "upload_chunk_mib",
+    }  # fmt: skip
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"unknown girder option(s): {', '.join(sorted(unknown))}")
+    if "api_url" not in options or "root" not in options:
+        raise ValueError("a girder mount needs api_url and root")
+    return GirderAdapter(**dict(options))

@@ -1,0 +1,217 @@
+"""Atomic streaming uploads into Girder (see the module docstring of adapters/girder.py).
+
+Girder itself gives the atomicity: a new file is uploaded with ``POST /file`` into the
+parent *folder*, and Girder creates the item only when the last byte has arrived; an
+existing file is replaced with ``PUT /file/{id}/contents``, which keeps serving the old
+bytes until the last chunk arrives and then swaps the file record in one update. The last
+chunk is only ever sent by ``commit``, so nothing changes at the target before it.
+``abort`` cancels the server-side upload (``DELETE /file/upload/{id}``), which removes
+its temporary bytes.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import tempfile
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from adapters.base import (
+    AlreadyExists,
+    Entry,
+    IsADirectory,
+    ParentNotFound,
+    StorageError,
+)
+from adapters.girder_http import GirderError
+
+if TYPE_CHECKING:
+    from adapters.girder import GirderStorage
+
+
+def unservable(name: str) -> bool:
+    """Girder 5 answers 500 to a download whose *file* name it cannot put in the
+    Content-Disposition header (its latin-1 fallback is not valid UTF-8, e.g. "ø")."""
+    latin = unicodedata.normalize("NFKD", name).encode("iso8859-1", "ignore")
+    try:
+        latin.decode("utf8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def mime_of(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+class GirderWriter:
+    def __init__(
+        self,
+        storage: GirderStorage,
+        path: str,
+        folder_id: str,
+        name: str,
+        file_id: str | None,
+        size_hint: int | None,
+    ) -> None:
+        self._storage = storage
+        self._session = storage.session
+        self._path = path
+        self._folder_id = folder_id
+        self._name = name  # the Girder name (display escapes undone)
+        self._file_id = file_id  # set when replacing an existing file
+        self._size = size_hint
+        self._chunk = storage.upload_chunk_size
+        self._buffer = bytearray()
+        # Without a size Girder cannot start an upload: spool to local disk until commit.
+        self._spool: Any = None
+        self._written = 0
+        self._sent = 0
+        self._upload_id: str | None = None
+        self._closed = False
+
+    # --- Writer ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise StorageError(f"{self._path}: write after commit or abort")
+        self._written += len(data)
+        if self._size is not None and self._written > self._size and self._upload_id:
+            raise StorageError(f"{self._path}: more bytes than the announced size")
+        if self._size is None or self._written > self._size:
+            if self._spool is None:
+                self._spool = tempfile.SpooledTemporaryFile(max_size=self._chunk)  # noqa: SIM115
+                self._spool.write(self._buffer)
+                self._buffer = bytearray()
+                self._size = None
+            self._spool.write(data)
+            return
+        self._buffer += data
+        # Keep at least one byte back: the chunk that completes the upload is commit's.
+        while len(self._buffer) > self._chunk:
+            self._send(bytes(self._buffer[: self._chunk]), self._size)
+            del self._buffer[: self._chunk]
+
+    def commit(self) -> Entry:
+        if self._closed:
+            raise StorageError(f"{self._path}: writer already closed")
+        try:
+            if self._spool is not None:
+                total = self._written
+                self._spool.seek(0)
+                while True:
+                    block = self._spool.read(self._chunk)
+                    if not block:
+                        break
+                    self._send(block, total)
+                if total == 0:
+                    self._send(b"", 0)
+            else:
+                if self._written != self._size and self._upload_id is not None:
+                    raise StorageError(f"{self._path}: fewer bytes than the announced size")
+                result = self._send(bytes(self._buffer), self._written)
+                self._buffer = bytearray()
+                return self._finish(result)
+            return self._finish(self._last)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        self._closed = True
+        self._buffer = bytearray()
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id:
+            try:
+                self._session.request("DELETE", f"file/upload/{upload_id}")
+            except StorageError:
+                pass  # already finalized or gone; Girder also sweeps stale uploads
+
+    # --- internals ------------------------------------------------------------------
+
+    _last: Any = None
+
+    def _send(self, block: bytes, total: int) -> Any:
+        """Start the upload (with this block as first chunk) or append a chunk."""
+        headers = {"Content-Type": "application/octet-stream"}
+        try:
+            if self._upload_id is None:
+                if self._file_id is not None:
+                    answer = self._session.request(
+                        "PUT", f"file/{self._file_id}/contents", params={"size": total}
+                    )
+                    if "itemId" not in answer:  # an upload record, not the finished file
+                        self._upload_id = str(answer["_id"])
+                        answer = self._chunk_request(block, headers)
+                else:
+                    params = {
+                        "parentType": "folder",
+                        "parentId": self._folder_id,
+                        "name": self._name,
+                        "size": total,
+                        "mimeType": mime_of(self._name),
+                    }
+                    answer = self._session.request(
+                        "POST", "file", params=params, data=block or None, headers=headers
+                    )
+                    if "itemId" not in answer:
+                        self._upload_id = str(answer["_id"])
+            else:
+                answer = self._chunk_request(block, headers)
+        except GirderError as exc:
+            raise self._storage.write_error(self._path, exc) from exc
+        self._sent += len(block)
+        if "itemId" in answer:
+            self._upload_id = None  # finalized: nothing left to cancel
+        self._last = answer
+        return answer
+
+    def _chunk_request(self, block: bytes, headers: dict[str, str]) -> Any:
+        return self._session.request(
+            "POST",
+            "file/chunk",
+            params={"uploadId": self._upload_id, "offset": self._sent},
+            data=block,
+            headers=headers,
+        )
+
+    def _finish(self, answer: Any) -> Entry:
+        self._closed = True
+        if not isinstance(answer, dict) or "itemId" not in answer:
+            raise StorageError(f"{self._path}: Girder did not complete the upload")
+        if self._file_id is None:
+            self._settle_name(str(answer["itemId"]))
+            if unservable(self._name):
+                # Only the item name is shown; an ASCII file name keeps it downloadable.
+                safe = unicodedata.normalize("NFKD", self._name).encode("ascii", "ignore")
+                answer = self._session.request(
+                    "PUT", f"file/{answer['_id']}", params={"name": safe.decode() or "data"}
+                )
+        return self._storage.file_entry(self._path, answer)
+
+    def _settle_name(self, item_id: str) -> None:
+        """Girder renames a new item to "name (1)" when the name got taken meanwhile."""
+        item = self._session.request("GET", f"item/{item_id}")
+        if item["name"] == self._name:
+            return
+        found = self._session.request(
+            "GET", "item", params={"folderId": self._folder_id, "name": self._name, "limit": 1}
+        )
+        if not found:
+            # A folder took the name while we uploaded: the target is a directory now.
+            self._session.request("DELETE", f"item/{item_id}")
+            raise IsADirectory(f"{self._path}: is a directory")
+        # Another writer created the file concurrently: last writer wins, as on POSIX.
+        self._session.request("DELETE", f"item/{found[0]['_id']}")
+        try:
+            self._session.request("PUT", f"item/{item_id}", params={"name": self._name})
+        except GirderError as exc:
+            raise AlreadyExists(f"{self._path}: name taken during the upload") from exc
+
+
+def parent_missing(path: str) -> ParentNotFound:
+    parent = path.rsplit("/", 1)[0] if "/" in path else "/"
+    return ParentNotFound(f"{parent}: parent directory does not exist")

