@@ -6,6 +6,7 @@ same conformance suite against a real server when IRODS_* variables are set.
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import time
 import tracemalloc
@@ -13,6 +14,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from irods.exception import (
+    CAT_NO_ACCESS_PERMISSION,
+    CAT_TICKET_EXPIRED,
+    CAT_TICKET_INVALID,
+    CAT_TICKET_USES_EXCEEDED,
+)
+from irods.session import iRODSSession
 
 from adapters.base import (
     AuthenticationFailed,
@@ -246,3 +254,122 @@ def test_large_collection_is_listed_with_flat_memory(irods_server: IrodsTestServ
     # Holding every Entry costs megabytes; streaming must stay a fraction of that.
     assert streaming_peak < holding_peak / 3, (streaming_peak, holding_peak)
     adapter.close()
+
+
+# --- tickets --------------------------------------------------------------------------
+
+
+def _ticket_session(srv: IrodsTestServer, ticket: str | None) -> iRODSSession:
+    """What a job does with a delegated ticket: log in anonymously and present it."""
+    s = iRODSSession(
+        host=srv.host,
+        port=srv.port,
+        zone=srv.zone,
+        user="anonymous",
+        password="",
+        connection_timeout=10,
+    )
+    if ticket:
+        s.ticket__ = ticket
+    return s
+
+
+def _read_with(srv: IrodsTestServer, ticket: str | None, full: str) -> bytes:
+    s = _ticket_session(srv, ticket)
+    try:
+        with s.data_objects.open(full, "r", create=False) as f:
+            return bytes(f.read())
+    finally:
+        s.cleanup()
+
+
+def _soon(seconds: float = 60) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def owner(irods_server: IrodsTestServer) -> Iterator[IrodsStorage]:
+    adapter = _adapter(irods_server, _fresh(irods_server))
+    storage = adapter.bind(_alice(irods_server))
+    assert isinstance(storage, IrodsStorage)
+    write(storage, "t.txt", b"ticketed")
+    write(storage, "other.txt", b"not ticketed")
+    yield storage
+    adapter.close()
+
+
+def test_read_ticket_reads_but_does_not_write(
+    owner: IrodsStorage, irods_server: IrodsTestServer
+) -> None:
+    full = f"{owner.root}/t.txt"
+    delegation = owner.presign("t.txt", "GET", _soon())
+    assert delegation.kind == "irods_ticket" and delegation.method == "GET"
+    assert delegation.expires_at <= _soon() and delegation.headers["X-iRODS-Path"] == full
+    assert "value=<hidden>" in repr(delegation)
+    with pytest.raises(CAT_NO_ACCESS_PERMISSION):
+        _read_with(irods_server, None, full)  # anonymous, no ticket
+    assert _read_with(irods_server, delegation.value, full) == b"ticketed"
+    with pytest.raises(CAT_NO_ACCESS_PERMISSION):
+        _read_with(irods_server, delegation.value, f"{owner.root}/other.txt")
+    s = _ticket_session(irods_server, delegation.value)
+    try:
+        with pytest.raises(CAT_NO_ACCESS_PERMISSION):
+            s.data_objects.open(full, "w").close()
+    finally:
+        s.cleanup()
+    assert read(owner, "t.txt") == b"ticketed"
+
+
+def test_ticket_expires(owner: IrodsStorage, irods_server: IrodsTestServer) -> None:
+    full = f"{owner.root}/t.txt"
+    expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=2)
+    delegation = owner.issue_ticket("t.txt", "read", expires)
+    assert delegation.expires_at == expires
+    assert _read_with(irods_server, delegation.value, full) == b"ticketed"
+    time.sleep(max(0.0, expires.timestamp() - time.time()) + 1.1)
+    with pytest.raises(CAT_TICKET_EXPIRED):
+        _read_with(irods_server, delegation.value, full)
+
+
+def test_ticket_use_count_is_enforced(owner: IrodsStorage, irods_server: IrodsTestServer) -> None:
+    full = f"{owner.root}/t.txt"
+    delegation = owner.issue_ticket("t.txt", "read", _soon(), uses=2)
+    assert _read_with(irods_server, delegation.value, full) == b"ticketed"
+    assert _read_with(irods_server, delegation.value, full) == b"ticketed"
+    with pytest.raises(CAT_TICKET_USES_EXCEEDED):
+        _read_with(irods_server, delegation.value, full)
+
+
+def test_revoked_ticket_is_refused(owner: IrodsStorage, irods_server: IrodsTestServer) -> None:
+    full = f"{owner.root}/t.txt"
+    delegation = owner.issue_ticket("t.txt", "read", _soon())
+    assert _read_with(irods_server, delegation.value, full) == b"ticketed"
+    owner.revoke_ticket(delegation.value)
+    with pytest.raises(CAT_TICKET_INVALID):
+        _read_with(irods_server, delegation.value, full)
+    with pytest.raises(NotFound):
+        owner.revoke_ticket(delegation.value)
+
+
+def test_write_ticket_for_a_new_path(owner: IrodsStorage, irods_server: IrodsTestServer) -> None:
+    delegation = owner.presign("upload.bin", "PUT", _soon())
+    assert delegation.method == "PUT"
+    s = _ticket_session(irods_server, delegation.value)
+    try:
+        with s.data_objects.open(f"{owner.root}/upload.bin", "w") as f:
+            f.write(b"from the job")
+        with pytest.raises(CAT_NO_ACCESS_PERMISSION):
+            s.data_objects.open(f"{owner.root}/other.txt", "w").close()
+    finally:
+        s.cleanup()
+    assert read(owner, "upload.bin") == b"from the job"
+    assert read(owner, "other.txt") == b"not ticketed"
+
+
+def test_ticket_needs_a_future_aware_expiry(owner: IrodsStorage) -> None:
+    with pytest.raises(ValueError):
+        owner.issue_ticket("t.txt", "read", dt.datetime.now() + dt.timedelta(minutes=1))
+    with pytest.raises(ValueError):
+        owner.issue_ticket("t.txt", "read", _soon(-5))
+    with pytest.raises(NotFound):
+        owner.presign("missing", "GET", _soon())
