@@ -21,7 +21,8 @@ under the *item's* name. An item holding zero or several files is shown as a rea
 directory of its files (a file inside can be read, checksummed and deleted; nothing can be
 written or created in it). ``mtime`` of a file is its Girder ``created`` time, which Girder
 resets when the contents are replaced. Girder names may contain ``/`` and ``\\``, which a
-fedgate path segment cannot: listings show them as ``∕`` (U+2215) and ``⧵`` (U+29F5); a path
+fedgate path segment cannot: listings show them as U+2215 DIVISION SLASH and U+29F5 REVERSE
+SOLIDUS OPERATOR; a path
 segment holding those characters is looked up literally first, then with them turned back
 into ``/`` and ``\\`` (all segments at once). Paths are resolved with ``resource/lookup``,
 segments escaped the way Girder's ``path.encode`` does (``\\`` → ``\\\\``, ``/`` → ``\\-``).
@@ -37,6 +38,7 @@ stale digest.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import threading
@@ -76,6 +78,8 @@ from adapters.girder_http import (
 from adapters.girder_upload import GirderWriter, mime_of, parent_missing, unservable
 
 CHUNK = 1024 * 1024
+Doc = dict[str, Any]
+Page = list[Doc]  # GirderStorage.list shadows the builtin inside the class body
 MD5_KEY = "fedgateMd5"
 SHOWN = {"/": "\u2215", "\\": "\u29f5"}
 
@@ -222,7 +226,7 @@ class GirderStorage:
             raise NotADirectory(f"{path}: not a directory")
         return self._iter(path, node)
 
-    def _pages(self, route: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    def _pages(self, route: str, params: dict[str, Any]) -> Iterator[Page]:
         offset = 0
         while True:
             page = self.session.request(
@@ -253,7 +257,7 @@ class GirderStorage:
             for item, child in zip(page, nodes, strict=True):
                 yield self._entry(join(path, shown_name(item["name"])), child)
 
-    def _file_of(self, path: str) -> dict[str, Any]:
+    def _file_of(self, path: str) -> Doc:
         f = self.resolve(path).file
         if f is None:
             raise IsADirectory(f"{path or '/'}: is a directory")
@@ -316,7 +320,9 @@ class GirderStorage:
             raise IsADirectory("/: is a directory")
         parent = self._parent_folder(path)
         if parent.model != "folder":
-            raise PermissionDenied(f"{path}: Girder keeps files in folders, not in a {parent.model}")
+            raise PermissionDenied(
+                f"{path}: Girder keeps files in folders, not in a {parent.model}"
+            )
         file_id = None
         try:
             target = self.resolve(path)
@@ -376,12 +382,11 @@ class GirderStorage:
             return str(cached["md5"])
         digest = self._compute(path, "md5")
         if node.model == "item":
-            try:
+            # Read-only access: no cache, compute again next time.
+            with contextlib.suppress(GirderError, PermissionDenied):
                 self.session.request(
                     "PUT", f"item/{node.id}/metadata", json={MD5_KEY: {**key, "md5": digest}}
                 )
-            except (GirderError, PermissionDenied):
-                pass  # read-only access: compute again next time
         return digest
 
     def _compute(self, path: str, algorithm: str) -> str:

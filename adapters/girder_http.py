@@ -281,7 +281,12 @@ class GirderSession:
         """True when Girder no longer knows our token (the cached copy is dropped)."""
         try:
             current = self._send(
-                "GET", "token/current", None, None, None, {"Girder-Token": self.auth.token(self)},
+                "GET",
+                "token/current",
+                None,
+                None,
+                None,
+                {"Girder-Token": self.auth.token(self)},
                 False,
             )
         except GirderError:

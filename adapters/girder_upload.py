@@ -11,6 +11,7 @@ its temporary bytes.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import tempfile
 import unicodedata
@@ -125,10 +126,9 @@ class GirderWriter:
             self._spool = None
         upload_id, self._upload_id = self._upload_id, None
         if upload_id:
-            try:
+            # Already finalized or gone: nothing left to cancel.
+            with contextlib.suppress(StorageError):
                 self._session.request("DELETE", f"file/upload/{upload_id}")
-            except StorageError:
-                pass  # already finalized or gone; Girder also sweeps stale uploads
 
     # --- internals ------------------------------------------------------------------
 

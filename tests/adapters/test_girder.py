@@ -24,6 +24,7 @@ from adapters.base import (
     NotFound,
     PermissionDenied,
     Storage,
+    StorageError,
 )
 from adapters.girder import GirderAdapter, GirderStorage, create, resolve_vip_reference, vip_uri
 from tests.adapters.conformance import AdapterConformance, read, write
@@ -49,7 +50,9 @@ def admin(girder_env: dict[str, Any]) -> girder_client.GirderClient:
 
 
 @pytest.fixture
-def folder(girder_env: dict[str, Any], admin: girder_client.GirderClient) -> Iterator[dict[str, Any]]:
+def folder(
+    girder_env: dict[str, Any], admin: girder_client.GirderClient
+) -> Iterator[dict[str, Any]]:
     """A fresh folder in the test collection; yields its doc plus its Girder path."""
     name = f"t-{uuid.uuid4().hex[:12]}"
     doc = admin.createFolder(girder_env["collection_id"], name, parentType="collection")
@@ -112,7 +115,9 @@ def test_deleted_api_key_is_authentication_failed(
         storage.stat("")
     assert key["key"] not in str(info.value)
     with pytest.raises(AuthenticationFailed):  # a fresh view cannot exchange it either
-        make_adapter(girder_env, folder["root"]).bind(Credential("apikey", {"apiKey": key["key"]})).stat("")
+        make_adapter(girder_env, folder["root"]).bind(
+            Credential("apikey", {"apiKey": key["key"]})
+        ).stat("")
     adapter.close()
 
 
@@ -124,7 +129,9 @@ def test_deactivated_api_key_is_authentication_failed(
     key = alice.post("api_key", parameters={"name": f"off-{uuid.uuid4().hex[:6]}"})
     try:
         alice.put(f"api_key/{key['_id']}", parameters={"active": "false"})
-        storage = make_adapter(girder_env, folder["root"]).bind(Credential("apikey", {"apiKey": key["key"]}))
+        storage = make_adapter(girder_env, folder["root"]).bind(
+            Credential("apikey", {"apiKey": key["key"]})
+        )
         with pytest.raises(AuthenticationFailed, match="revoked"):
             storage.stat("")
     finally:
@@ -134,7 +141,9 @@ def test_deactivated_api_key_is_authentication_failed(
 def test_bogus_bearer_token_is_authentication_failed(
     girder_env: dict[str, Any], folder: dict[str, Any]
 ) -> None:
-    storage = make_adapter(girder_env, folder["root"]).bind(Credential("bearer", {"token": "x" * 64}))
+    storage = make_adapter(girder_env, folder["root"]).bind(
+        Credential("bearer", {"token": "x" * 64})
+    )
     with pytest.raises(AuthenticationFailed):
         storage.stat("")
 
@@ -149,7 +158,9 @@ def test_bearer_token_works(girder_env: dict[str, Any], folder: dict[str, Any]) 
     assert read(storage, "via-token") == b"hello"
 
 
-def test_missing_credential_and_wrong_kind(girder_env: dict[str, Any], folder: dict[str, Any]) -> None:
+def test_missing_credential_and_wrong_kind(
+    girder_env: dict[str, Any], folder: dict[str, Any]
+) -> None:
     adapter = make_adapter(girder_env, folder["root"])
     with pytest.raises(AuthenticationFailed, match="no credential"):
         adapter.bind(None)
@@ -166,13 +177,15 @@ def test_girder_down_is_backend_unavailable(girder_env: dict[str, Any]) -> None:
     storage = adapter.bind(alice_cred(girder_env))
     with pytest.raises(BackendUnavailable):
         storage.stat("")
-    adapter.check  # noqa: B018 - the adapter stays usable
-    live = make_adapter(girder_env, "/collection/fedgate-tests")
-    live.check()
+    with pytest.raises(BackendUnavailable):
+        storage.open_write("f")
+    make_adapter(girder_env, "/collection/fedgate-tests").check()  # the real one is up
 
 
 def test_user_root_and_collection_root(girder_env: dict[str, Any]) -> None:
-    storage = make_adapter(girder_env, f"/user/{girder_env['alice']['login']}").bind(alice_cred(girder_env))
+    storage = make_adapter(girder_env, f"/user/{girder_env['alice']['login']}").bind(
+        alice_cred(girder_env)
+    )
     assert {"Private", "Public"} <= {e.name for e in storage.list("")}
     with pytest.raises(PermissionDenied):
         storage.open_write("not-in-a-folder")
@@ -206,7 +219,9 @@ def test_md5_cache_used_then_invalidated(gstorage: GirderStorage) -> None:
     cached = node.doc["meta"]["fedgateMd5"]
     assert cached["md5"] == hashlib.md5(b"first version").hexdigest()
     # Plant a marker digest under the same key: the second call must return it, unread.
-    gstorage.session.request("PUT", f"item/{node.id}/metadata", json={"fedgateMd5": {**cached, "md5": "f" * 32}})
+    gstorage.session.request(
+        "PUT", f"item/{node.id}/metadata", json={"fedgateMd5": {**cached, "md5": "f" * 32}}
+    )
     assert gstorage.checksum("m") == "f" * 32
     write(gstorage, "m", b"second version")  # same size, new contents: the cache is stale
     assert gstorage.checksum("m") == hashlib.md5(b"second version").hexdigest()
@@ -253,18 +268,56 @@ def test_vip_uri(gstorage: GirderStorage) -> None:
     assert uri.startswith("girder:/in%20put.nii?apiurl=http://127.0.0.1:8080/api/v1&fileId=")
     file_id = uri.split("fileId=")[1].split("&")[0]
     token = uri.split("token=")[1]
-    got = httpx.get(f"{gstorage.session.api_url}/file/{file_id}/download", headers={"Girder-Token": token})
+    got = httpx.get(
+        f"{gstorage.session.api_url}/file/{file_id}/download", headers={"Girder-Token": token}
+    )
     assert got.content == b"nifti"
     assert resolve_vip_reference(gstorage, uri) == "in put.nii"
     with pytest.raises(NotFound):
         resolve_vip_reference(gstorage, "vip:" + "0" * 24)
 
 
-def test_upload_leaves_no_partial_upload_on_abort(gstorage: GirderStorage) -> None:
-    w = gstorage.open_write("big", size_hint=12 * 1024 * 1024)
-    w.write(b"x" * (6 * 1024 * 1024))  # one chunk reached Girder
-    uploads = gstorage.session.request("GET", "system/uploads") if False else None
-    assert uploads is None
+def partial_uploads(admin: girder_client.GirderClient, folder_id: str) -> list[Any]:
+    return [u for u in admin.get("system/uploads") if u.get("parentId") == folder_id]
+
+
+def test_streamed_upload_is_invisible_and_aborted_server_side(
+    gstorage: GirderStorage, folder: dict[str, Any], admin: girder_client.GirderClient
+) -> None:
+    big = 12 * 1024 * 1024
+    w = gstorage.open_write("big", size_hint=big)
+    w.write(b"x" * (6 * 1024 * 1024))  # one 5 MiB chunk has reached Girder
+    assert len(partial_uploads(admin, folder["_id"])) == 1
+    assert list(gstorage.list("")) == []
     w.abort()
+    assert partial_uploads(admin, folder["_id"]) == []
     with pytest.raises(NotFound):
         gstorage.stat("big")
+
+
+def test_streamed_overwrite_keeps_old_bytes_until_commit(
+    gstorage: GirderStorage, admin: girder_client.GirderClient
+) -> None:
+    write(gstorage, "o", b"old")
+    data = bytes(range(256)) * (40 * 1024 + 3)  # > 10 MiB: two chunks before commit
+    w = gstorage.open_write("o", size_hint=len(data))
+    for i in range(0, len(data), 1 << 20):
+        w.write(data[i : i + (1 << 20)])
+        assert read(gstorage, "o") == b"old"
+    entry = w.commit()
+    assert entry.size == len(data) and gstorage.stat("o").size == len(data)
+    assert hashlib.md5(read(gstorage, "o")).hexdigest() == hashlib.md5(data).hexdigest()
+    assert [e.name for e in gstorage.list("")] == ["o"]
+
+
+def test_size_hint_mismatch_fails_cleanly(gstorage: GirderStorage) -> None:
+    w = gstorage.open_write("short", size_hint=11 * 1024 * 1024)
+    w.write(b"y" * (6 * 1024 * 1024))
+    with pytest.raises(StorageError, match="fewer bytes"):
+        w.commit()
+    with pytest.raises(NotFound):
+        gstorage.stat("short")
+    # A wrong hint is harmless while nothing was sent yet.
+    w = gstorage.open_write("lenient", size_hint=3)
+    w.write(b"12345")
+    assert w.commit().size == 5 and read(gstorage, "lenient") == b"12345"
