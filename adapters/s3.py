@@ -107,6 +107,10 @@ def _mime(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
+def _deepest_first(folders: set[str]) -> list[str]:
+    return sorted(folders, key=lambda d: (-d.count("/"), d))
+
+
 def _addressable(name: str) -> bool:
     return name not in ("", ".", "..") and "\\" not in name and "\x00" not in name
 
@@ -159,15 +163,22 @@ class S3Storage:
             if code in ("404", "NoSuchKey", "NotFound"):
                 return None
             if code in ("403", "Forbidden", "AccessDenied"):
-                # HEAD answers carry no body: ask a LIST, whose error names the cause.
-                self._probe_prefix(key)
+                # HEAD answers carry no body: a LIST names the cause (bad credential?).
+                # Without s3:GetObject a directory's name also answers 403: let the
+                # caller find the directory if there is one.
+                if self._probe_prefix(key + "/"):
+                    return None
                 raise PermissionDenied(f"{path}: permission denied") from exc
             raise self._fail(exc, path) from exc
 
     def _probe_prefix(self, prefix: str) -> bool:
-        """Whether any key starts with prefix (a marker counts)."""
+        """Whether any key starts with prefix (a marker counts). With the delimiter, servers
+        that keep real folders (SeaweedFS) also report an empty folder, as its parent's
+        listing does."""
         try:
-            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+            page = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/", MaxKeys=1
+            )
         except Exception as exc:
             raise self._fail(exc, prefix[len(self._root) :].rstrip("/")) from exc
         return bool(page.get("KeyCount") or page.get("Contents") or page.get("CommonPrefixes"))
@@ -179,6 +190,10 @@ class S3Storage:
         parent = parent_of(path)
         if parent and not self._is_dir(parent):
             raise ParentNotFound(f"{parent}: parent directory does not exist or is not a directory")
+
+    def _require_file(self, path: str) -> None:
+        if self.stat(path).is_dir:
+            raise IsADirectory(f"{path}: is a directory")
 
     def _file_entry(self, path: str, head: Mapping[str, Any]) -> Entry:
         modified = head.get("LastModified")
@@ -249,7 +264,7 @@ class S3Storage:
         if not path:
             raise IsADirectory("/: is a directory")
         if end is not None and end <= start:
-            self.stat(path)  # still report a missing path
+            self._require_file(path)
             return iter(())
         wanted = f"bytes={start}-{'' if end is None else end - 1}"
         try:
@@ -260,7 +275,7 @@ class S3Storage:
         except Exception as exc:
             code = client_error_code(exc)
             if code == "InvalidRange":  # start at or past the end
-                self.stat(path)
+                self._require_file(path)
                 return iter(())
             if code in ("NoSuchKey", "404", "NotFound"):
                 if self._is_dir(path):
@@ -314,7 +329,10 @@ class S3Storage:
             raise PermissionDenied("the mount root cannot be deleted")
         key = self._key(path)
         if self._head(path) is not None:
-            self._delete_keys([key], path)
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            except Exception as exc:
+                raise self._fail(exc, path) from exc
             return
         if not self._is_dir(path):
             raise NotFound(f"{path}: no such file or directory")
@@ -335,7 +353,25 @@ class S3Storage:
             raise
         except Exception as exc:
             raise self._fail(exc, path) from exc
-        self._delete_keys(sorted(dirs, key=lambda d: (-d.count("/"), d)), path)
+        self._delete_keys(_deepest_first(dirs), path)
+        if self._probe_prefix(prefix):
+            # Empty folders hold no key, so the flat listing above cannot see them.
+            self._delete_keys(_deepest_first(self._folders_below(prefix, path)), path)
+
+    def _folders_below(self, prefix: str, path: str) -> set[str]:
+        found, todo = {prefix}, [prefix]
+        paginator = self.client.get_paginator("list_objects_v2")
+        while todo:
+            current = todo.pop()
+            try:
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=current, Delimiter="/"):
+                    for common in page.get("CommonPrefixes", []):
+                        if common["Prefix"] not in found:
+                            found.add(common["Prefix"])
+                            todo.append(common["Prefix"])
+            except Exception as exc:
+                raise self._fail(exc, path) from exc
+        return found
 
     def _delete_keys(self, keys: Sequence[str], path: str) -> None:
         for i in range(0, len(keys), 1000):

