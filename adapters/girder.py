@@ -118,6 +118,19 @@ def split_girder_path(path: str) -> list[str]:
     return [s for s in out if s]
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _list_pool() -> ThreadPoolExecutor:
+    """Shared by all views: listing asks Girder for each item's files in parallel."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="girder-list")
+        return _POOL
+
+
 def _time(doc: Mapping[str, Any], key: str) -> float | None:
     value = doc.get(key)
     return _parse_time(str(value)).timestamp() if value else None
@@ -158,7 +171,6 @@ class GirderStorage:
         self.root = "/" + root.strip("/")
         self.page_size = page_size
         self.upload_chunk_size = chunk
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="girder-list")
 
     # --- resolution -----------------------------------------------------------------
 
@@ -171,17 +183,17 @@ class GirderStorage:
                 return None
             raise
 
-    def resolve(self, path: str) -> Node:
+    def resolve(self, path: str, _retried: bool = False) -> Node:
         segments = path.split("/") if path else []
         for candidate in self._candidates(segments):
             doc = self._lookup(candidate)
             if doc is not None:
                 return self._node(doc)
         # Girder answers "not found" to a dead token too (it becomes anonymous).
-        if self.session.token_is_dead():
+        if not _retried and self.session.token_is_dead():
             if isinstance(self.session.auth, BearerAuth):
                 raise AuthenticationFailed("Girder rejected the token: expired or revoked")
-            return self.resolve(path)
+            return self.resolve(path, _retried=True)  # with a new token, or AuthenticationFailed
         if not path:
             raise NotFound(f"mount root {self.root} not found or not readable")
         raise NotFound(f"{path}: no such file or directory")
@@ -253,7 +265,7 @@ class GirderStorage:
             return
         for page in self._pages("item", {"folderId": node.id}):
             # One extra call per item tells a file from a multi-file item; run them together.
-            nodes = self._pool.map(lambda d: self._node({**d, "_modelType": "item"}), page)
+            nodes = _list_pool().map(lambda d: self._node({**d, "_modelType": "item"}), page)
             for item, child in zip(page, nodes, strict=True):
                 yield self._entry(join(path, shown_name(item["name"])), child)
 
@@ -261,6 +273,9 @@ class GirderStorage:
         f = self.resolve(path).file
         if f is None:
             raise IsADirectory(f"{path or '/'}: is a directory")
+        if f.get("linkUrl"):
+            # Girder redirects to the link; following it would hand our token to that host.
+            raise NotSupported(f"{path}: a Girder link file has no bytes of its own")
         return f
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -275,6 +290,7 @@ class GirderStorage:
                 f"file/{f['_id']}/download",
                 headers={"Range": f"bytes={start}-{end - 1}"},
                 stream=True,
+                allow_redirects=False,
             )
         except BackendUnavailable as exc:
             if unservable(str(f.get("name", ""))):
@@ -419,7 +435,6 @@ class GirderStorage:
         )
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False)
         self.session.close()
 
 

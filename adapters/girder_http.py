@@ -207,6 +207,7 @@ class GirderSession:
         headers: dict[str, str] | None = None,
         stream: bool = False,
         authenticated: bool = True,
+        allow_redirects: bool = True,
     ) -> Any:
         """Send one REST call; JSON answer, or the raw response when ``stream``.
 
@@ -217,7 +218,7 @@ class GirderSession:
             if authenticated:
                 hdrs["Girder-Token"] = self.auth.token(self)
             try:
-                return self._send(method, path, params, data, json, hdrs, stream)
+                return self._send(method, path, params, data, json, hdrs, stream, allow_redirects)
             except GirderError as exc:
                 if exc.status == 401 and authenticated:
                     self.auth.invalidate()
@@ -240,6 +241,7 @@ class GirderSession:
         json: Any,
         headers: dict[str, str],
         stream: bool,
+        allow_redirects: bool = True,
     ) -> Any:
         req = self._requests
         try:
@@ -254,6 +256,7 @@ class GirderSession:
                 jsonResp=not stream,
                 stream=stream,
                 timeout=self.timeout,
+                allow_redirects=allow_redirects,
             )
         except self._http_error as exc:
             response = getattr(exc, "response", None)

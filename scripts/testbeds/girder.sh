@@ -28,7 +28,10 @@ install() {
     mkdir -p "$W"
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}" 2>&1 |
+        grep -v "^WARNING: Location .* is ignored" || true
+    "$VENV/bin/python" -c "import girder, girder_client, secantus" ||
+        { echo "girder testbed install failed" >&2; exit 1; }
     echo "${pkgs[*]}" >"$VENV/.fedgate-installed"
 }
 
@@ -36,8 +39,10 @@ alive() { # pidfile
     [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-ready() {
-    curl -fsS -m 2 "$API/system/version" >/dev/null 2>&1
+ready() { # no curl needed: the testbed venv has python
+    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import sys, urllib.request
+try: urllib.request.urlopen(sys.argv[1], timeout=2).read()
+except Exception: sys.exit(1)" "$API/system/version" 2>/dev/null
 }
 
 start() {
