@@ -43,8 +43,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-import logging
-import mimetypes
+import inspect
 import threading
 import time
 import uuid
@@ -52,6 +51,17 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from adapters import _irods_tickets
+from adapters._irods_io import (
+    TMP_PREFIX,
+    IrodsWriter,
+    _irods,
+    _mime,
+    _Reader,
+    _ts,
+    new_session,
+    translate,
+)
 from adapters.base import (
     AlreadyExists,
     AuthenticationFailed,
@@ -73,209 +83,7 @@ from adapters.base import (
     parent_of,
 )
 
-log = logging.getLogger(__name__)
-
-TMP_PREFIX = ".fedgate-tmp-"
-CHUNK = 1024 * 1024
-INSTALL_HINT = "the iRODS adapter needs python-irodsclient: pip install 'fedgate[irods]'"
-
-
-def _irods() -> Any:
-    try:
-        import irods.exception
-        import irods.models
-        import irods.session
-        import irods.ticket
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise NotSupported(INSTALL_HINT) from exc
-    return irods
-
-
-def _mime(name: str) -> str:
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
-
-
-_AUTH = (
-    "CAT_INVALID_AUTHENTICATION",
-    "CAT_INVALID_USER",
-    "CAT_PASSWORD_EXPIRED",
-    "PAM_AUTH_ERR",
-    "PAM_AUTH_PASSWORD_FAILED",
-    "NonAnonymousLoginWithoutPassword",
-)
-_DENIED = (
-    "CAT_NO_ACCESS_PERMISSION",
-    "SYS_NO_API_PRIV",
-    "CAT_INSUFFICIENT_PRIVILEGE_LEVEL",
-    "CAT_TICKET_INVALID",
-    "CAT_TICKET_EXPIRED",
-    "CAT_TICKET_USES_EXCEEDED",
-)
-_MISSING = (
-    "USER_FILE_DOES_NOT_EXIST",
-    "CAT_NO_ROWS_FOUND",
-    "CAT_UNKNOWN_COLLECTION",
-    "CAT_UNKNOWN_FILE",
-    "DoesNotExist",
-    "OBJ_PATH_DOES_NOT_EXIST",
-    "NoResultFound",
-)
-_EXISTS = (
-    "CAT_NAME_EXISTS_AS_COLLECTION",
-    "CAT_NAME_EXISTS_AS_DATAOBJ",
-    "CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME",
-    "OVERWRITE_WITHOUT_FORCE_FLAG",
-)
-
-
-def _is(exc: BaseException, names: tuple[str, ...]) -> bool:
-    return any(cls.__name__ in names for cls in type(exc).__mro__)
-
-
-def translate(exc: BaseException, path: str) -> StorageError:
-    """Map a python-irodsclient / socket error to the adapter error tree (no secrets:
-    only the mount-relative path and the iRODS error name go into messages)."""
-    shown = path or "/"
-    if isinstance(exc, StorageError):
-        return exc
-    if _is(exc, _AUTH):
-        return AuthenticationFailed("iRODS rejected the credential")
-    if _is(exc, _DENIED):
-        return PermissionDenied(f"{shown}: permission denied")
-    if _is(exc, _MISSING):
-        return NotFound(f"{shown}: no such file or directory")
-    if _is(exc, _EXISTS):
-        return AlreadyExists(f"{shown}: already exists")
-    if _is(exc, ("SYS_NOT_SUPPORTED",)):
-        return NotSupported(f"{shown}: operation not supported by the iRODS server")
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
-        return BackendTimeout("iRODS server did not answer in time")
-    if _is(exc, ("NetworkException",)) or isinstance(exc, OSError):
-        return BackendUnavailable("iRODS server unreachable")
-    return StorageError(f"{shown}: iRODS error {type(exc).__name__}")
-
-
-class _Reader:
-    """Iterator over an open data object; closes it (and frees the pooled connection)
-    when exhausted, closed, or garbage-collected without being consumed."""
-
-    def __init__(self, fh: Any, path: str, start: int, end: int | None) -> None:
-        self._fh: Any = fh
-        self._path = path
-        self._remaining = None if end is None else max(0, end - start)
-        self._start = start
-
-    def __iter__(self) -> _Reader:
-        return self
-
-    def __next__(self) -> bytes:
-        if self._fh is None:
-            raise StopIteration
-        try:
-            if self._start:
-                self._fh.seek(self._start)
-                self._start = 0
-            n = CHUNK if self._remaining is None else min(CHUNK, self._remaining)
-            data = self._fh.read(n) if n > 0 else b""
-        except Exception as exc:
-            self.close()
-            raise translate(exc, self._path) from exc
-        if not data:
-            self.close()
-            raise StopIteration
-        if self._remaining is not None:
-            self._remaining -= len(data)
-        return bytes(data)
-
-    def close(self) -> None:
-        fh, self._fh = self._fh, None
-        if fh is not None:
-            try:
-                fh.close()
-            except Exception:  # the stream is over either way
-                log.debug("closing an iRODS read stream failed", exc_info=True)
-
-    def __del__(self) -> None:
-        self.close()
-
-
-class IrodsWriter:
-    def __init__(self, storage: IrodsStorage, path: str, full: str, tmp: str, fh: Any) -> None:
-        self._storage = storage
-        self._path = path
-        self._full = full
-        self._tmp = tmp
-        self._fh: Any = fh
-        self._done = False
-
-    def write(self, data: bytes) -> None:
-        try:
-            self._fh.write(data)
-        except Exception as exc:
-            raise translate(exc, self._path) from exc
-
-    def commit(self) -> Entry:
-        st = self._storage
-        try:
-            fh, self._fh = self._fh, None
-            fh.close()
-            if st._is_coll(self._full):
-                raise IsADirectory(f"{self._path}: is a directory")
-            if st._is_obj(self._full):
-                self._replace()
-            else:
-                try:
-                    st._rename(self._tmp, self._full, self._path)
-                except AlreadyExists:
-                    # Appeared meanwhile, or exists but this user cannot see it.
-                    if not st._is_obj(self._full):
-                        raise PermissionDenied(f"{self._path}: permission denied") from None
-                    self._replace()
-                except NotFound as exc:
-                    raise ParentNotFound(f"{self._path}: parent directory vanished") from exc
-            self._done = True
-            return st.stat(self._path)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise translate(exc, self._path) from exc
-        finally:
-            if not self._done:
-                self.abort()
-
-    def _replace(self) -> None:
-        st = self._storage
-        backup = f"{parent_of(self._full)}/{TMP_PREFIX}old-{uuid.uuid4().hex}"
-        st._rename(self._full, backup, self._path)
-        try:
-            st._rename(self._tmp, self._full, self._path)
-        except BaseException:
-            try:
-                st._rename(backup, self._full, self._path)
-            except Exception:
-                log.error("iRODS: could not restore %s after a failed replace", self._path)
-            raise
-        try:
-            st.session.data_objects.unlink(backup, force=True)
-        except Exception:
-            log.warning("iRODS: could not remove the replaced copy of %s", self._path)
-
-    def abort(self) -> None:
-        fh, self._fh = self._fh, None
-        if fh is not None:
-            try:
-                fh.close()
-            except Exception:
-                log.debug("closing an aborted iRODS upload failed", exc_info=True)
-        if self._done or self._tmp == "":
-            return
-        tmp, self._tmp = self._tmp, ""
-        try:
-            self._storage.session.data_objects.unlink(tmp, force=True)
-        except Exception as exc:
-            if not isinstance(translate(exc, ""), NotFound):
-                log.warning("iRODS: could not remove an aborted upload for %s", self._path)
+__all__ = ["TMP_PREFIX", "IrodsAdapter", "IrodsStorage", "IrodsWriter", "create", "translate"]
 
 
 class IrodsStorage:
@@ -417,7 +225,10 @@ class IrodsStorage:
             fh = self.session.data_objects.open(full, "r", create=False)
         except Exception as exc:
             err = translate(exc, path)
-            if isinstance(err, NotFound) and self._is_coll(full):
+            # Servers differ in what opening a collection answers; ask the catalog.
+            if not isinstance(err, BackendUnavailable | AuthenticationFailed) and self._is_coll(
+                full
+            ):
                 raise IsADirectory(f"{path}: is a directory") from exc
             raise err from exc
         return _Reader(fh, path, start, end)
@@ -497,95 +308,24 @@ class IrodsStorage:
             digest.update(chunk)
         return digest.hexdigest()
 
-    # --- tickets ------------------------------------------------------------------------
+    # --- tickets (adapters/_irods_tickets.py) ---------------------------------------------
 
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
-        method = method.upper()
-        if method in ("GET", "HEAD"):
-            self.stat(path)
-            return self.issue_ticket(path, "read", expires_at, method=method)
-        if method == "PUT":
-            full = self._full(path)
-            if self._is_coll(full):
-                raise IsADirectory(f"{path or '/'}: is a directory")
-            if not self._is_obj(full):
-                if not self._is_coll(full.rsplit("/", 1)[0]):
-                    raise ParentNotFound(f"{parent_of(path) or '/'}: parent does not exist")
-                try:
-                    self.session.data_objects.open(full, "w").close()
-                except Exception as exc:
-                    raise translate(exc, path) from exc
-            return self.issue_ticket(path, "write", expires_at, method=method)
-        raise NotSupported(f"no iRODS ticket for method {method}")
+        return _irods_tickets.presign(self, path, method, expires_at)
 
     def issue_ticket(
-        self,
-        path: str,
-        mode: str,
-        expires_at: dt.datetime,
-        uses: int | None = None,
-        method: str | None = None,
+        self, path: str, mode: str, expires_at: dt.datetime, uses: int | None = None
     ) -> Delegation:
         """Mint an iRODS ticket ("read" or "write") on ``path`` that expires at
-        ``expires_at`` (rounded down to the second) and, if ``uses`` is given, can be
-        used that many times."""
-        if mode not in ("read", "write"):
-            raise ValueError("mode must be 'read' or 'write'")
-        if expires_at.tzinfo is None:
-            raise ValueError("expires_at must be timezone-aware")
-        expiry = int(expires_at.timestamp())
-        if expiry <= time.time():
-            raise ValueError("expires_at is in the past")
-        full = self._full(path)
-        ticket = _irods().ticket.Ticket(self.session)
-        try:
-            ticket.issue(mode, full)
-        except Exception as exc:
-            raise translate(exc, path) from exc
-        try:
-            ticket.modify("expire", expiry)
-            if uses is not None:
-                ticket.modify("uses", int(uses))
-        except Exception as exc:
-            try:
-                ticket.delete()
-            except Exception:
-                log.warning("iRODS: could not delete a half-configured ticket on %s", path)
-            raise translate(exc, path) from exc
-        a = self.adapter
-        return Delegation(
-            kind="irods_ticket",
-            value=ticket.string,
-            expires_at=dt.datetime.fromtimestamp(expiry, dt.UTC),
-            method=method or ("GET" if mode == "read" else "PUT"),
-            headers={
-                "X-iRODS-Host": a.host,
-                "X-iRODS-Port": str(a.port),
-                "X-iRODS-Zone": a.zone,
-                "X-iRODS-Path": full,
-            },
-        )
+        ``expires_at`` (rounded down to the second), usable ``uses`` times if given."""
+        return _irods_tickets.issue_ticket(self, path, mode, expires_at, uses)
 
     def revoke_ticket(self, ticket: str) -> None:
-        try:
-            _irods().ticket.Ticket(self.session, ticket).delete()
-        except Exception as exc:
-            err = translate(exc, "")
-            if _is(exc, ("CAT_TICKET_INVALID",)):
-                err = NotFound("no such ticket")
-            raise err from exc
+        """Delete a ticket; NotFound if it does not exist (any more)."""
+        _irods_tickets.revoke_ticket(self, ticket)
 
     def close(self) -> None:
         """Sessions are pooled by the adapter; a view has nothing of its own."""
-
-
-def _ts(value: Any) -> float | None:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class IrodsAdapter:
@@ -626,33 +366,6 @@ class IrodsAdapter:
         material = "\0".join([self.auth_scheme, user, password])
         return hashlib.sha256(material.encode()).hexdigest()
 
-    def _new_session(self, user: str, password: str) -> Any:
-        irods = _irods()
-        kwargs: dict[str, Any] = dict(
-            host=self.host,
-            port=self.port,
-            zone=self.zone,
-            user=user,
-            password=password,
-            connection_timeout=self.timeout,
-        )
-        if self.auth_scheme == "pam":
-            kwargs["authentication_scheme"] = "pam_password"
-        if self.ssl_ca_file:
-            kwargs.update(
-                client_server_negotiation="request_server_negotiation",
-                client_server_policy="CS_NEG_REQUIRE",
-                ssl_ca_certificate_file=self.ssl_ca_file,
-                encryption_algorithm="AES-256-CBC",
-                encryption_key_size=32,
-                encryption_num_hash_rounds=16,
-                encryption_salt_size=8,
-            )
-        session = irods.session.iRODSSession(**kwargs)
-        if self.default_resource:
-            session.default_resource = self.default_resource
-        return session
-
     def _session(self, user: str, password: str) -> Any:
         key = self._key(user, password)
         now = time.monotonic()
@@ -660,7 +373,7 @@ class IrodsAdapter:
             self._sweep(now)
             session = self._sessions.get(key, (None, 0.0))[0]
             if session is None:
-                session = self._new_session(user, password)
+                session = new_session(self, user, password)
             self._sessions[key] = (session, now)
         return session
 
@@ -707,20 +420,7 @@ class IrodsAdapter:
 
 
 def create(options: Mapping[str, Any]) -> IrodsAdapter:
-    known = {
-        "host",
-        "port",
-        "zone",
-        "root",
-        "auth_scheme",
-        "user",
-        "password",
-        "timeout",
-        "page_size",
-        "idle_timeout",
-        "ssl_ca_file",
-        "default_resource",
-    }
+    known = set(inspect.signature(IrodsAdapter).parameters)  # the documented options
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"unknown iRODS mount options: {sorted(unknown)}")

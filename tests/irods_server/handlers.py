@@ -28,12 +28,11 @@ from irods.message import (
     GenQueryRequest,
     Message,
     OpenedDataObjRequest,
-    TicketAdminRequest,
     iRODSMessage,
 )
 
 from tests.irods_server import errors as E
-from tests.irods_server import genquery
+from tests.irods_server import genquery, tickets
 from tests.irods_server.catalog import Catalog, Coll, DataObj, Ticket, parent_of, split
 from tests.irods_server.wire import FileSeekResponse, RodsObjStat, kv, text
 
@@ -360,43 +359,5 @@ class Session:
         dest_coll.objects[obj.name] = obj
         return 0, None, b""
 
-    # --- tickets ------------------------------------------------------------------------
-
     def ticket_admin(self, msg: iRODSMessage) -> Reply:
-        req = msg.get_main_message(TicketAdminRequest)
-        cmd, name = text(req.arg1), text(req.arg2)
-        a3, a4 = text(req.arg3), text(req.arg4)
-        tickets = self.catalog.tickets
-        if cmd == "session":
-            if name not in tickets:
-                raise E.IrodsError(E.CAT_TICKET_INVALID, "no such ticket")
-            self.ticket = tickets[name]
-            return 0, None, b""
-        if cmd == "create":
-            if a3 not in ("read", "write"):
-                raise E.IrodsError(E.SYS_INVALID_INPUT_PARAM, "ticket type must be read or write")
-            target = self._visible(a4)
-            if target is None:
-                raise E.IrodsError(E.CAT_UNKNOWN_FILE, f"{a4} does not exist")
-            if self.catalog.level(self.me, target) < 1200:
-                raise E.IrodsError(E.CAT_NO_ACCESS_PERMISSION, "only the owner issues tickets")
-            if not name or name in tickets:
-                raise E.IrodsError(E.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, "ticket exists")
-            tid = max((t.id for t in tickets.values()), default=0) + 1
-            tickets[name] = Ticket(tid, name, a3, target.path, self.me)
-            return 0, None, b""
-        ticket = tickets.get(name)
-        if ticket is None:
-            raise E.IrodsError(E.CAT_TICKET_INVALID, "no such ticket")
-        if ticket.owner != self.me:
-            raise E.IrodsError(E.CAT_NO_ACCESS_PERMISSION, "not the ticket's owner")
-        if cmd == "delete":
-            del tickets[name]
-            return 0, None, b""
-        if cmd == "mod" and a3.startswith("expir"):
-            ticket.expires = int(a4) if a4 and a4 != "0" else 0
-            return 0, None, b""
-        if cmd == "mod" and a3 == "uses":
-            ticket.uses_limit = int(a4 or 0)
-            return 0, None, b""
-        raise E.IrodsError(E.SYS_NOT_SUPPORTED, f"ticket {cmd} {a3} is not supported")
+        return tickets.ticket_admin(self, msg)
