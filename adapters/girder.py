@@ -45,7 +45,6 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from adapters.base import (
     AlreadyExists,
@@ -75,49 +74,13 @@ from adapters.girder_http import (
     GirderSession,
     _parse_time,
 )
+from adapters.girder_names import encode, girder_name, shown_name
 from adapters.girder_upload import GirderWriter, mime_of, parent_missing, unservable
 
 CHUNK = 1024 * 1024
 Doc = dict[str, Any]
 Page = list[Doc]  # GirderStorage.list shadows the builtin inside the class body
 MD5_KEY = "fedgateMd5"
-SHOWN = {"/": "\u2215", "\\": "\u29f5"}
-
-
-def shown_name(name: str) -> str:
-    """The fedgate name of a Girder name."""
-    return name.replace("/", SHOWN["/"]).replace("\\", SHOWN["\\"])
-
-
-def girder_name(segment: str) -> str:
-    return segment.replace(SHOWN["/"], "/").replace(SHOWN["\\"], "\\")
-
-
-def encode(name: str) -> str:
-    """Girder's ``path.encode`` for one segment of a resource/lookup path."""
-    return name.replace("\\", "\\\\").replace("/", "\\-")
-
-
-def split_girder_path(path: str) -> list[str]:
-    """Girder's ``path.split``: segments of an escaped path, unescaped."""
-    out: list[str] = []
-    current, i = "", 0
-    while i < len(path):
-        c = path[i]
-        if c == "\\" and i + 1 < len(path):
-            current += {"\\": "\\", "-": "/"}.get(path[i + 1], path[i + 1])
-            i += 2
-            continue
-        if c == "/":
-            out.append(current)
-            current = ""
-        else:
-            current += c
-        i += 1
-    out.append(current)
-    return [s for s in out if s]
-
-
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -438,51 +401,6 @@ class GirderStorage:
         self.session.close()
 
 
-def vip_uri(storage: GirderStorage, path: str, expires_at: dt.datetime) -> str:
-    """A VIP/GASW input URI for a file: ``girder:/<name>?apiurl=…&fileId=…&token=…``.
-
-    The job runs ``girder-client --api-url $apiurl --token $token download --parent-type
-    auto $fileId``. The URI carries a token that dies at ``expires_at`` at the latest:
-    treat the string as a secret (never log it)."""
-    f = storage._file_of(path)
-    token = storage.session.auth.mint(storage.session, expires_at)
-    query = urlencode(
-        {"apiurl": storage.session.api_url, "fileId": str(f["_id"]), "token": token.value},
-        safe=":/",
-    )
-    return f"girder:/{quote(shown_name(path.rsplit('/', 1)[-1]))}?{query}"
-
-
-def resolve_vip_reference(storage: GirderStorage, reference: str) -> str:
-    """The mount path of a VIP reference to a Girder resource (best effort).
-
-    Accepts ``<platformId>:<girderId>`` (VIP's external-platform form), a bare Girder id,
-    or a ``girder:/…?fileId=<id>`` URI. The id may name a file, an item or a folder; a file
-    that is alone in its item maps to the item's path. NotFound when Girder does not know
-    the id or it lies outside this mount."""
-    if "fileId=" in reference:
-        girder_id = reference.split("fileId=", 1)[1].split("&", 1)[0]
-    else:
-        girder_id = reference.rsplit(":", 1)[-1].strip("/")
-    for kind in ("file", "item", "folder"):
-        try:
-            full = str(storage.session.request("GET", f"resource/{girder_id}/path", {"type": kind}))
-            break
-        except GirderError:
-            continue
-    else:
-        raise NotFound(f"Girder resource {girder_id!r} not found")
-    root = split_girder_path(storage.root)
-    segments = split_girder_path(full)
-    if segments[: len(root)] != root:
-        raise NotFound(f"Girder resource {girder_id!r} is outside this mount")
-    rel = [shown_name(s) for s in segments[len(root) :]]
-    path = "/".join(rel)
-    if kind == "file" and len(rel) >= 2 and not storage.stat(parent_of(path)).is_dir:
-        path = parent_of(path)
-    return path
-
-
 class GirderAdapter:
     type_name = "girder"
 
@@ -566,3 +484,9 @@ def create(options: Mapping[str, Any]) -> GirderAdapter:
     if "api_url" not in options or "root" not in options:
         raise ValueError("a girder mount needs api_url and root")
     return GirderAdapter(**dict(options))
+
+
+# Re-exported: the VIP helpers live in their own module to keep this one about storage.
+from adapters.girder_vip import resolve_vip_reference, vip_uri  # noqa: E402
+
+__all__ = ["GirderAdapter", "GirderStorage", "create", "resolve_vip_reference", "vip_uri"]

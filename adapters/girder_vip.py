@@ -1,0 +1,64 @@
+"""VIP/GASW compatibility for Girder mounts: job input URIs and VIP-style references.
+
+VIP hands a job ``girder:/<name>?apiurl=<api url>&fileId=<id>&token=<token>`` and the job
+runs ``girder-client --api-url $apiurl --token $token download --parent-type auto $fileId``.
+fedgate produces the same URI, but with a token that dies at the requested expiry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+from adapters.base import NotFound, parent_of
+from adapters.girder_http import GirderError
+from adapters.girder_names import shown_name, split_girder_path
+
+if TYPE_CHECKING:
+    from adapters.girder import GirderStorage
+
+
+def vip_uri(storage: GirderStorage, path: str, expires_at: dt.datetime) -> str:
+    """A VIP/GASW input URI for a file: ``girder:/<name>?apiurl=…&fileId=…&token=…``.
+
+    The job runs ``girder-client --api-url $apiurl --token $token download --parent-type
+    auto $fileId``. The URI carries a token that dies at ``expires_at`` at the latest:
+    treat the string as a secret (never log it)."""
+    f = storage._file_of(path)
+    token = storage.session.auth.mint(storage.session, expires_at)
+    query = urlencode(
+        {"apiurl": storage.session.api_url, "fileId": str(f["_id"]), "token": token.value},
+        safe=":/",
+    )
+    return f"girder:/{quote(shown_name(path.rsplit('/', 1)[-1]))}?{query}"
+
+
+def resolve_vip_reference(storage: GirderStorage, reference: str) -> str:
+    """The mount path of a VIP reference to a Girder resource (best effort).
+
+    Accepts ``<platformId>:<girderId>`` (VIP's external-platform form), a bare Girder id,
+    or a ``girder:/…?fileId=<id>`` URI. The id may name a file, an item or a folder; a file
+    that is alone in its item maps to the item's path. NotFound when Girder does not know
+    the id or it lies outside this mount."""
+    if "fileId=" in reference:
+        girder_id = reference.split("fileId=", 1)[1].split("&", 1)[0]
+    else:
+        girder_id = reference.rsplit(":", 1)[-1].strip("/")
+    for kind in ("file", "item", "folder"):
+        try:
+            full = str(storage.session.request("GET", f"resource/{girder_id}/path", {"type": kind}))
+            break
+        except GirderError:
+            continue
+    else:
+        raise NotFound(f"Girder resource {girder_id!r} not found")
+    root = split_girder_path(storage.root)
+    segments = split_girder_path(full)
+    if segments[: len(root)] != root:
+        raise NotFound(f"Girder resource {girder_id!r} is outside this mount")
+    rel = [shown_name(s) for s in segments[len(root) :]]
+    path = "/".join(rel)
+    if kind == "file" and len(rel) >= 2 and not storage.stat(parent_of(path)).is_dir:
+        path = parent_of(path)
+    return path
