@@ -7,6 +7,12 @@ bytes until the last chunk arrives and then swaps the file record in one update.
 chunk is only ever sent by ``commit``, so nothing changes at the target before it.
 ``abort`` cancels the server-side upload (``DELETE /file/upload/{id}``), which removes
 its temporary bytes.
+
+Girder needs the total size when an upload starts and chunks of at least 5 MiB (but the
+last). With a ``size_hint`` the bytes stream to Girder in chunks as they come; without
+one (or once more bytes than announced arrive before anything was sent) they are spooled
+to a local temporary file and uploaded at commit. Fewer or more bytes than announced
+after chunks were sent is an error (the upload is cancelled).
 """
 
 from __future__ import annotations
