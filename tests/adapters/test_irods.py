@@ -24,6 +24,7 @@ from irods.session import iRODSSession
 
 from adapters.base import (
     AuthenticationFailed,
+    BackendTimeout,
     BackendUnavailable,
     Credential,
     NotFound,
@@ -125,6 +126,27 @@ def test_server_gone_is_backend_unavailable() -> None:
         adapter.check()
     with pytest.raises(BackendUnavailable):
         adapter.bind(Credential("user_password", {"user": "alice", "password": "p"})).stat("")
+
+
+def test_silent_server_is_backend_timeout() -> None:
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        adapter = create(
+            {
+                "host": "127.0.0.1",
+                "port": listener.getsockname()[1],
+                "zone": "tempZone",
+                "root": "/tempZone/home/alice",
+                "timeout": 1,
+            }
+        )
+        storage = adapter.bind(Credential("user_password", {"user": "alice", "password": "p"}))
+        started = time.monotonic()
+        with pytest.raises(BackendTimeout):
+            storage.stat("")
+        assert time.monotonic() - started < 5
+        adapter.close()
 
 
 def test_server_stopping_mid_session_is_backend_unavailable() -> None:
@@ -373,3 +395,68 @@ def test_ticket_needs_a_future_aware_expiry(owner: IrodsStorage) -> None:
         owner.issue_ticket("t.txt", "read", _soon(-5))
     with pytest.raises(NotFound):
         owner.presign("missing", "GET", _soon())
+
+
+# --- the protocol test server itself ----------------------------------------------------
+
+
+def _session(srv: IrodsTestServer, user: str = "alice") -> iRODSSession:
+    return iRODSSession(
+        host=srv.host,
+        port=srv.port,
+        zone=srv.zone,
+        user=user,
+        password=srv.users[user],
+        connection_timeout=10,
+    )
+
+
+def test_server_pages_genquery_by_500(irods_server: IrodsTestServer) -> None:
+    from irods.models import Collection, DataObject
+
+    root = _fresh(irods_server)
+    irods_server.catalog.populate(root, [f"o{i}" for i in range(1200)], "alice")
+    s = _session(irods_server)
+    try:
+        query = s.query(DataObject.name).filter(Collection.name == root).limit(1000)
+        sizes = [len(batch) for batch in query.get_batches()]
+    finally:
+        s.cleanup()
+    assert sizes == [500, 500, 200]
+
+
+def test_server_refuses_unsupported_and_unauthenticated_calls(
+    irods_server: IrodsTestServer,
+) -> None:
+    from irods.api_number import api_number
+    from irods.connection import Connection
+    from irods.exception import CAT_INVALID_AUTHENTICATION, SYS_NOT_SUPPORTED
+    from irods.message import FileOpenRequest, StringStringMap, iRODSMessage
+
+    body = FileOpenRequest(
+        objPath="/tempZone/home/alice/x",
+        createMode=0,
+        openFlags=0,
+        offset=0,
+        dataSize=0,
+        numThreads=0,
+        oprType=0,
+        KeyValPair_PI=StringStringMap(),
+    )
+    request = iRODSMessage("RODS_API_REQ", msg=body, int_info=api_number["DATA_OBJ_COPY_AN"])
+    s = _session(irods_server)
+    try:
+        with s.pool.get_connection() as conn:
+            conn.send(request)
+            with pytest.raises(SYS_NOT_SUPPORTED):
+                conn.recv()
+        with s.pool.no_auto_authenticate() as pool:
+            raw = Connection(pool, pool.account)
+            raw.send(
+                iRODSMessage("RODS_API_REQ", msg=body, int_info=api_number["DATA_OBJ_OPEN_AN"])
+            )
+            with pytest.raises(CAT_INVALID_AUTHENTICATION):
+                raw.recv()
+            raw.disconnect()
+    finally:
+        s.cleanup()
