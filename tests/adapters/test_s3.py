@@ -438,10 +438,15 @@ def test_presigned_url_with_bad_signature_is_refused(s3: S3Storage) -> None:
 
 def test_presigned_url_expires(s3: S3Storage) -> None:
     write(s3, "f", b"short-lived")
-    url = s3.presign("f", "GET", _in(1.9)).value
-    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["1"]
-    assert httpx.get(url).status_code == 200
-    time.sleep(2.2)
+    wanted = _in(2.9)
+    delegation = s3.presign("f", "GET", wanted)
+    url = delegation.value
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["2"]
+    signed = dt.datetime.strptime(parse_qs(urlsplit(url).query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+    assert delegation.expires_at == signed.replace(tzinfo=dt.UTC) + dt.timedelta(seconds=2)
+    assert delegation.expires_at <= wanted
+    assert httpx.get(url).status_code == 200  # the URL lives 1 to 2 s
+    time.sleep((delegation.expires_at - dt.datetime.now(dt.UTC)).total_seconds() + 1.1)
     assert httpx.get(url).status_code == 403
 
 
