@@ -15,25 +15,23 @@ every call. The revocation set is reloaded from the store at most every
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from .claims import IssuedToken, TokenClaims, b64json, from_payload, to_payload
 from .errors import TokenError
 from .masterkey import MasterKeys
 from .revocation import Revocation, RevocationSet
-from .scopes import Scope, format_scopes, is_subset, parse_scopes
+from .scopes import Scope, format_scopes, is_subset
 from .signing import ALG, SigningKeys
 from .store import Store
 
@@ -46,37 +44,6 @@ _LABEL_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 _PURGE_EVERY_S = 60.0
 
 __all__ = ["IssuedToken", "Revocation", "TokenClaims", "TokenError", "TokenService"]
-
-
-@dataclass(frozen=True)
-class TokenClaims:
-    jti: str
-    sub: str
-    scopes: tuple[Scope, ...]
-    exp: int
-    iat: int
-    nbf: int
-    aud: str | None
-    execution_id: str | None
-    uses: int | None  # the use count granted at issue (remaining uses live in the store)
-    parent: str | None  # jti of the token this one was narrowed from
-    kid: str
-    chain: tuple[str, ...] = ()  # every ancestor jti, root first, ending with ``parent``
-    iss: str = ""
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    access_token: str
-    expires_in: int
-    claims: TokenClaims
-
-    def __repr__(self) -> str:
-        return f"IssuedToken(jti={self.claims.jti!r}, expires_in={self.expires_in})"
-
-
-def _b64json(part: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
 def _check_label(value: str | None, what: str) -> None:
@@ -206,33 +173,9 @@ class TokenService:
                     uses,
                 ),
             )
-        token = jwt.encode(
-            {"alg": ALG, "kid": kid, "typ": "at+jwt"}, self._payload(claims), private
-        )
+        token = jwt.encode({"alg": ALG, "kid": kid, "typ": "at+jwt"}, to_payload(claims), private)
         self._maybe_purge()
         return IssuedToken(token, exp - now, claims)
-
-    def _payload(self, c: TokenClaims) -> dict[str, Any]:
-        p: dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": c.sub,
-            "exp": c.exp,
-            "iat": c.iat,
-            "nbf": c.nbf,
-            "jti": c.jti,
-            "scope": format_scopes(c.scopes),
-            "wlcg.ver": "1.0",
-        }
-        if c.aud is not None:
-            p["aud"] = c.aud
-        if c.execution_id is not None:
-            p["fedgate.execution_id"] = c.execution_id
-        if c.uses is not None:
-            p["fedgate.uses"] = c.uses
-        if c.parent is not None:
-            p["fedgate.parent"] = c.parent
-            p["fedgate.chain"] = list(c.chain)
-        return p
 
     def _check_parent_alive(self, parent: TokenClaims, now: int) -> None:
         if now >= parent.exp:
@@ -281,7 +224,7 @@ class TokenService:
         if len(parts) != 3:
             raise TokenError("invalid_token", "malformed token")
         try:
-            header = _b64json(parts[0])
+            header = b64json(parts[0])
         except ValueError as e:
             raise TokenError("invalid_token", "malformed token header") from e
         # Only our algorithm: this is what stops alg=none and HS256-with-the-public-key.
@@ -296,41 +239,9 @@ class TokenService:
         except (JoseError, ValueError) as e:
             raise TokenError("invalid_token", "bad token signature") from e
         try:
-            return self._claims_from(p, kid)
+            return from_payload(p, kid, self.issuer)
         except (KeyError, TypeError, ValueError) as e:
             raise TokenError("invalid_token", "token claims are malformed") from e
-
-    def _claims_from(self, p: dict[str, Any], kid: str) -> TokenClaims:
-        if p["iss"] != self.issuer:
-            raise ValueError("issuer")
-        for name in ("exp", "iat", "nbf"):
-            if not isinstance(p[name], int) or isinstance(p[name], bool):
-                raise TypeError(name)
-        opt_str = ("aud", "fedgate.execution_id", "fedgate.parent")
-        for name in ("sub", "jti", "scope", *opt_str):
-            if name in p and not isinstance(p[name], str):
-                raise TypeError(name)
-        uses = p.get("fedgate.uses")
-        if uses is not None and (not isinstance(uses, int) or isinstance(uses, bool)):
-            raise TypeError("uses")
-        chain = tuple(p.get("fedgate.chain", ()))
-        if not all(isinstance(j, str) for j in chain):
-            raise TypeError("chain")
-        return TokenClaims(
-            jti=p["jti"],
-            sub=p["sub"],
-            scopes=tuple(parse_scopes(p["scope"])),
-            exp=p["exp"],
-            iat=p["iat"],
-            nbf=p["nbf"],
-            aud=p.get("aud"),
-            execution_id=p.get("fedgate.execution_id"),
-            uses=uses,
-            parent=p.get("fedgate.parent"),
-            kid=kid,
-            chain=chain,
-            iss=p["iss"],
-        )
 
     # -- uses --------------------------------------------------------------------------
 
