@@ -63,11 +63,14 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import AuthenticationFailed, BackendUnavailable, Credential, Storage
 from adapters.s3_storage import S3Storage
 from adapters.s3_support import S3Settings, client_error_code, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["S3Adapter", "S3Settings", "S3Storage", "create"]
 
@@ -82,6 +85,7 @@ class S3Adapter:
         self.allow_redirect = settings.allow_redirect
         self._lock = threading.Lock()
         self._views: OrderedDict[str, S3Storage] = OrderedDict()
+        self._check_client: S3Client | None = None
 
     def bind(self, credential: Credential | None) -> Storage:
         if credential is None:
@@ -118,9 +122,10 @@ class S3Adapter:
         anonymous request proves the server is up (but not that the bucket exists)."""
         s = self.settings
         signed = bool(s.access_key and s.secret_key)
-        client = (
-            s.client(s.access_key, s.secret_key, None) if signed else s.client(None, None, None)
-        )
+        with self._lock:
+            if self._check_client is None:  # kept: readiness probes call this often
+                self._check_client = s.client(s.access_key, s.secret_key, None)
+            client = self._check_client
         try:
             client.head_bucket(Bucket=s.bucket)
         except Exception as exc:
@@ -130,15 +135,16 @@ class S3Adapter:
             if code is not None and not signed:
                 return  # an anonymous request was answered: the server is up
             raise translate(exc, "", s.bucket) from exc
-        finally:
-            client.close()
 
     def close(self) -> None:
         with self._lock:
-            views = list(self._views.values())
+            clients = [view.client for view in self._views.values()]
+            if self._check_client is not None:
+                clients.append(self._check_client)
             self._views.clear()
-        for view in views:
-            view.client.close()
+            self._check_client = None
+        for client in clients:
+            client.close()
 
 
 def create(options: Mapping[str, Any]) -> S3Adapter:

@@ -364,6 +364,9 @@ class S3Storage:
         return digest.hexdigest()
 
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+        """A presigned GET or PUT URL living whole seconds, never past expires_at (an
+        expires_at less than a second away still gets the 1 s minimum S3 allows). A PUT
+        URL skips the directory checks of open_write: S3 makes the parent implicitly."""
         method = method.upper()
         operations = {"GET": "get_object", "PUT": "put_object"}
         if method not in operations:
