@@ -112,7 +112,10 @@ class SigningKeys:
         return kid
 
     def _reload(self, create: bool) -> None:
+        asked = time.monotonic()
         with self._lock:
+            if self._loaded_at > asked and (self._current is not None or not create):
+                return  # another thread reloaded while this one waited for the lock
             rows = self._load_rows()
             if create and not any(r[4] is None for r in rows):
                 with self._store.transaction() as tx:

@@ -133,7 +133,16 @@ class Store:
         try:
             return psycopg.connect(self._target, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
-            raise StoreError(f"cannot connect to PostgreSQL: {type(e).__name__}") from e
+            # libpq's message names host and port, never the password; strip it anyway.
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            try:
+                password = psycopg.conninfo.conninfo_to_dict(self._target).get("password")
+            except psycopg.Error:
+                password = None
+                msg = "malformed PostgreSQL URL"  # libpq may quote the URL back
+            if password:
+                msg = msg.replace(str(password), "***")
+            raise StoreError(f"cannot connect to PostgreSQL: {msg}") from e
 
     def _acquire(self) -> Any:
         with self._lock:

@@ -131,9 +131,15 @@ def test_threads_share_a_store(store: Store) -> None:
 def test_bad_urls(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Store.open("mysql://u:secretpw@h/db")
-    with pytest.raises(StoreError) as ei:
-        Store.open("postgresql://u:secretpw@127.0.0.1:1/db")
-    assert "secretpw" not in str(ei.value)
+    for url in (
+        "postgresql://u:secretpw@127.0.0.1:1/db",
+        "postgresql://u:secretpw@127.0.0.1:notaport/db",
+        "postgresql://u:secretpw@127.0.0.1:1/db?bogus=secretpw",
+    ):
+        with pytest.raises(StoreError) as ei:
+            Store.open(url)
+        assert "secretpw" not in str(ei.value)
+        assert "secretpw" not in repr(ei.value.__cause__)  # not even in the chained cause
     with pytest.raises(StoreError):
         Store.open("sqlite://")
     s = Store.open(f"sqlite:///{tmp_path}/sub/dir/state.db")  # parent is created
