@@ -9,6 +9,7 @@ processes on the same host, so uploads cut by a crash leave no leftovers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import hashlib
@@ -19,8 +20,9 @@ import socket
 import stat as stat_mod
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from adapters.base import (
     AlreadyExists,
@@ -114,10 +116,8 @@ class PosixWriter:
     def abort(self) -> None:
         if not self._file.closed:
             self._file.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
 
 
 class PosixStorage:
@@ -268,7 +268,9 @@ class PosixStorage:
         try:
             os.mkdir(full)
         except FileNotFoundError as exc:
-            raise ParentNotFound(f"{parent_of(path) or '/'}: parent directory does not exist") from exc
+            raise ParentNotFound(
+                f"{parent_of(path) or '/'}: parent directory does not exist"
+            ) from exc
         except NotADirectoryError as exc:
             raise ParentNotFound(f"{parent_of(path)}: is not a directory") from exc
         except OSError as exc:
@@ -336,3 +338,10 @@ class PosixAdapter:
 
     def close(self) -> None:
         pass
+
+
+def create(options: Mapping[str, Any]) -> PosixAdapter:
+    """Options: ``root`` (folder, required), ``create`` (make it if missing, default false)."""
+    if "root" not in options:
+        raise ValueError("a posix mount needs a 'root' folder")
+    return PosixAdapter(str(options["root"]), create=bool(options.get("create", False)))

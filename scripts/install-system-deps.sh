@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the test backends need: XRootD + gfal2 (grid SE), PostgreSQL, nginx (bench peer).
 set -euo pipefail
-PKGS=(xrootd-server xrootd-server-plugins xrootd-client xrootd-plugins gfal2 python3-gfal2
-      gfal2-plugin-xrootd gfal2-plugin-http gfal2-plugin-file postgresql nginx)
+PKGS=(curl xrootd-server xrootd-server-plugins xrootd-client xrootd-plugins gfal2 python3-gfal2
+      gfal2-plugin-xrootd gfal2-plugin-http gfal2-plugin-file postgresql nginx wrk)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -121,9 +121,10 @@ class AdapterConformance:
         assert storage.stat("big").size == len(data)
         got = hashlib.md5(b"".join(storage.open_read("big"))).hexdigest()
         assert got == hashlib.md5(data).hexdigest()
-        assert read(storage, "big", 6 * 1024 * 1024, 6 * 1024 * 1024 + 5000) == data[
-            6 * 1024 * 1024 : 6 * 1024 * 1024 + 5000
-        ]
+        assert (
+            read(storage, "big", 6 * 1024 * 1024, 6 * 1024 * 1024 + 5000)
+            == data[6 * 1024 * 1024 : 6 * 1024 * 1024 + 5000]
+        )
 
     def test_overwrite_replaces_content(self, storage: Storage) -> None:
         write(storage, "f", b"old content")

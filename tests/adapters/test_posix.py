@@ -48,7 +48,9 @@ def test_symlink_inside_is_followed(posix: PosixStorage) -> None:
     assert b"".join(posix.open_read("alias")) == b"data"
 
 
-@pytest.mark.parametrize("bad", ["..", "../x", "a/../../x", "/etc/passwd", "a\\..\\b", "a\x00b", "a//b", "./a"])
+@pytest.mark.parametrize(
+    "bad", ["..", "../x", "a/../../x", "/etc/passwd", "a\\..\\b", "a\x00b", "a//b", "./a"]
+)
 def test_escaping_paths_are_invalid(posix: PosixStorage, bad: str) -> None:
     with pytest.raises(InvalidPath):
         posix.stat(bad)

@@ -1,0 +1,121 @@
+"""The ASGI application: routes under the API prefix, CARMIN errors everywhere."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from gateway import routes_data, routes_platform, routes_tokens
+from gateway.config import Settings
+from gateway.errors import CarminError, E, error_response
+from gateway.openapi import openapi_document
+from gateway.state import Gateway
+
+log = logging.getLogger("fedgate")
+
+_HTTP_TO_SPEC = {404: E.NO_RESOURCE, 405: E.METHOD, 413: E.TOO_LARGE, 400: E.BAD_REQUEST}
+
+
+async def carmin_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CarminError)
+    return exc.response()
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    spec = _HTTP_TO_SPEC.get(exc.status_code, E.BAD_REQUEST)
+    headers = dict(exc.headers or {})
+    return error_response(spec, str(exc.detail) or spec.title, headers=headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    # The trace goes to the log (no secret is ever put in an exception message); the
+    # client gets an id to quote, not the trace.
+    incident = uuid.uuid4().hex[:12]
+    log.error(
+        "internal error %s on %s %s", incident, request.method, request.url.path, exc_info=exc
+    )
+    return error_response(E.INTERNAL, f"internal error (incident {incident})")
+
+
+def api_routes() -> list[BaseRoute]:
+    return [
+        Route("/platform", routes_platform.get_platform, methods=["GET"]),
+        Route("/platform", routes_platform.put_platform, methods=["PUT"]),
+        Route("/authenticate", routes_platform.post_authenticate, methods=["POST"]),
+        Route("/path", routes_data.get_path, methods=["GET"]),
+        Route("/path/{completePath:path}", routes_data.get_path, methods=["GET"]),
+        Route("/path/{completePath:path}", routes_data.put_path, methods=["PUT"]),
+        Route("/path/{completePath:path}", routes_data.delete_path, methods=["DELETE"]),
+        *routes_tokens.routes(),
+    ]
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
+    gw = gateway or Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if gateway is None:
+            gw.close()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document(settings))
+
+    routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
+    routes += routes_tokens.root_routes()
+    if settings.api_prefix:
+        routes.append(Route(settings.api_prefix + "/openapi.json", openapi, methods=["GET"]))
+        routes.append(Mount(settings.api_prefix, routes=api_routes()))
+    else:
+        routes += api_routes()
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "PUT", "DELETE", "POST", "OPTIONS"],
+                allow_headers=[
+                    "apikey",
+                    "authorization",
+                    "content-type",
+                    "range",
+                    "if-range",
+                    "x-fedgate-redirect",
+                ],
+                expose_headers=[
+                    "Location",
+                    "Content-Range",
+                    "Content-Length",
+                    "ETag",
+                    "Accept-Ranges",
+                    "Content-Disposition",
+                ],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            CarminError: carmin_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False
+    app.state.gateway = gw
+    return app

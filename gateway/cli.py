@@ -1,0 +1,238 @@
+"""The ``fedgate`` command: serve, users, vault, database, audit."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from gateway import config
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    if getattr(args, "config", None):
+        os.environ["FEDGATE_CONFIG"] = args.config
+    for opt, env in (
+        ("host", "FEDGATE_HOST"),
+        ("port", "FEDGATE_PORT"),
+        ("workers", "FEDGATE_WORKERS"),
+        ("api_prefix", "FEDGATE_API_PREFIX"),
+    ):
+        value = getattr(args, opt, None)
+        if value is not None:
+            os.environ[env] = str(value)
+    return config.load()
+
+
+def _gateway(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from gateway.state import Gateway
+
+    return Gateway(_settings(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.logs import configure_logging
+
+    settings = _settings(args)
+    configure_logging()
+    gw = _gateway(args)
+    try:
+        key = gw.first_start()
+    finally:
+        gw.close()
+    if key:
+        print("fedgate: no user existed, so user 'admin' was created.", file=sys.stderr)
+        print(f"fedgate: its API key (shown once, keep it): {key}", file=sys.stderr)
+    uvicorn.run(
+        "gateway.asgi:create",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if args.password:
+        return getpass.getpass(f"password for {args.name}: ")
+    return None
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from tokens.errors import AlreadyExistsError
+
+    gw = _gateway(args)
+    try:
+        users = gw.users
+        if args.user_cmd == "add":
+            try:
+                _, key = users.add_user(args.name, _read_password(args), admin=args.admin)
+            except AlreadyExistsError:
+                print(f"user {args.name!r} already exists", file=sys.stderr)
+                return 1
+            print(key)
+        elif args.user_cmd == "list":
+            for u in users.list_users():
+                print(f"{u.name}{' (admin)' if u.is_admin else ''}")
+        elif args.user_cmd == "delete":
+            if not users.delete_user(args.name):
+                print(f"no user {args.name!r}", file=sys.stderr)
+                return 1
+        elif args.user_cmd == "passwd":
+            password = _read_password(args) or getpass.getpass(f"password for {args.name}: ")
+            users.set_password(args.name, password)
+        elif args.user_cmd == "key":
+            print(users.new_api_key(args.name, label="cli"))
+        return 0
+    finally:
+        gw.close()
+
+
+def cmd_vault(args: argparse.Namespace) -> int:
+    from tokens.masterkey import MasterKeys
+
+    if args.vault_cmd == "genkey":
+        print(MasterKeys.generate())
+        return 0
+    gw = _gateway(args)
+    try:
+        with open(args.new_key_file, encoding="utf-8") as f:
+            new_keys = MasterKeys.parse(f.read(), where=args.new_key_file)
+        count = gw.vault.rotate(new_keys)
+        print(f"re-wrapped {count} stored credentials under the new master key", file=sys.stderr)
+        print("now point FEDGATE_MASTER_KEY(_FILE) at the new key and restart", file=sys.stderr)
+        return 0
+    finally:
+        gw.close()
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from tokens.store import Store
+
+    settings = _settings(args)
+    if not settings.database_url:
+        os.makedirs(settings.state_dir, exist_ok=True)
+    store = Store.open(settings.database)
+    try:
+        print(f"schema version {store.upgrade()}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    gw = _gateway(args)
+    try:
+        for event in gw.audit.query(
+            user=args.user,
+            execution_id=args.execution_id,
+            token_id=args.token_id,
+            mount=args.mount,
+            limit=args.limit,
+        ):
+            print(json.dumps({k: v for k, v in asdict(event).items() if v is not None}))
+        return 0
+    finally:
+        gw.close()
+
+
+def cmd_signing(args: argparse.Namespace) -> int:
+    gw = _gateway(args)
+    try:
+        print(f"new signing key: {gw.tokens.rotate_signing_key()}")
+        return 0
+    finally:
+        gw.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fedgate", description=__doc__)
+    p.add_argument("--config", help="TOML config file (default: $FEDGATE_CONFIG or ./fedgate.toml)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int)
+    s.add_argument(
+        "--api-prefix",
+        dest="api_prefix",
+        help="URL prefix of the API (default /rest; '' serves at the root)",
+    )
+    s.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=30,
+        help="seconds running transfers get to finish on shutdown",
+    )
+    s.set_defaults(func=cmd_serve)
+
+    u = sub.add_parser("user", help="manage gateway users")
+    usub = u.add_subparsers(dest="user_cmd", required=True)
+    for name, helptext in (
+        ("add", "create a user and print a new API key"),
+        ("delete", "delete a user"),
+        ("passwd", "set a user's password (for /authenticate)"),
+        ("key", "print a new API key for a user"),
+    ):
+        c = usub.add_parser(name, help=helptext)
+        c.add_argument("name")
+        c.add_argument("--password", action="store_true", help="prompt for a password")
+        c.add_argument("--password-stdin", action="store_true", help="read a password from stdin")
+        if name == "add":
+            c.add_argument("--admin", action="store_true")
+    usub.add_parser("list", help="list users")
+    u.set_defaults(func=cmd_user)
+
+    v = sub.add_parser("vault", help="key vault maintenance")
+    vsub = v.add_subparsers(dest="vault_cmd", required=True)
+    vsub.add_parser("genkey", help="print a new random master key")
+    r = vsub.add_parser("rotate", help="re-wrap every stored credential under a new master key")
+    r.add_argument(
+        "--new-key-file", required=True, help="file with the new master key (base64, first line)"
+    )
+    v.set_defaults(func=cmd_vault)
+
+    d = sub.add_parser("db", help="database schema")
+    d.add_argument("db_cmd", choices=["upgrade"])
+    d.set_defaults(func=cmd_db)
+
+    a = sub.add_parser("audit", help="query the audit log")
+    a.add_argument("--user")
+    a.add_argument("--execution-id")
+    a.add_argument("--token-id")
+    a.add_argument("--mount")
+    a.add_argument("--limit", type=int, default=100)
+    a.set_defaults(func=cmd_audit)
+
+    k = sub.add_parser("signing-key", help="token signing keys")
+    k.add_argument("signing_cmd", choices=["rotate"])
+    k.set_defaults(func=cmd_signing)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except config.ConfigError as exc:
+        print(f"fedgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

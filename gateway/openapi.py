@@ -1,0 +1,500 @@
+"""The OpenAPI 3 document, built from the same tables the server uses (error codes,
+actions, token types), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config import Settings
+from gateway.errors import E
+
+ERROR_REF = {"$ref": "#/components/responses/Error"}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): ERROR_REF for s in statuses}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    from gateway.routes_data import ACTIONS
+    from gateway.routes_tokens import GRANT_TYPE, SUBJECT_TOKEN_TYPES
+
+    prefix = settings.api_prefix
+    path_param = {
+        "name": "completePath",
+        "in": "path",
+        "required": True,
+        "description": "<mount>/<path inside the mount>; may contain unencoded '/'",
+        "schema": {"type": "string"},
+    }
+    security: list[dict[str, list[str]]] = [{"apikey": []}, {"bearer": []}]
+    backend = (502, 503, 504)
+    paths: dict[str, Any] = {
+        f"{prefix}/platform": {
+            "get": {
+                "summary": "Platform properties (no authentication)",
+                "security": [],
+                "responses": {"200": _json({"$ref": "#/components/schemas/Platform"})},
+            },
+            "put": {
+                "summary": "Validates an API key (VIP client convention); answers the platform",
+                "security": [{"apikey": []}],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Platform"}),
+                    **_errors(401),
+                },
+            },
+        },
+        f"{prefix}/authenticate": {
+            "post": {
+                "summary": "Exchange a username and password for a new API key",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    **_json({"$ref": "#/components/schemas/AuthenticationCredentials"}),
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/AuthenticationResult"}),
+                    **_errors(400, 401, 413),
+                },
+            },
+        },
+        f"{prefix}/path/{{completePath}}": {
+            "parameters": [path_param],
+            "get": {
+                "summary": "Act on a path: exists, properties, list, md5 or content",
+                "security": security,
+                "parameters": [
+                    {
+                        "name": "action",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(ACTIONS)},
+                    },
+                    {
+                        "name": "redirect",
+                        "in": "query",
+                        "required": False,
+                        "description": "content: true asks for a redirect to the storage, "
+                        "false forces streaming through fedgate",
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "exists → {exists}; properties → Path; list → [Path]; "
+                        "md5 → {md5}; content → the bytes (a directory: a .tar.gz)",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Existence"},
+                                        {"$ref": "#/components/schemas/Path"},
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Path"},
+                                        },
+                                        {"$ref": "#/components/schemas/PathMD5"},
+                                    ]
+                                }
+                            },
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
+                    "206": {"description": "partial content (Range)"},
+                    "307": {"description": "redirect to the storage (presigned URL)"},
+                    **_errors(400, 401, 403, 404, 409, 416, 501, *backend),
+                },
+            },
+            "put": {
+                "summary": "Create a directory (empty body), upload raw bytes, or UploadData",
+                "security": security,
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/carmin+json": {
+                            "schema": {"$ref": "#/components/schemas/UploadData"}
+                        },
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        },
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "created",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        **_json({"$ref": "#/components/schemas/Path"}),
+                    },
+                    **_errors(400, 401, 403, 404, 409, 413, *backend),
+                },
+            },
+            "delete": {
+                "summary": "Delete a file or a directory recursively",
+                "security": security,
+                "responses": {
+                    "204": {"description": "deleted"},
+                    **_errors(400, 401, 403, 404, *backend),
+                },
+            },
+        },
+        f"{prefix}/token": {
+            "post": {
+                "summary": "OAuth 2.0 Token Exchange (RFC 8693): a short-lived scoped token",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"$ref": "#/components/schemas/TokenExchangeRequest"}
+                        },
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/TokenExchangeRequest"}
+                        },
+                    },
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/TokenExchangeResponse"}),
+                    **_errors(400, 401, 403, 413),
+                },
+            },
+        },
+        f"{prefix}/token/revoke": {
+            "post": {
+                "summary": "Revoke by token (RFC 7009), token id (jti) or execution id",
+                "security": [{"apikey": []}, {"bearer": []}, {}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"$ref": "#/components/schemas/RevokeRequest"}
+                        },
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/RevokeRequest"}
+                        },
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"revoked": {"type": "integer"}}}
+                    ),
+                    **_errors(400, 401, 413),
+                },
+            },
+        },
+        f"{prefix}/token/native": {
+            "post": {
+                "summary": "A native credential (presigned URL, ticket…) for one path",
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["path"],
+                            "properties": {
+                                "path": {"type": "string"},
+                                "method": {"type": "string", "enum": ["GET", "PUT"]},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/NativeCredential"}),
+                    **_errors(400, 401, 403, 404, 413, 501, *backend),
+                },
+            },
+        },
+        f"{prefix}/user/externalKeys": {
+            "get": {
+                "summary": "The caller's stored storage credentials (never the secrets)",
+                "security": [{"apikey": []}],
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": {"$ref": "#/components/schemas/ExternalKeyInfo"}}
+                    ),
+                    **_errors(401),
+                },
+            },
+            "put": {
+                "summary": "Store (encrypted) a credential for a mount",
+                "security": [{"apikey": []}],
+                "requestBody": {
+                    "required": True,
+                    **_json({"$ref": "#/components/schemas/ExternalKey"}),
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/ExternalKeyInfo"}),
+                    **_errors(400, 401, 404, 413),
+                },
+            },
+        },
+        f"{prefix}/user/externalKeys/{{storageIdentifier}}": {
+            "delete": {
+                "summary": "Delete a stored credential; revokes the tokens that used it",
+                "security": [{"apikey": []}],
+                "parameters": [
+                    {
+                        "name": "storageIdentifier",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"204": {"description": "deleted"}, **_errors(401, 404)},
+            },
+        },
+        f"{prefix}/externalPlatforms": {
+            "get": {
+                "summary": "The mounts (external storages) of this gateway",
+                "security": security,
+                "responses": {
+                    "200": _json({"type": "array", "items": {"type": "object"}}),
+                    **_errors(401),
+                },
+            },
+        },
+        f"{prefix}/explain": {
+            "post": {
+                "summary": "Would this token/user be allowed this operation on this path?",
+                "security": [{"apikey": []}],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["path"],
+                            "properties": {
+                                "path": {"type": "string"},
+                                "operation": {
+                                    "type": "string",
+                                    "enum": ["read", "create", "modify"],
+                                },
+                                "token": {"type": "string"},
+                                "user": {"type": "string"},
+                            },
+                        }
+                    ),
+                },
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403, 404)},
+            },
+        },
+        f"{prefix}/audit": {
+            "get": {
+                "summary": "Audit events (admins: all; users: their own)",
+                "security": [{"apikey": []}],
+                "parameters": [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for n in (
+                        "user",
+                        "token_id",
+                        "execution_id",
+                        "mount",
+                        "since",
+                        "until",
+                        "limit",
+                    )
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": {"type": "object"}}),
+                    **_errors(400, 401, 403),
+                },
+            },
+        },
+        "/.well-known/jwks.json": {
+            "get": {
+                "summary": "Public keys that verify fedgate tokens",
+                "security": [],
+                "responses": {"200": _json({"type": "object"})},
+            },
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "fedgate — CARMIN-Data gateway",
+            "version": "0.3.1",
+            "description": "CARMIN-Data 0.3.1 over a federation of storages, with "
+            "two-step delegation (encrypted key vault, RFC 8693 token exchange).",
+        },
+        "paths": paths,
+        "components": _components(GRANT_TYPE, SUBJECT_TOKEN_TYPES),
+    }
+
+
+def _components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any]:
+    codes = sorted(spec.code for spec in E.all())
+    return {
+        "securitySchemes": {
+            "apikey": {"type": "apiKey", "in": "header", "name": "apikey"},
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        },
+        "responses": {
+            "Error": {
+                "description": "a CARMIN error",
+                **_json({"$ref": "#/components/schemas/ErrorCodeAndMessage"}),
+            }
+        },
+        "schemas": {
+            "ErrorCodeAndMessage": {
+                "type": "object",
+                "required": ["errorCode", "errorMessage"],
+                "properties": {
+                    "errorCode": {"type": "integer", "enum": codes},
+                    "errorMessage": {"type": "string"},
+                    "errorDetails": {"type": "object"},
+                },
+            },
+            "Platform": {
+                "type": "object",
+                "required": ["supportedModules", "supportedAPIVersion"],
+                "properties": {
+                    "platformName": {"type": "string"},
+                    "platformDescription": {"type": "string"},
+                    "supportedModules": {"type": "array", "items": {"type": "string"}},
+                    "supportedAPIVersion": {"type": "string"},
+                    "supportedTransferProtocols": {"type": "array", "items": {"type": "string"}},
+                    "APIErrorCodesAndMessages": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ErrorCodeAndMessage"},
+                    },
+                    "unsupportedMethods": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "AuthenticationCredentials": {
+                "type": "object",
+                "required": ["username", "password"],
+                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+            },
+            "AuthenticationResult": {
+                "type": "object",
+                "required": ["httpHeader", "httpHeaderValue"],
+                "properties": {
+                    "httpHeader": {"type": "string"},
+                    "httpHeaderValue": {"type": "string"},
+                },
+            },
+            "Path": {
+                "type": "object",
+                "required": ["platformPath", "lastModificationDate", "isDirectory"],
+                "properties": {
+                    "platformPath": {"type": "string"},
+                    "lastModificationDate": {"type": "integer", "format": "int64"},
+                    "isDirectory": {"type": "boolean"},
+                    "size": {
+                        "type": "integer",
+                        "format": "int64",
+                        "description": "files only; omitted for directories",
+                    },
+                    "executionId": {"type": "string"},
+                    "mimeType": {"type": "string"},
+                },
+            },
+            "Existence": {
+                "type": "object",
+                "required": ["exists"],
+                "properties": {"exists": {"type": "boolean"}},
+            },
+            "PathMD5": {
+                "type": "object",
+                "required": ["md5"],
+                "properties": {"md5": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+            },
+            "UploadData": {
+                "type": "object",
+                "required": ["base64Content", "type"],
+                "properties": {
+                    "base64Content": {"type": "string"},
+                    "type": {"type": "string", "enum": ["File", "Archive"]},
+                    "md5": {"type": "string"},
+                },
+            },
+            "TokenExchangeRequest": {
+                "type": "object",
+                "required": ["grant_type", "subject_token", "subject_token_type", "scope"],
+                "properties": {
+                    "grant_type": {"type": "string", "enum": [grant_type]},
+                    "subject_token": {"type": "string"},
+                    "subject_token_type": {"type": "string", "enum": list(subject_types)},
+                    "scope": {
+                        "type": "string",
+                        "description": "WLCG scopes, e.g. storage.read:/mount/dir",
+                    },
+                    "audience": {"type": "string"},
+                    "requested_token_type": {"type": "string"},
+                    "execution_id": {"type": "string"},
+                    "lifetime": {"type": "integer", "minimum": 1},
+                    "uses": {"type": "integer", "minimum": 1},
+                },
+            },
+            "TokenExchangeResponse": {
+                "type": "object",
+                "required": ["access_token", "issued_token_type", "token_type", "expires_in"],
+                "properties": {
+                    "access_token": {"type": "string"},
+                    "issued_token_type": {"type": "string"},
+                    "token_type": {"type": "string"},
+                    "expires_in": {"type": "integer"},
+                    "scope": {"type": "string"},
+                },
+            },
+            "RevokeRequest": {
+                "type": "object",
+                "properties": {
+                    "token": {"type": "string"},
+                    "token_type_hint": {"type": "string"},
+                    "jti": {"type": "string"},
+                    "execution_id": {"type": "string"},
+                },
+            },
+            "ExternalKey": {
+                "type": "object",
+                "required": ["storageIdentifier"],
+                "properties": {
+                    "storageIdentifier": {"type": "string"},
+                    "apiKey": {"type": "string"},
+                    "credential": {
+                        "type": "object",
+                        "properties": {
+                            "kind": {
+                                "type": "string",
+                                "enum": [
+                                    "apikey",
+                                    "access_secret",
+                                    "user_password",
+                                    "bearer",
+                                    "x509_proxy",
+                                ],
+                            }
+                        },
+                    },
+                },
+            },
+            "ExternalKeyInfo": {
+                "type": "object",
+                "required": ["storageIdentifier", "kind"],
+                "properties": {
+                    "storageIdentifier": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "created": {"type": "integer"},
+                    "updated": {"type": "integer"},
+                },
+            },
+            "NativeCredential": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string"},
+                    "value": {"type": "string"},
+                    "method": {"type": "string"},
+                    "headers": {"type": "object"},
+                    "expiresAt": {"type": "integer"},
+                },
+            },
+        },
+    }

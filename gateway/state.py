@@ -1,0 +1,119 @@
+"""The services one gateway process holds: store, users, vault, tokens, audit, mounts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.base import Adapter, AuthenticationFailed, Credential, Storage
+from adapters.registry import BackendLoadError, create_adapter
+from gateway.config import MountConfig, Settings
+from gateway.errors import CarminError, E
+from tokens.audit import AuditLog
+from tokens.masterkey import MasterKeys
+from tokens.service import TokenService
+from tokens.store import Store
+from tokens.users import UserService
+from tokens.vault import KeyVault
+
+log = logging.getLogger("fedgate")
+
+
+@dataclass
+class Mounts:
+    """Mount configs and their adapters, created on first use (a backend that is down
+    at start-up must not stop the gateway from serving the others)."""
+
+    settings: Settings
+    vault: KeyVault
+    _adapters: dict[str, Adapter] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def config(self, name: str) -> MountConfig:
+        mount = self.settings.mount(name)
+        if mount is None:
+            raise CarminError(E.NO_MOUNT, f"no mount named {name!r}")
+        return mount
+
+    def adapter(self, mount: MountConfig) -> Adapter:
+        with self._lock:
+            adapter = self._adapters.get(mount.name)
+            if adapter is None:
+                try:
+                    adapter = create_adapter(mount.type, mount.options)
+                except BackendLoadError as exc:
+                    log.error("mount %s cannot be loaded: %s", mount.name, exc)
+                    raise CarminError(
+                        E.UNAVAILABLE, f"{mount.name}: backend not available"
+                    ) from None
+                self._adapters[mount.name] = adapter
+            return adapter
+
+    def credential(self, mount: MountConfig, user: str) -> Credential | None:
+        if mount.credential_source in ("none", "service"):
+            return None
+        cred = self.vault.get(user, mount.name)
+        if cred is None and mount.credential_source == "user":
+            raise CarminError(
+                E.NO_STORAGE_KEY,
+                f"no credential stored for {mount.name!r}: PUT /user/externalKeys first",
+            )
+        return cred
+
+    def storage(self, mount: MountConfig, user: str) -> Storage:
+        """Blocking (vault read, maybe a backend login): call from a worker thread."""
+        cred = self.credential(mount, user)
+        try:
+            return self.adapter(mount).bind(cred)
+        except AuthenticationFailed:
+            raise
+        except CarminError:
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for adapter in self._adapters.values():
+                try:
+                    adapter.close()
+                except Exception:
+                    log.warning("closing a mount failed", exc_info=True)
+            self._adapters.clear()
+
+
+class Gateway:
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        env = dict(os.environ if env is None else env)
+        state_dir = Path(settings.state_dir)
+        if not settings.database_url:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(state_dir, 0o700)
+        self.store = Store.open(settings.database)
+        self.store.upgrade()
+        self.master_keys = MasterKeys.load(env, state_dir / "master.key")
+        self.users = UserService(self.store)
+        self.vault = KeyVault(self.store, self.master_keys)
+        self.tokens = TokenService(
+            self.store,
+            self.master_keys,
+            issuer=settings.token_issuer,
+            default_lifetime=settings.token_default_lifetime,
+            max_lifetime=settings.token_max_lifetime,
+        )
+        self.audit = AuditLog(self.store)
+        self.mounts = Mounts(settings, self.vault)
+
+    def first_start(self) -> str | None:
+        """With no user at all, create ``admin`` and return its key (printed once)."""
+        if self.users.count() > 0:
+            return None
+        _, key = self.users.add_user("admin", admin=True)
+        return key
+
+    def close(self) -> None:
+        self.mounts.close()
+        self.audit.close()
+        self.store.close()
