@@ -1,0 +1,445 @@
+"""A grid storage element (XRootD, dCache, EOS, StoRM...) through gfal2, over root:// or
+HTTP/WebDAV.
+
+Mount options (TOML)::
+
+    base_url          root://host:port//path | xroot:// | http(s)://host:port/path | dav(s)://
+    token             optional service bearer token (WLCG token or macaroon), used when a
+                      request carries no user credential; never logged
+    x509_proxy        optional path to an X.509 proxy file used for every request
+    anonymous         bind(None) without any service credential (default false)
+    timeout           seconds for one namespace operation or read/write request (default 30)
+    connect_timeout   seconds to connect over root:// (default 5)
+    checksum_timeout  seconds for the SE to compute a checksum (default 300)
+    native_checksums  algorithms the SE computes (default ["adler32", "md5"])
+    macaroons         presign by asking an https/davs SE for a macaroon (default true)
+    insecure          skip TLS verification over https/davs (default false; tests only)
+    max_idle_contexts gfal2 contexts kept per credential (default 4)
+
+Credentials: kind ``"bearer"`` with field ``token``. Over http/dav it is handed to gfal2
+for URLs below ``base_url`` only; over root:// it travels as ``?authz=Bearer%20<token>``
+(XRootD's token CGI), so gfal2 errors are stripped of query strings before they are
+raised, and never chained.
+
+Behaviour worth knowing:
+
+- Listing: gfal2 (PROPFIND over http, dirlist over root://) fetches a whole directory
+  before the first entry is returned; that buffer lives in the C library. We stream from it
+  entry by entry (``opendir``/``readpp``) and never build a Python list.
+- Writes go to ``.fedgate-upload-<uuid>`` next to the target (hidden from listings and
+  unreachable by path) and are renamed over the target on commit, replacing a file there.
+  Over http the davix library spools the body to a temporary file under $TMPDIR and sends
+  the PUT when the file is closed, i.e. on commit: memory stays flat, $TMPDIR needs room
+  for the largest concurrent uploads. Both plugins create missing parents on write, so the
+  parent is checked first (a parent removed during an upload is recreated by it).
+- Presign: over https/davs the SE is asked for a macaroon (dCache and XrdMacaroons
+  answer ``POST`` with ``Content-Type: application/macaroon-request``), with caveats on the
+  path, the activity and a validity in whole minutes that ends no later than
+  ``expires_at``; the result is ``Delegation(kind="macaroon")`` with an ``Authorization``
+  header, to use on ``GfalStorage.public_url(path)``. gfal2 refuses macaroon requests over
+  plain http (the macaroon would travel in clear) and root:// has no such request: both
+  raise ``NotSupported``. We deliberately
+  do not hand out the caller's own bearer token instead: it is neither scoped to the path
+  nor bounded by ``expires_at``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import mimetypes
+import stat as stat_mod
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from adapters.base import (
+    AlreadyExists,
+    AuthenticationFailed,
+    BackendUnavailable,
+    Capabilities,
+    Credential,
+    Delegation,
+    Entry,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    NotSupported,
+    ParentNotFound,
+    PermissionDenied,
+    Storage,
+    StorageError,
+    join,
+    parent_of,
+)
+from adapters.gfal_presign import TLS_SCHEMES, request_macaroon
+from adapters.gfal_support import (
+    HTTP_SCHEMES,
+    XROOTD_SCHEMES,
+    ContextPool,
+    GfalOptions,
+    Lease,
+    gfal2_module,
+    is_ambiguous,
+    normalise_base_url,
+    parse_options,
+    path_url,
+    translate,
+    with_authz,
+)
+from adapters.gfal_write import (
+    CHUNK,
+    UPLOAD_PREFIX,
+    GfalWriter,
+    SpoolWriter,
+    move_decodes_destination,
+    needs_escaping,
+)
+
+__all__ = ["UPLOAD_PREFIX", "GfalAdapter", "GfalOptions", "GfalStorage", "create"]
+
+_MAX_BOUND = 64  # credentials whose context pools are kept
+
+
+def _mime(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+def _entry(path: str, st: Any) -> Entry:
+    # XRootD's dirlist reports permission bits only (no S_IFREG) for files: test S_ISDIR.
+    is_dir = stat_mod.S_ISDIR(st.st_mode)
+    return Entry(
+        path=path,
+        is_dir=is_dir,
+        size=None if is_dir else int(st.st_size),
+        mtime=float(st.st_mtime) if st.st_mtime else None,
+        mime_type=None if is_dir else _mime(path),
+    )
+
+
+class GfalStorage:
+    def __init__(self, options: GfalOptions, token: str | None) -> None:
+        self.options = options
+        self.base, self.scheme = normalise_base_url(options.base_url)
+        self.gfal = gfal2_module(options.connect_timeout, options.timeout)
+        self._token = token
+        self.secrets = (token,) if token else ()
+        self._xrootd = self.scheme in XROOTD_SCHEMES
+        self.pool = ContextPool(self._new_context, options.max_idle_contexts)
+        # Whether the SE percent-decodes a MOVE's Destination (see gfal_write); probed once.
+        self._move_decodes: bool | None = None
+        self._probe_lock = threading.Lock()
+        can_presign = options.macaroons and self.scheme in TLS_SCHEMES
+        self.capabilities = Capabilities(
+            native_checksums=options.native_checksums,
+            presign_read=can_presign,
+            presign_write=can_presign,
+            native_delegation=can_presign,
+        )
+
+    def __repr__(self) -> str:
+        return f"GfalStorage({self.base!r})"
+
+    def _new_context(self) -> Any:
+        o = self.options
+        ctx = self.gfal.creat_context()
+        ctx.set_opt_boolean("HTTP PLUGIN", "RETRIEVE_BEARER_TOKEN", False)
+        ctx.set_opt_integer("CORE", "NAMESPACE_TIMEOUT", o.timeout)
+        ctx.set_opt_integer("CORE", "CHECKSUM_TIMEOUT", o.checksum_timeout)
+        ctx.set_opt_integer("HTTP PLUGIN", "OPERATION_TIMEOUT", o.timeout)
+        ctx.set_opt_boolean("HTTP PLUGIN", "INSECURE", o.insecure)
+        if self._token and not self._xrootd:
+            ctx.cred_set(self.base, ctx.cred_new("BEARER", self._token))
+        if o.x509_proxy:
+            ctx.cred_set(self.base, ctx.cred_new("X509_CERT", o.x509_proxy))
+            ctx.cred_set(self.base, ctx.cred_new("X509_KEY", o.x509_proxy))
+        return ctx
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """The URL gfal2 is given (with the token CGI over root://). Never log it."""
+        url = path_url(self.base, path)
+        return with_authz(url, self._token) if self._xrootd else url
+
+    def public_url(self, path: str) -> str:
+        """The SE URL of ``path`` without any credential, e.g. to go with a macaroon."""
+        self._check_visible(path)
+        return path_url(self.base, path)
+
+    def error(self, exc: Any, path: str) -> StorageError:
+        return translate(exc, path, self.secrets)
+
+    @staticmethod
+    def _check_visible(path: str) -> None:
+        if any(seg.startswith(UPLOAD_PREFIX) for seg in path.split("/")):
+            raise NotFound(f"{path}: no such file or directory")
+
+    def _stat(self, ctx: Any, path: str) -> Entry:
+        try:
+            return _entry(path, ctx.stat(self.url(path)))
+        except self.gfal.GError as exc:
+            if path and is_ambiguous(exc) and not self._parent_is_dir(ctx, path):
+                raise NotFound(f"{path}: no such file or directory") from None
+            raise self.error(exc, path) from None
+
+    def _parent_is_dir(self, ctx: Any, path: str) -> bool:
+        try:
+            return stat_mod.S_ISDIR(ctx.stat(self.url(parent_of(path))).st_mode)
+        except self.gfal.GError:
+            return False
+
+    def _require_parent(self, ctx: Any, path: str) -> None:
+        parent = parent_of(path)
+        try:
+            entry = self._stat(ctx, parent)
+        except NotFound:
+            raise ParentNotFound(f"{parent or '/'}: parent directory does not exist") from None
+        if not entry.is_dir:
+            raise ParentNotFound(f"{parent}: is not a directory")
+
+    def _exists(self, ctx: Any, path: str) -> Entry | None:
+        try:
+            return self._stat(ctx, path)
+        except NotFound:
+            return None
+
+    # --- Storage ----------------------------------------------------------------------
+
+    def stat(self, path: str) -> Entry:
+        self._check_visible(path)
+        with self.pool.lease() as ctx:
+            return self._stat(ctx, path)
+
+    def list(self, path: str) -> Iterator[Entry]:
+        self._check_visible(path)
+        return self._list(path, hide_uploads=True)
+
+    def _list(self, path: str, hide_uploads: bool) -> Iterator[Entry]:
+        lease = Lease(self.pool)
+        try:
+            # Stat first: opendir on a file fails with a different code per protocol.
+            if not self._stat(lease.ctx, path).is_dir:
+                raise NotADirectory(f"{path}: not a directory")
+            handle = lease.ctx.opendir(self.url(path))
+        except self.gfal.GError as exc:
+            lease.release()
+            raise self.error(exc, path) from None
+        except BaseException:
+            lease.release()
+            raise
+        return self._iter_dir(lease, handle, path, hide_uploads)
+
+    def _iter_dir(self, lease: Lease, handle: Any, path: str, hide: bool) -> Iterator[Entry]:
+        try:
+            while True:
+                try:
+                    dirent, st = handle.readpp()
+                except self.gfal.GError as exc:
+                    raise self.error(exc, path) from None
+                if dirent is None:
+                    return
+                name = dirent.d_name
+                if name in (".", "..") or (hide and name.startswith(UPLOAD_PREFIX)):
+                    continue
+                yield _entry(join(path, name), st)
+        finally:
+            del handle
+            lease.release()
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        self._check_visible(path)
+        lease = Lease(self.pool)
+        try:
+            entry = self._stat(lease.ctx, path)
+            if entry.is_dir:
+                raise IsADirectory(f"{path}: is a directory")
+            handle = lease.ctx.open(self.url(path), "r")
+        except self.gfal.GError as exc:
+            lease.release()
+            raise self.error(exc, path) from None
+        except BaseException:
+            lease.release()
+            raise
+        size = entry.size or 0
+        stop = size if end is None else min(end, size)
+        return self._read(lease, handle, path, start, stop)
+
+    def _read(self, lease: Lease, handle: Any, path: str, start: int, stop: int) -> Iterator[bytes]:
+        try:
+            offset = start
+            while offset < stop:
+                try:
+                    data = handle.pread_bytes(offset, min(CHUNK, stop - offset))
+                except self.gfal.GError as exc:
+                    raise self.error(exc, path) from None
+                if not data:
+                    return  # truncated since the stat
+                offset += len(data)
+                yield data
+        finally:
+            del handle
+            lease.release()
+
+    def open_write(self, path: str, size_hint: int | None = None) -> GfalWriter | SpoolWriter:
+        if not path:
+            raise IsADirectory("/: is a directory")
+        self._check_visible(path)
+        with self.pool.lease() as ctx:
+            self._require_parent(ctx, path)
+            existing = self._exists(ctx, path)
+            if existing is not None and existing.is_dir:
+                raise IsADirectory(f"{path}: is a directory")
+            if self.scheme in HTTP_SCHEMES and needs_escaping(path):
+                with self._probe_lock:
+                    if self._move_decodes is None:
+                        self._move_decodes = move_decodes_destination(self, ctx, parent_of(path))
+                if not self._move_decodes:
+                    return SpoolWriter(self, path)
+        return GfalWriter(self, path)
+
+    def mkdir(self, path: str) -> Entry:
+        if not path:
+            raise AlreadyExists("/: already exists")
+        self._check_visible(path)
+        with self.pool.lease() as ctx:
+            # Both plugins create missing parents and XrdHttp accepts MKCOL on an existing
+            # collection, so the POSIX answers come from explicit checks.
+            self._require_parent(ctx, path)
+            if self._exists(ctx, path) is not None:
+                raise AlreadyExists(f"{path}: already exists")
+            try:
+                ctx.mkdir(self.url(path), 0o755)
+            except self.gfal.GError as exc:
+                raise self.error(exc, path) from None
+            return self._stat(ctx, path)
+
+    def delete(self, path: str) -> None:
+        if not path:
+            raise PermissionDenied("the mount root cannot be deleted")
+        self._check_visible(path)
+        with self.pool.lease() as ctx:
+            if self._stat(ctx, path).is_dir:
+                self._remove_tree(ctx, path)
+            else:
+                self._unlink(ctx, path)
+
+    def _unlink(self, ctx: Any, path: str) -> None:
+        try:
+            ctx.unlink(self.url(path))
+        except self.gfal.GError as exc:
+            raise self.error(exc, path) from None
+
+    def _remove_tree(self, ctx: Any, path: str) -> None:
+        # gfal2 buffers each listing whole, so removing entries while iterating is safe.
+        for entry in self._list(path, hide_uploads=False):
+            if entry.is_dir:
+                self._remove_tree(ctx, entry.path)
+            else:
+                self._unlink(ctx, entry.path)
+        try:
+            ctx.rmdir(self.url(path))
+        except self.gfal.GError as exc:
+            raise self.error(exc, path) from None
+
+    def checksum(self, path: str, algorithm: str = "md5") -> str:
+        algorithm = algorithm.lower()
+        entry = self.stat(path)
+        if entry.is_dir:
+            raise IsADirectory(f"{path}: is a directory")
+        if algorithm in self.capabilities.native_checksums:
+            with self.pool.lease() as ctx:
+                try:
+                    value = str(ctx.checksum(self.url(path), algorithm.upper())).strip().lower()
+                except self.gfal.GError as exc:
+                    raise self.error(exc, path) from None
+            return value.zfill(8) if algorithm == "adler32" else value
+        return self._streamed_checksum(path, algorithm)
+
+    def _streamed_checksum(self, path: str, algorithm: str) -> str:
+        if algorithm == "adler32":
+            value = 1
+            for chunk in self.open_read(path):
+                value = zlib.adler32(chunk, value)
+            return f"{value & 0xFFFFFFFF:08x}"
+        try:
+            digest = hashlib.new(algorithm)
+        except ValueError:
+            raise NotSupported(f"checksum {algorithm!r} is not supported") from None
+        for chunk in self.open_read(path):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+        self._check_visible(path)
+        if not self.capabilities.native_delegation:
+            raise NotSupported(
+                "this storage element cannot mint a path-scoped token "
+                "(root:// has no macaroon request; use an http(s)/dav(s) base_url)"
+            )
+        with self.pool.lease() as ctx:
+            return request_macaroon(self, ctx, path, method, expires_at)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class GfalAdapter:
+    type_name = "gfal"
+
+    def __init__(self, options: GfalOptions) -> None:
+        normalise_base_url(options.base_url)  # fail at configuration time
+        self.options = options
+        self._bound: OrderedDict[str, GfalStorage] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _storage(self, token: str | None) -> GfalStorage:
+        key = hashlib.sha256((token or "").encode()).hexdigest()
+        with self._lock:
+            storage = self._bound.get(key)
+            if storage is not None:
+                self._bound.move_to_end(key)
+                return storage
+        storage = GfalStorage(self.options, token)
+        with self._lock:
+            self._bound[key] = storage
+            while len(self._bound) > _MAX_BOUND:
+                # An evicted view still works for requests holding it; it just stops
+                # keeping idle contexts.
+                self._bound.popitem(last=False)[1].close()
+        return storage
+
+    def bind(self, credential: Credential | None) -> Storage:
+        o = self.options
+        if credential is None:
+            if o.token or o.x509_proxy or o.anonymous:
+                return self._storage(o.token)
+            raise AuthenticationFailed("no credential for this mount")
+        if credential.kind != "bearer":
+            raise AuthenticationFailed(
+                f"a {credential.kind!r} credential cannot be used on a gfal mount (use 'bearer')"
+            )
+        token = (credential.fields.get("token") or "").strip()
+        if not token:
+            raise AuthenticationFailed("the bearer credential has no token")
+        return self._storage(token)
+
+    def check(self) -> None:
+        try:
+            self._storage(self.options.token).stat("")
+        except BackendUnavailable:
+            raise
+        except StorageError:
+            pass  # it answered: reachable, whatever it thinks of our credential
+
+    def close(self) -> None:
+        with self._lock:
+            bound, self._bound = list(self._bound.values()), OrderedDict()
+        for storage in bound:
+            storage.close()
+
+
+def create(options: Mapping[str, Any]) -> GfalAdapter:
+    return GfalAdapter(parse_options(options))

@@ -1,0 +1,250 @@
+"""gfal2 adapter against a real XRootD daemon (scripts/testbeds/xrootd.sh): the conformance
+suite over root:// and again over http:// (XrdHttp, same daemon), plus gfal-specific cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import traceback
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.base import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    Credential,
+    InvalidPath,
+    NotFound,
+    NotSupported,
+    Storage,
+)
+from adapters.gfal import UPLOAD_PREFIX, GfalAdapter, create
+from tests.adapters.conformance import AdapterConformance, read, write
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "testbeds" / "xrootd.sh"
+ROOT_URL = "root://127.0.0.1:11094//data"
+HTTP_URL = "http://127.0.0.1:11095/data"
+TOKEN = "test-bearer-Zm9vYmFy.c2VjcmV0"  # XRootD here has no token auth: it is ignored
+
+
+@pytest.fixture(scope="session")
+def xrootd_data() -> Iterator[Path]:
+    """The running daemon's export folder on disk (tests use it for fast bulk setup)."""
+    subprocess.run(["bash", str(SCRIPT), "start"], check=True, timeout=120)
+    path = subprocess.run(
+        ["bash", str(SCRIPT), "path"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    yield Path(path)
+    subprocess.run(["bash", str(SCRIPT), "stop"], check=True, timeout=60)
+
+
+@pytest.fixture
+def folder(xrootd_data: Path) -> Iterator[str]:
+    """A fresh, empty folder on the SE (created through the SE so the daemon owns it)."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    admin = create({"base_url": ROOT_URL, "anonymous": True}).bind(None)
+    admin.mkdir(name)
+    yield name
+    shutil.rmtree(xrootd_data / name, ignore_errors=True)
+
+
+def bind(base: str, folder: str, token: str = TOKEN) -> Storage:
+    adapter = create({"base_url": f"{base}/{folder}", "timeout": 20})
+    return adapter.bind(Credential("bearer", {"token": token}))
+
+
+class _GfalConformance(AdapterConformance):
+    base = ROOT_URL
+
+    @pytest.fixture
+    def storage(self, folder: str) -> Iterator[Storage]:
+        storage = bind(self.base, folder)
+        yield storage
+        storage.close()
+
+    @pytest.fixture(autouse=True)
+    def _disk(self, folder: str, xrootd_data: Path) -> None:
+        self._root_on_disk = xrootd_data / folder
+
+    def populate_many(self, storage: Storage, folder: str, count: int) -> None:
+        # Setup straight on the daemon's disk: 1100 uploads through gfal2 would only
+        # measure uploads; the listing under test still goes through the adapter.
+        target = self._root_on_disk / folder
+        for i in range(count):
+            (target / f"f{i:05d}").touch()
+
+
+class TestGfalRootConformance(_GfalConformance):
+    base = ROOT_URL
+
+
+class TestGfalHttpConformance(_GfalConformance):
+    base = HTTP_URL
+
+
+@pytest.fixture(params=[ROOT_URL, HTTP_URL], ids=["root", "http"])
+def se(request: pytest.FixtureRequest, folder: str) -> Storage:
+    return bind(request.param, folder)
+
+
+def test_missing_path_is_not_found(se: Storage) -> None:
+    with pytest.raises(NotFound):
+        se.stat("nothing/here")
+    with pytest.raises(NotFound):
+        read(se, "nothing")
+
+
+def test_adler32_is_eight_hex_digits_and_md5_matches(se: Storage) -> None:
+    write(se, "empty", b"")
+    assert se.checksum("empty", "adler32") == "00000001"  # zero-padded, not "1"
+    data = b"\x00" * 10 + b"fedgate" * 1000
+    write(se, "d", data)
+    assert se.checksum("d", "adler32") == f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+    assert se.checksum("d", "ADLER32") == f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+    import hashlib
+
+    assert se.checksum("d", "md5") == hashlib.md5(data).hexdigest()
+    assert se.checksum("d", "sha256") == hashlib.sha256(data).hexdigest()  # streamed
+
+
+def test_upload_temporaries_are_hidden_and_unreachable(se: Storage, xrootd_data: Path) -> None:
+    writer = se.open_write("f")
+    writer.write(b"x" * 10)
+    try:
+        assert [e.name for e in se.list("")] == []
+        with pytest.raises(NotFound):
+            se.stat(UPLOAD_PREFIX + "anything")
+    finally:
+        writer.abort()
+
+
+def test_question_mark_names_are_refused(se: Storage) -> None:
+    with pytest.raises(InvalidPath):
+        se.stat("what?")
+
+
+def test_presign_is_not_supported_without_tls(se: Storage) -> None:
+    assert not se.capabilities.native_delegation
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    with pytest.raises(NotSupported):
+        se.presign("f", "GET", expires)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["root", "http"])
+def test_se_down_is_backend_unavailable_quickly(scheme: str) -> None:
+    port = _closed_port()
+    base = f"root://127.0.0.1:{port}//data" if scheme == "root" else f"http://127.0.0.1:{port}/d"
+    adapter = create({"base_url": base, "timeout": 3, "connect_timeout": 2})
+    storage = adapter.bind(Credential("bearer", {"token": TOKEN}))
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as info:
+        storage.stat("x")
+    assert time.monotonic() - started < 5
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in "".join(traceback.format_exception(info.value))
+    with pytest.raises(BackendUnavailable):
+        adapter.check()
+
+
+def test_token_never_appears_in_errors_over_root(folder: str) -> None:
+    storage = bind(ROOT_URL, folder, token="SECRET-root-token-42")
+    write(storage, "f", b"x")
+    for call in (lambda: storage.stat("missing"), lambda: storage.mkdir("f/child")):
+        with pytest.raises(Exception) as info:
+            call()
+        rendered = "".join(traceback.format_exception(info.value))
+        assert "SECRET-root-token-42" not in rendered
+        assert "authz" not in rendered
+
+
+def test_bind_requires_a_usable_credential() -> None:
+    adapter = create({"base_url": ROOT_URL})
+    with pytest.raises(AuthenticationFailed):
+        adapter.bind(None)
+    with pytest.raises(AuthenticationFailed):
+        adapter.bind(Credential("apikey", {"apiKey": "k"}))
+    with pytest.raises(AuthenticationFailed):
+        adapter.bind(Credential("bearer", {"token": " "}))
+    assert create({"base_url": ROOT_URL, "token": "svc"}).bind(None) is not None
+
+
+def test_bind_pools_one_view_per_credential() -> None:
+    adapter = create({"base_url": ROOT_URL})
+    a = adapter.bind(Credential("bearer", {"token": "one"}))
+    assert adapter.bind(Credential("bearer", {"token": "one"})) is a
+    assert adapter.bind(Credential("bearer", {"token": "two"})) is not a
+    assert "one" not in repr(a) and "svc" not in repr(
+        create({"base_url": ROOT_URL, "token": "svc"}).options
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"base_url": "ftp://host/x"},
+        {"base_url": "root://127.0.0.1:11094//data?authz=x"},
+        {"base_url": ROOT_URL, "timeout": 0},
+        {"base_url": ROOT_URL, "bogus": 1},
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        create(options)
+
+
+class _AuthProbe(http.server.BaseHTTPRequestHandler):
+    """A web server that rejects every request and remembers the Authorization header."""
+
+    seen: list[str] = []
+
+    def _reject(self) -> None:
+        self.seen.append(self.headers.get("Authorization", ""))
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET = do_PROPFIND = _reject
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_bearer_token_is_sent_over_http_and_401_is_authentication_failed() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthProbe)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        adapter = create({"base_url": f"http://127.0.0.1:{port}/data", "timeout": 5})
+        storage = adapter.bind(Credential("bearer", {"token": "user-token-123"}))
+        with pytest.raises(AuthenticationFailed) as info:
+            storage.stat("f")
+        assert "user-token-123" not in str(info.value)
+        assert "Bearer user-token-123" in _AuthProbe.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_adapter_type_and_check(folder: str) -> None:
+    adapter = create({"base_url": f"{HTTP_URL}/{folder}", "anonymous": True})
+    assert isinstance(adapter, GfalAdapter) and adapter.type_name == "gfal"
+    adapter.check()
+    adapter.close()
