@@ -25,7 +25,8 @@ pg_bin() {
 # Run a command as the cluster owner (postgres when we are root, else ourselves).
 as_owner() {
   if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+    # From /: the caller's directory may be unreadable to postgres (e.g. a clone in /root).
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
