@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway import routes_data, routes_platform, routes_tokens
+from gateway import routes_data, routes_platform, routes_resolve, routes_tokens
 from gateway.config import Settings
 from gateway.errors import CarminError, E, error_response
 from gateway.openapi import openapi_document
@@ -58,6 +58,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/path/{completePath:path}", routes_data.put_path, methods=["PUT"]),
         Route("/path/{completePath:path}", routes_data.delete_path, methods=["DELETE"]),
         *routes_tokens.routes(),
+        *routes_resolve.routes(),
     ]
 
 
