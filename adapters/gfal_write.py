@@ -150,28 +150,66 @@ class SpoolWriter:
         spool, self._spool = self._spool, None
         with spool, s.pool.lease() as ctx:
             target = s.url(self._path)
+            backup: str | None = None
             try:
                 try:
                     if stat_mod.S_ISDIR(ctx.stat(target).st_mode):
                         raise IsADirectory(f"{self._path}: is a directory")
+                    # davix cannot open an existing file for writing: set the old one
+                    # aside under a hidden name (a MOVE *from* the awkward name is fine).
+                    backup = s.url(join(parent_of(self._path), UPLOAD_PREFIX + uuid.uuid4().hex))
+                    ctx.rename(target, backup)
                 except s.gfal.GError as exc:
                     if exc.code != 2:
                         raise
                 spool.seek(0)
-                handle = ctx.open(target, "w")
-                while data := spool.read(CHUNK):
-                    handle.write(data)
-                del handle  # sends the PUT
+                _upload(ctx, spool, target)
                 size = int(ctx.stat(target).st_size)
-            except s.gfal.GError as exc:
-                raise s.error(exc, self._path) from None
-        if size != self._written:
-            raise StorageError(
-                f"{self._path}: upload incomplete ({size} of {self._written} bytes stored)"
-            )
+                if size != self._written:
+                    raise StorageError(
+                        f"{self._path}: upload incomplete ({size} of {self._written} bytes stored)"
+                    )
+            except BaseException as exc:
+                _restore(s, ctx, target, backup)
+                if isinstance(exc, s.gfal.GError):
+                    raise s.error(exc, self._path) from None
+                raise
+            if backup is not None:
+                with contextlib.suppress(s.gfal.GError):
+                    ctx.unlink(backup)
         return s.stat(self._path)
 
     def abort(self) -> None:
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+
+
+def _upload(ctx: Any, source: Any, url: str) -> None:
+    handle = ctx.open(url, "w")
+    while data := source.read(CHUNK):
+        handle.write(data)
+    del handle  # closing sends the PUT
+
+
+def _restore(storage: GfalStorage, ctx: Any, target: str, backup: str | None) -> None:
+    """After a failed spooled commit: drop the partial target, put the old file back by
+    streaming it (a MOVE onto the awkward name is what cannot work). If even that fails the
+    old content stays under its hidden name rather than being deleted."""
+    gerror = storage.gfal.GError
+    with contextlib.suppress(gerror):
+        ctx.unlink(target)
+    if backup is None:
+        return
+    with contextlib.suppress(gerror):
+        _upload(ctx, _GfalReader(ctx.open(backup, "r")), target)
+        if ctx.stat(target).st_size == ctx.stat(backup).st_size:
+            ctx.unlink(backup)
+
+
+class _GfalReader:
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def read(self, n: int) -> bytes:
+        return bytes(self._handle.read_bytes(n))

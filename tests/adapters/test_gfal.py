@@ -248,3 +248,37 @@ def test_adapter_type_and_check(folder: str) -> None:
     assert isinstance(adapter, GfalAdapter) and adapter.type_name == "gfal"
     adapter.check()
     adapter.close()
+
+
+def _leftovers(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.name.startswith(UPLOAD_PREFIX)]
+
+
+def test_no_temporary_is_left_on_the_se(se: Storage, folder: str, xrootd_data: Path) -> None:
+    write(se, "plain", b"1")
+    write(se, "with space", b"2")  # over http: the spooled path (XrdHttp MOVE quirk)
+    write(se, "with space", b"22")
+    for name in ("aborted", "aborted space"):
+        writer = se.open_write(name)
+        writer.write(b"x" * 1000)
+        writer.abort()
+    on_disk = sorted(p.name for p in (xrootd_data / folder).iterdir())
+    assert on_disk == ["plain", "with space"]
+    assert (xrootd_data / folder / "with space").read_bytes() == b"22"
+    assert _leftovers(xrootd_data / folder) == []
+
+
+def test_concurrent_use_of_one_view(se: Storage) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(i: int) -> bytes:
+        data = bytes([i]) * (100_000 + i)
+        write(se, f"c{i}", data, chunk=30_000)
+        assert se.stat(f"c{i}").size == len(data)
+        return read(se, f"c{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(16)))
+    assert [len(r) for r in results] == [100_000 + i for i in range(16)]
+    assert all(r == bytes([i]) * len(r) for i, r in enumerate(results))
+    assert len(list(se.list(""))) == 16
