@@ -98,4 +98,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX audit_exec ON audit(execution_id)",
         ),
     ),
+    Migration(
+        2,
+        (
+            # Native credentials (iRODS tickets, Girder tokens) minted for a fedgate token,
+            # so revoking the token can delete them. ``secret`` is encrypted like the vault.
+            # ``revoked`` is set when the token was revoked but deleting the credential
+            # failed; a later sweep retries.
+            """CREATE TABLE native_grants (
+                id {serial_pk},
+                jti TEXT NOT NULL,
+                user_name TEXT NOT NULL,
+                mount TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                secret {blob} NOT NULL,
+                created {real} NOT NULL,
+                expires {real} NOT NULL,
+                revoked {real})""",
+            "CREATE INDEX native_grants_jti ON native_grants(jti)",
+            "CREATE INDEX native_grants_expires ON native_grants(expires)",
+        ),
+    ),
 )
