@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway import routes_data, routes_platform, routes_resolve, routes_tokens
+from gateway import observability, routes_data, routes_platform, routes_resolve, routes_tokens
 from gateway.config import Settings
 from gateway.errors import CarminError, E, error_response
 from gateway.openapi import openapi_document
@@ -75,6 +75,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         return JSONResponse(openapi_document(settings))
 
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
+    routes += observability.routes()
     routes += routes_tokens.root_routes()
     if settings.api_prefix:
         routes.append(Route(settings.api_prefix + "/openapi.json", openapi, methods=["GET"]))
@@ -107,7 +108,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
                 max_age=600,
             )
         )
-    app = Starlette(
+    app = observability.ObservedStarlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={
@@ -119,4 +120,5 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     )
     app.router.redirect_slashes = False
     app.state.gateway = gw
+    observability.attach(app, gw)
     return app

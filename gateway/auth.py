@@ -71,6 +71,7 @@ def authenticate(request: Request, *, allow_token: bool = True) -> Principal:
         user = state.users.get_user(claims.sub)
         if user is None:
             raise CarminError(E.BAD_TOKEN, "token rejected: its user no longer exists")
+        request.scope["fedgate.user"] = user.name  # for the access log line
         return Principal(user, claims)
     key = request.headers.get("apikey")
     if not key:
@@ -78,6 +79,7 @@ def authenticate(request: Request, *, allow_token: bool = True) -> Principal:
     user = state.users.authenticate_key(key)
     if user is None:
         raise CarminError(E.BAD_CREDENTIALS, "invalid API key")
+    request.scope["fedgate.user"] = user.name  # for the access log line
     return Principal(user)
 
 

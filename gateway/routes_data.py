@@ -21,6 +21,7 @@ from gateway import archive, paths
 from gateway.auth import Principal, authenticate, authorize
 from gateway.config import MountConfig
 from gateway.errors import CarminError, E, from_storage
+from gateway.metrics import backend_timer
 from gateway.ranges import Unsatisfiable, parse_range
 from gateway.redirects import maybe_redirect
 from gateway.state import Gateway
@@ -89,7 +90,8 @@ class Op:
 
     async def call(self, fn: Any, *args: Any) -> Any:
         try:
-            return await to_thread.run_sync(fn, *args)
+            with backend_timer(self.cpath.mount, getattr(fn, "__name__", "call")):
+                return await to_thread.run_sync(fn, *args)
         except StorageError as exc:
             raise self.storage_error(exc) from None
 
