@@ -122,6 +122,9 @@ class Capabilities:
     native_delegation: bool = False
     # ``open_read`` honours start/end without reading the skipped bytes.
     ranged_read: bool = True
+    # ``stat`` is a local, microsecond call (a local disk): the gateway may run it on
+    # the event loop instead of paying a thread hop per request.
+    inline_stat: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,7 @@ class PosixWriter:
 
 
 class PosixStorage:
-    capabilities = Capabilities(native_checksums=frozenset())
+    capabilities = Capabilities(native_checksums=frozenset(), inline_stat=True)
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.realpath(root)
@@ -316,6 +316,7 @@ class PosixStorage:
 
 class PosixAdapter:
     type_name = "posix"
+    uses_credentials = False  # the gateway's own file access; no per-user credential
 
     def __init__(self, root: str | os.PathLike[str], create: bool = False) -> None:
         if create:

@@ -9,6 +9,11 @@ from gateway.config import Settings
 from gateway.errors import E
 
 ERROR_REF = {"$ref": "#/components/responses/Error"}
+# One path segment of the portable subset: ASCII letters, digits and "_-~", with dots and
+# spaces inside only (a name may not end with either), 255 bytes at most; one optional
+# trailing slash. Segments "." and ".." cannot match (they would end with a dot).
+_SEGMENT = r"[A-Za-z0-9_~-](?:[A-Za-z0-9 _.~-]{0,253}[A-Za-z0-9_~-])?"
+_PORTABLE_PATH = rf"^{_SEGMENT}(?:/{_SEGMENT})*/?$"
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -28,8 +33,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "name": "completePath",
         "in": "path",
         "required": True,
-        "description": "<mount>/<path inside the mount>; may contain unencoded '/'",
-        "schema": {"type": "string"},
+        "description": "<mount>/<path inside the mount>; may contain unencoded '/'. "
+        "The pattern is the portable subset; the server also accepts any UTF-8 name in "
+        "Unicode NFC of at most 255 bytes without control characters or backslash, not "
+        "'.' or '..' and not ending with a dot or a space (docs/decisions.md).",
+        "schema": {"type": "string", "pattern": _PORTABLE_PATH, "maxLength": 4096},
     }
     security: list[dict[str, list[str]]] = [{"apikey": []}, {"bearer": []}]
     backend = (502, 503, 504)
@@ -329,6 +337,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 
 
 def _components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any]:
+    from gateway.routes_tokens import ACCESS_TOKEN_TYPE as access_type
+    from gateway.routes_tokens import JWT_TYPE as jwt_type
+
     codes = sorted(spec.code for spec in E.all())
     return {
         "securitySchemes": {
@@ -420,14 +431,18 @@ def _components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, An
                 "required": ["grant_type", "subject_token", "subject_token_type", "scope"],
                 "properties": {
                     "grant_type": {"type": "string", "enum": [grant_type]},
-                    "subject_token": {"type": "string"},
+                    "subject_token": {"type": "string", "minLength": 1},
                     "subject_token_type": {"type": "string", "enum": list(subject_types)},
                     "scope": {
                         "type": "string",
+                        "minLength": 1,
                         "description": "WLCG scopes, e.g. storage.read:/mount/dir",
                     },
                     "audience": {"type": "string"},
-                    "requested_token_type": {"type": "string"},
+                    "requested_token_type": {
+                        "type": "string",
+                        "enum": [access_type, jwt_type],
+                    },
                     "execution_id": {"type": "string"},
                     "lifetime": {"type": "integer", "minimum": 1},
                     "uses": {"type": "integer", "minimum": 1},
@@ -446,11 +461,17 @@ def _components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, An
             },
             "RevokeRequest": {
                 "type": "object",
+                "description": "one of token, jti or execution_id is required",
+                "anyOf": [
+                    {"required": ["token"]},
+                    {"required": ["jti"]},
+                    {"required": ["execution_id"]},
+                ],
                 "properties": {
-                    "token": {"type": "string"},
+                    "token": {"type": "string", "minLength": 1},
                     "token_type_hint": {"type": "string"},
-                    "jti": {"type": "string"},
-                    "execution_id": {"type": "string"},
+                    "jti": {"type": "string", "minLength": 1},
+                    "execution_id": {"type": "string", "minLength": 1},
                 },
             },
             "ExternalKey": {

@@ -23,7 +23,7 @@ from gateway.config import MountConfig
 from gateway.errors import CarminError, E, from_storage
 from gateway.metrics import backend_timer
 from gateway.ranges import Unsatisfiable, parse_range
-from gateway.redirects import maybe_redirect
+from gateway.redirects import body_pending, maybe_redirect, put_redirect_requested, redirect_put
 from gateway.state import Gateway
 from gateway.transfer import batches_in_thread, counted, iterate_in_thread, receive_into
 from tokens.audit import AuditEvent
@@ -85,6 +85,9 @@ class Op:
     async def storage(self) -> Storage:
         assert self.mount is not None
         mount = self.mount
+        fast = self.gw.mounts.storage_without_blocking(mount)
+        if fast is not None:
+            return fast
         storage: Storage = await self.call(self.gw.mounts.storage, mount, self.principal.user.name)
         return storage
 
@@ -92,6 +95,12 @@ class Op:
         try:
             with backend_timer(self.cpath.mount, getattr(fn, "__name__", "call")):
                 return await to_thread.run_sync(fn, *args)
+        except StorageError as exc:
+            raise self.storage_error(exc) from None
+
+    async def stat(self, storage: Storage) -> Entry:
+        try:
+            return await _stat(storage, self.cpath.inner)
         except StorageError as exc:
             raise self.storage_error(exc) from None
 
@@ -119,6 +128,13 @@ class Op:
         )
 
 
+async def _stat(storage: Storage, path: str) -> Entry:
+    if storage.capabilities.inline_stat:
+        return storage.stat(path)
+    entry: Entry = await to_thread.run_sync(storage.stat, path)
+    return entry
+
+
 # --- GET ------------------------------------------------------------------------------
 
 
@@ -135,7 +151,7 @@ async def get_path(request: Request) -> Response:
         return await _exists(op)
     op.authorize("read")
     storage = await op.storage()
-    entry: Entry = await op.call(storage.stat, op.cpath.inner)
+    entry = await op.stat(storage)
     if action == "properties":
         op.audit("ok", 200)
         return JSONResponse(path_json(op.cpath, entry))
@@ -160,7 +176,7 @@ async def _exists(op: Op) -> Response:
     op.authorize("read")
     storage = await op.storage()
     try:
-        await to_thread.run_sync(storage.stat, op.cpath.inner)
+        await _stat(storage, op.cpath.inner)
         found = True
     except NotFound:
         found = False
@@ -311,8 +327,7 @@ def _created(op: Op, entry: Entry, nbytes: int | None = None) -> Response:
 
 async def _exists_entry(op: Op, storage: Storage) -> Entry | None:
     try:
-        entry: Entry = await to_thread.run_sync(storage.stat, op.cpath.inner)
-        return entry
+        return await _stat(storage, op.cpath.inner)
     except NotFound:
         return None
     except StorageError as exc:
@@ -335,6 +350,14 @@ async def put_path(request: Request) -> Response:
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";")[0].strip().lower()
     trailing_slash = request.url.path.endswith("/")
+    direct = put_redirect_requested(request) and not body_pending(request)
+    if direct and not trailing_slash and media != "application/carmin+json":
+        op.operation = "write"
+        storage = await _storage_for_write(op)
+        redirect = await redirect_put(op, storage, not _is_empty_body(request))
+        if redirect is not None:
+            return redirect
+        return await _put_raw(op, storage)  # a held-back body, streamed after all
     if _is_empty_body(request) and (not media or trailing_slash):
         op.operation = "mkdir"
         op.authorize("create")
@@ -344,7 +367,11 @@ async def put_path(request: Request) -> Response:
     if media == "application/carmin+json":
         return await _put_upload_data(op)
     op.operation = "write"
-    storage = await _storage_for_write(op)
+    return await _put_raw(op, await _storage_for_write(op))
+
+
+async def _put_raw(op: Op, storage: Storage) -> Response:
+    request = op.request
     size_hint = request.headers.get("content-length")
     writer = await op.call(
         storage.open_write,
@@ -433,7 +460,7 @@ async def _put_upload_data(op: Op) -> Response:
             raise CarminError(E.NOT_A_DIRECTORY, f"{op.cpath.platform_path} is a file")
         op.authorize("modify")
     await op.call(archive.unpack, unpacked, storage, op.cpath.inner, existing is not None)
-    entry = await op.call(storage.stat, op.cpath.inner)
+    entry = await op.stat(storage)
     return _created(op, entry, len(raw))
 
 

@@ -1,0 +1,178 @@
+"""HTTP for the client: credentials only to the gateway, redirects by hand, retries.
+
+Redirects are followed here, not by httpx, so that the credential can never leave the
+gateway's origin: a request to any other (scheme, host, port) — a presigned storage URL
+— goes through a second connection pool that never had the credential, carries no
+cookie, and whose errors are reported by host only (a presigned URL is itself a secret).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import httpx
+
+from gateway.client.discovery import Credential
+from gateway.client.errors import FedgateError, NetworkError, from_response
+from gateway.client.uris import origin
+
+T = TypeVar("T")
+REDIRECTS = (301, 302, 303, 307, 308)
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "fedgate-client/0.1"
+
+
+class Retryable(Exception):
+    """A failure worth another attempt (5xx, cut connection, short body)."""
+
+    def __init__(self, reason: str, final: FedgateError | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.final = final  # what to raise when the attempts run out
+
+
+class Http:
+    def __init__(
+        self,
+        gateway: str,
+        credential: Credential,
+        *,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 15.0,
+        timeout: float = 60.0,
+        verify: bool = True,
+        redirect: bool | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.gateway = gateway.rstrip("/")
+        self.origin = origin(self.gateway)
+        self.credential = credential
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.redirect = redirect
+        self.sleep = sleep
+        limits = httpx.Limits(max_keepalive_connections=4, max_connections=8)
+        tmo = httpx.Timeout(timeout, connect=min(timeout, 15.0))
+        common: dict[str, Any] = {
+            "timeout": tmo,
+            "verify": verify,
+            "follow_redirects": False,
+            "limits": limits,
+            "headers": {"User-Agent": USER_AGENT},
+            "trust_env": False,
+        }
+        self._own = httpx.Client(**common)
+        self._foreign = httpx.Client(**common)
+
+    def close(self) -> None:
+        self._own.close()
+        self._foreign.close()
+
+    def is_gateway(self, url: str) -> bool:
+        return origin(url) == self.origin
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        content: Callable[[], Iterable[bytes] | bytes] | None = None,
+        stream: bool = False,
+        hops: int = 5,
+    ) -> tuple[httpx.Response, bool]:
+        """One request, redirects followed; (response, redirected to another origin).
+
+        ``content`` is a factory, so that a redirected PUT can send its body again."""
+        target = str(httpx.URL(url, params=params)) if params else url
+        left_gateway = False
+        for _ in range(hops + 1):
+            own = self.is_gateway(target)
+            client = self._own if own else self._foreign
+            h = dict(headers or {})
+            if own:
+                h.update(self.credential.headers())
+                if self.redirect is not None:
+                    h["X-Fedgate-Redirect"] = "always" if self.redirect else "never"
+            else:
+                left_gateway = True
+            body = content() if content is not None else None
+            request = client.build_request(method, target, headers=h, content=body)
+            response = client.send(request, stream=stream)
+            if response.status_code not in REDIRECTS or "location" not in response.headers:
+                return response, left_gateway
+            location = str(response.url.join(response.headers["location"]))
+            response.close()
+            if response.status_code == 303 or (
+                response.status_code in (301, 302) and method not in ("GET", "HEAD")
+            ):
+                method, content = "GET", None
+            target = location
+        raise NetworkError(f"more than {hops} redirects")
+
+    def retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` until it succeeds, with bounded exponential backoff (jittered)
+        on connection errors, timeouts and :class:`Retryable`."""
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except (httpx.TransportError, Retryable) as exc:
+                failures += 1
+                reason = exc.reason if isinstance(exc, Retryable) else _describe(exc)
+                if failures > self.retries:
+                    if isinstance(exc, Retryable) and exc.final is not None:
+                        raise exc.final from None
+                    raise NetworkError(
+                        f"{what}: {reason} (gave up after {failures} attempts)"
+                    ) from None
+                self.pause(failures)
+
+    def pause(self, failures: int) -> None:
+        delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
+        self.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+
+    def check(self, response: httpx.Response, what: str) -> None:
+        """Raise the typed error of a gateway error answer; Retryable for 5xx/429."""
+        if response.status_code < 400:
+            return
+        try:
+            response.read()
+            body = response.json()
+        except Exception:
+            body = None
+        error = from_response(response.status_code, body, what)
+        if response.status_code in RETRY_STATUS:
+            raise Retryable(error.message, error)
+        raise error
+
+    def json(self, method: str, url: str, what: str, params: dict[str, str]) -> Any:
+        def attempt() -> Any:
+            response, _ = self.send(method, url, params=params)
+            self.check(response, what)
+            try:
+                return response.json()
+            except ValueError:
+                raise Retryable(f"{what}: the gateway's answer is not JSON") from None
+
+        return self.retrying(what, attempt)
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    """A transport error without the URL (a presigned URL carries its signature)."""
+    host = ""
+    try:
+        host = exc.request.url.host
+    except RuntimeError:
+        pass
+    kind = type(exc).__name__
+    text = str(exc).split(" for url", 1)[0]
+    if "?" in text or "://" in text:
+        text = ""
+    return f"{kind}{' ' + text if text else ''}{' (' + host + ')' if host else ''}"
