@@ -1,0 +1,440 @@
+"""The gateway over HTTP on S3 mounts (SeaweedFS from scripts/testbeds/seaweedfs.sh): CARMIN
+actions with per-user and service credentials, direct transfers (307 to presigned GET and
+PUT URLs), native credentials, and the failures a job must see clearly."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import socket
+import subprocess
+import tarfile
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from adapters.base import Credential, NotFound
+from adapters.s3 import create
+from gateway.config import MountConfig
+from tests.gateway.test_data_api import is_error
+from tests.gateway.test_delegation import bearer, token
+from tests.server import Running, local_settings, running
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "testbeds" / "seaweedfs.sh"
+ENDPOINT = "http://127.0.0.1:8333"
+BUCKET = "fedgate-tests"
+KEYS = {"accessKey": "testkey", "secretKey": "testsecret"}
+MIB = 1024 * 1024
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def _script(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    """A boto3 client on the bucket, to look behind the gateway's back."""
+    was_running = _script("status").returncode == 0
+    started = _script("start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
+    client = adapter.bind(Credential("access_secret", dict(KEYS))).client  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):  # already there: fine
+        client.create_bucket(Bucket=BUCKET)
+    yield client
+    adapter.close()
+    if not was_running:
+        _script("stop")
+
+
+@pytest.fixture(scope="module")
+def prefix(s3: Any) -> Iterator[str]:
+    name = f"gw-{uuid.uuid4().hex[:10]}"
+    yield name
+    adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
+    storage = adapter.bind(Credential("access_secret", dict(KEYS)))
+    for folder in (name, name + "-svc"):
+        with contextlib.suppress(NotFound):
+            storage.delete(folder)
+    adapter.close()
+
+
+def _mount(name: str, prefix: str, **extra: Any) -> MountConfig:
+    options = {
+        "endpoint_url": ENDPOINT,
+        "bucket": BUCKET,
+        "prefix": prefix,
+        "multipart_threshold": 5 * MIB,
+        "part_size": 5 * MIB,
+    }
+    fields = {k: extra.pop(k) for k in ("credential_source", "redirect") if k in extra}
+    return MountConfig(name=name, type="s3", options={**options, **extra}, **fields)
+
+
+@pytest.fixture(scope="module")
+def gw(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with socket.socket() as sock:  # a port nothing listens on: the "endpoint down" mount
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    service = {"access_key": "testkey", "secret_key": "testsecret"}
+    mounts = (
+        _mount("s3", prefix, credential_source="user"),
+        _mount("svc", prefix + "-svc", credential_source="service", **service),
+        _mount("bad", prefix, credential_source="user"),
+        _mount("noredir", prefix, credential_source="service", redirect=False, **service),
+        MountConfig(
+            name="down",
+            type="s3",
+            options={
+                "endpoint_url": f"http://127.0.0.1:{dead_port}",
+                "bucket": BUCKET,
+                "max_attempts": 1,
+                "connect_timeout": 1,
+                **service,
+            },
+            credential_source="service",
+        ),
+    )
+    settings = local_settings(tmp_path_factory.mktemp("s3gw"), mounts=mounts)
+    with running(settings) as r:
+        for mount, secret in (("s3", "testsecret"), ("bad", "not-the-secret")):
+            cred = {"kind": "access_secret", "accessKey": "testkey", "secretKey": secret}
+            body = {"storageIdentifier": mount, "credential": cred}
+            stored = httpx.put(r.api + "/user/externalKeys", json=body, headers={"apikey": r.key})
+            assert stored.status_code == 200, stored.text
+        yield r
+
+
+@pytest.fixture
+def client(gw: Running) -> Iterator[httpx.Client]:
+    with gw.client() as c:
+        yield c
+
+
+@pytest.fixture
+def folder(client: httpx.Client) -> str:
+    """A fresh directory in the s3 mount (made through the gateway: an empty PUT)."""
+    name = f"d{uuid.uuid4().hex[:8]}"
+    assert client.put(f"/path/s3/{name}").status_code == 201
+    return name
+
+
+def claims_of(tok: str) -> dict[str, Any]:
+    payload = tok.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def url_expiry(url: str) -> float:
+    query = parse_qs(urlsplit(url).query)
+    signed = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+    return signed.replace(tzinfo=dt.UTC).timestamp() + int(query["X-Amz-Expires"][0])
+
+
+def audit(gw: Running, tok: str) -> list[dict[str, Any]]:
+    r = httpx.get(
+        gw.api + "/audit", params={"token_id": claims_of(tok)["jti"]}, headers={"apikey": gw.key}
+    )
+    assert r.status_code == 200, r.text
+    return [e for e in r.json() if e["event"] == "access"]
+
+
+# --- CARMIN actions -----------------------------------------------------------------------
+
+
+def test_carmin_actions_with_the_users_own_s3_key(
+    gw: Running, client: httpx.Client, folder: str, s3: Any, prefix: str
+) -> None:
+    data = bytes(range(256)) * 40
+    base = f"/path/s3/{folder}"
+    assert client.put(f"{base}/a.bin", content=data, headers=OCTET).status_code == 201
+    assert s3.head_object(Bucket=BUCKET, Key=f"{prefix}/{folder}/a.bin")["ContentLength"] == len(
+        data
+    )
+    assert client.put(f"{base}/sub").status_code == 201  # mkdir still means mkdir
+    listed = client.get(f"{base}?action=list").json()
+    assert {(e["platformPath"], e["isDirectory"]) for e in listed} == {
+        (f"/s3/{folder}/a.bin", False),
+        (f"/s3/{folder}/sub", True),
+    }
+    props = client.get(f"{base}/a.bin?action=properties").json()
+    assert props["size"] == len(data) and props["isDirectory"] is False
+    assert client.get(f"{base}?action=properties").json()["isDirectory"] is True
+    assert client.get(f"{base}/a.bin?action=md5").json() == {"md5": hashlib.md5(data).hexdigest()}
+    assert client.get(f"{base}/a.bin?action=content").content == data
+    part = client.get(f"{base}/a.bin?action=content", headers={"Range": "bytes=100-299"})
+    assert part.status_code == 206 and part.content == data[100:300]
+    assert part.headers["content-range"] == f"bytes 100-299/{len(data)}"
+
+    upload = {
+        "type": "File",
+        "base64Content": base64.b64encode(b"json!").decode(),
+        "md5": hashlib.md5(b"json!").hexdigest(),
+    }
+    carmin = {"Content-Type": "application/carmin+json"}
+    assert client.put(f"{base}/sub/j.txt", json=upload, headers=carmin).status_code == 201
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("x/y.txt", "from a zip")
+    archive = {"type": "Archive", "base64Content": base64.b64encode(buf.getvalue()).decode()}
+    assert client.put(f"{base}/unz", json=archive, headers=carmin).status_code == 201
+    assert client.get(f"{base}/unz/x/y.txt?action=content").content == b"from a zip"
+
+    tgz = client.get(f"{base}?action=content")
+    assert tgz.status_code == 200 and tgz.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(tgz.content), mode="r:gz") as tf:
+        names = set(tf.getnames())
+        member = tf.extractfile(f"{folder}/sub/j.txt")
+        assert member is not None and member.read() == b"json!"
+    assert f"{folder}/a.bin" in names and f"{folder}/unz/x/y.txt" in names
+
+    assert client.delete(f"{base}/a.bin").status_code == 204
+    assert client.get(f"{base}/a.bin?action=exists").json() == {"exists": False}
+    assert client.delete(base).status_code == 204
+    assert client.get(f"{base}?action=exists").json() == {"exists": False}
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/{folder}/").get("KeyCount") == 0
+
+
+def test_mount_with_service_credentials(
+    gw: Running, client: httpx.Client, s3: Any, prefix: str
+) -> None:
+    assert client.put("/path/svc/f.txt", content=b"svc", headers=OCTET).status_code == 201
+    assert s3.get_object(Bucket=BUCKET, Key=f"{prefix}-svc/f.txt")["Body"].read() == b"svc"
+    assert client.get("/path/svc/f.txt?action=content").content == b"svc"
+    tok = token(gw, "storage.read:/svc")
+    r = httpx.get(gw.api + "/path/svc/f.txt?action=content", headers=bearer(tok))
+    assert r.status_code == 307 and httpx.get(r.headers["location"]).content == b"svc"
+
+
+# --- direct GET ---------------------------------------------------------------------------
+
+
+def test_job_get_is_redirected_to_a_presigned_url_that_dies_with_the_token(
+    gw: Running, client: httpx.Client, folder: str
+) -> None:
+    data = b"payload " * 1000
+    client.put(f"/path/s3/{folder}/in.dat", content=data, headers=OCTET)
+    tok = token(gw, f"storage.read:/s3/{folder}", lifetime=120)
+    r = httpx.get(f"{gw.api}/path/s3/{folder}/in.dat?action=content", headers=bearer(tok))
+    assert r.status_code == 307, r.text
+    location = r.headers["location"]
+    assert location.startswith(ENDPOINT + "/") and r.headers["cache-control"] == "no-store"
+    assert tok not in location and "testsecret" not in location
+    assert url_expiry(location) <= claims_of(tok)["exp"]
+    assert url_expiry(location) >= time.time() + 100
+    assert httpx.get(location).content == data  # plain httpx: no header, no fedgate
+    ranged = httpx.get(
+        f"{gw.api}/path/s3/{folder}/in.dat?action=content",
+        headers={**bearer(tok), "Range": "bytes=8-15"},
+        follow_redirects=True,
+    )
+    assert ranged.status_code == 206 and ranged.content == data[8:16]
+    events = audit(gw, tok)
+    assert [e["result"] for e in events] == ["redirect", "redirect"]
+    assert all(e.get("bytes", 0) == 0 for e in events)  # nothing went through fedgate
+
+
+def test_job_can_ask_to_stream(gw: Running, client: httpx.Client, folder: str) -> None:
+    client.put(f"/path/s3/{folder}/in.dat", content=b"streamed", headers=OCTET)
+    tok = token(gw, f"storage.read:/s3/{folder}")
+    url = f"{gw.api}/path/s3/{folder}/in.dat?action=content"
+    for r in (
+        httpx.get(url + "&redirect=false", headers=bearer(tok)),
+        httpx.get(url, headers={**bearer(tok), "X-Fedgate-Redirect": "never"}),
+    ):
+        assert r.status_code == 200 and r.content == b"streamed"
+    assert [e["bytes"] for e in audit(gw, tok)] == [8, 8]
+
+
+def test_token_outside_its_scope_gets_403_and_no_url(
+    gw: Running, client: httpx.Client, folder: str
+) -> None:
+    client.put(f"/path/s3/{folder}/secret", content=b"no", headers=OCTET)
+    tok = token(gw, "storage.read:/s3/elsewhere")
+    r = httpx.get(f"{gw.api}/path/s3/{folder}/secret?action=content", headers=bearer(tok))
+    is_error(r, 403, 40301)
+    assert "location" not in r.headers and "X-Amz" not in r.text
+
+
+def test_api_key_streams_unless_it_asks_for_a_redirect(client: httpx.Client, folder: str) -> None:
+    client.put(f"/path/s3/{folder}/k", content=b"by key", headers=OCTET)
+    r = client.get(f"/path/s3/{folder}/k?action=content")
+    assert r.status_code == 200 and r.content == b"by key"
+    r = client.get(f"/path/s3/{folder}/k?action=content&redirect=true")
+    assert r.status_code == 307 and httpx.get(r.headers["location"]).content == b"by key"
+
+
+def test_mount_without_redirects_streams_to_jobs(
+    gw: Running, client: httpx.Client, folder: str
+) -> None:
+    client.put(f"/path/s3/{folder}/n", content=b"n", headers=OCTET)
+    tok = token(gw, "storage.read:/noredir")
+    r = httpx.get(f"{gw.api}/path/noredir/{folder}/n?action=content", headers=bearer(tok))
+    assert r.status_code == 200 and r.content == b"n"
+
+
+# --- direct PUT ---------------------------------------------------------------------------
+
+
+def test_job_put_redirect_uploads_straight_to_s3(
+    gw: Running, client: httpx.Client, folder: str
+) -> None:
+    tok = token(gw, f"storage.create:/s3/{folder} storage.read:/s3/{folder}", lifetime=300)
+    url = f"{gw.api}/path/s3/{folder}/out.dat"
+    r = httpx.put(url + "?redirect=true", headers=bearer(tok))  # empty body, no type
+    assert r.status_code == 307, r.text
+    location = r.headers["location"]
+    assert url_expiry(location) <= claims_of(tok)["exp"]
+    assert client.get(f"/path/s3/{folder}/out.dat?action=exists").json() == {"exists": False}
+    data = b"result " * 5000
+    assert httpx.put(location, content=data).status_code == 200
+    assert client.get(f"/path/s3/{folder}/out.dat?action=content").content == data
+    props = client.get(f"/path/s3/{folder}/out.dat?action=properties").json()
+    assert props["isDirectory"] is False and props["size"] == len(data)
+    # The create-only rule holds: overwriting needs modify, redirect or not.
+    again = httpx.put(url, headers={**bearer(tok), "X-Fedgate-Redirect": "always"})
+    is_error(again, 403, 40301)
+    modify = token(gw, f"storage.modify:/s3/{folder}")
+    again = httpx.put(url, headers={**bearer(modify), "X-Fedgate-Redirect": "always"})
+    assert again.status_code == 307
+    assert [e["result"] for e in audit(gw, tok)] == ["denied", "redirect"]  # newest first
+
+
+def test_put_redirect_checks_the_target_like_a_write(
+    gw: Running, client: httpx.Client, folder: str
+) -> None:
+    tok = token(gw, f"storage.modify:/s3/{folder}")
+    base = f"{gw.api}/path/s3/{folder}"
+    client.put(f"/path/s3/{folder}/dir")
+    is_error(httpx.put(f"{base}/dir?redirect=true", headers=bearer(tok)), 409, 40903)
+    is_error(httpx.put(f"{base}/nodir/f?redirect=true", headers=bearer(tok)), 409, 40904)
+    # Without the explicit ask an empty PUT is still a mkdir, token or not.
+    assert httpx.put(f"{base}/made", headers=bearer(tok)).status_code == 201
+    assert client.get(f"/path/s3/{folder}/made?action=properties").json()["isDirectory"] is True
+    # A body already on its way is streamed through fedgate, not bounced.
+    r = httpx.put(f"{base}/sent?redirect=true", content=b"body", headers={**bearer(tok), **OCTET})
+    assert (
+        r.status_code == 201
+        and client.get(f"/path/s3/{folder}/sent?action=content").content == b"body"
+    )
+    # No presigned URL possible and no body to stream: a clear error, not an empty file.
+    nr = httpx.put(f"{gw.api}/path/noredir/{folder}/x?redirect=true", headers={"apikey": gw.key})
+    is_error(nr, 501, 50101)
+    assert client.get(f"/path/s3/{folder}/x?action=exists").json() == {"exists": False}
+
+
+def test_curl_expect_100_continue_put_goes_straight_to_s3(
+    gw: Running, client: httpx.Client, folder: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "up.bin"
+    src.write_bytes(b"c" * (2 * MIB))
+    tok = token(gw, f"storage.create:/s3/{folder}")
+    out = subprocess.run(
+        ["curl", "-sS", "-f", "-L", "-T", str(src), "-H", f"Authorization: Bearer {tok}",
+         "-H", "X-Fedgate-Redirect: always", "-H", "Expect: 100-continue",
+         "-o", "/dev/null", "-w", "%{http_code} %{num_redirects}",
+         f"{gw.api}/path/s3/{folder}/up.bin"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout == "200 1", out.stdout + out.stderr
+    assert (
+        client.get(f"/path/s3/{folder}/up.bin?action=md5").json()["md5"]
+        == hashlib.md5(src.read_bytes()).hexdigest()
+    )
+    assert [(e["result"], e.get("bytes")) for e in audit(gw, tok)] == [("redirect", 0)]
+
+
+# --- native credentials -------------------------------------------------------------------
+
+
+def test_native_presigned_urls_for_covered_paths_only(
+    gw: Running, client: httpx.Client, folder: str
+) -> None:
+    client.put(f"/path/s3/{folder}/n.txt", content=b"native", headers=OCTET)
+    tok = token(gw, f"storage.read:/s3/{folder} storage.create:/s3/{folder}/new", lifetime=200)
+    native = gw.api + "/token/native"
+    got = httpx.post(native, json={"path": f"/s3/{folder}/n.txt"}, headers=bearer(tok))
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["kind"] == "url" and body["method"] == "GET" and body["headers"] == {}
+    assert (
+        body["expiresAt"] <= claims_of(tok)["exp"]
+        and url_expiry(body["value"]) <= claims_of(tok)["exp"]
+    )
+    assert httpx.get(body["value"]).content == b"native"
+    put = httpx.post(
+        native, json={"path": f"/s3/{folder}/new/r.txt", "method": "PUT"}, headers=bearer(tok)
+    )
+    assert put.status_code == 200, put.text
+    assert httpx.put(put.json()["value"], content=b"written").status_code == 200
+    assert client.get(f"/path/s3/{folder}/new/r.txt?action=content").content == b"written"
+    for path, method in ((f"/s3/{folder}-other/n.txt", "GET"), (f"/s3/{folder}/n.txt", "PUT")):
+        denied = httpx.post(native, json={"path": path, "method": method}, headers=bearer(tok))
+        is_error(denied, 403, 40301)
+        assert "X-Amz" not in denied.text
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_wrong_s3_credentials_are_a_clear_401(gw: Running, client: httpx.Client) -> None:
+    for r in (
+        client.get("/path/bad/anything?action=properties"),
+        client.get("/path/bad?action=list"),
+        client.put("/path/bad/f", content=b"x", headers=OCTET),
+        httpx.get(
+            gw.api + "/path/bad/f?action=content", headers=bearer(token(gw, "storage.read:/bad"))
+        ),
+    ):
+        is_error(r, 401, 40103)
+        assert "credential" in r.json()["errorMessage"] and "not-the-secret" not in r.text
+
+
+def test_endpoint_down_is_a_clear_503(client: httpx.Client) -> None:
+    started = time.monotonic()
+    r = client.get("/path/down/f?action=properties")
+    is_error(r, 503, 50301)
+    assert "cannot reach the S3 server" in r.json()["errorMessage"]
+    assert time.monotonic() - started < 10
+    is_error(client.put("/path/down/f", content=b"x", headers=OCTET), 503, 50301)
+
+
+def test_cut_upload_leaves_nothing_behind(
+    gw: Running, client: httpx.Client, folder: str, s3: Any, prefix: str
+) -> None:
+    key = f"{prefix}/{folder}/cut.bin"
+    host, port = gw.url.removeprefix("http://").split(":")
+    head = (
+        f"PUT /rest/path/s3/{folder}/cut.bin HTTP/1.1\r\nHost: x\r\napikey: {gw.key}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {40 * MIB}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        chunk = b"z" * MIB
+        for _ in range(16):
+            sock.sendall(chunk)
+        # Wait until the multipart upload has really started, so the abort is exercised.
+        deadline = time.monotonic() + 10
+        while not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads"):
+            assert time.monotonic() < deadline, "no multipart upload started"
+            time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads"):
+        assert time.monotonic() < deadline, "multipart upload left dangling"
+        time.sleep(0.1)
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount") == 0
+    assert client.get(f"/path/s3/{folder}/cut.bin?action=exists").json() == {"exists": False}
