@@ -20,11 +20,17 @@ if TYPE_CHECKING:
     from adapters.irods import IrodsStorage
 
 
-def presign(self: IrodsStorage, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+def presign(
+    self: IrodsStorage,
+    path: str,
+    method: str,
+    expires_at: dt.datetime,
+    uses: int | None = None,
+) -> Delegation:
     method = method.upper()
     if method in ("GET", "HEAD"):
         self.stat(path)
-        return issue_ticket(self, path, "read", expires_at, method=method)
+        return issue_ticket(self, path, "read", expires_at, uses, method=method)
     if method == "PUT":
         full = self._full(path)
         if self._is_coll(full):
@@ -36,7 +42,7 @@ def presign(self: IrodsStorage, path: str, method: str, expires_at: dt.datetime)
                 self.session.data_objects.open(full, "w").close()
             except Exception as exc:
                 raise translate(exc, path) from exc
-        return issue_ticket(self, path, "write", expires_at, method=method)
+        return issue_ticket(self, path, "write", expires_at, uses, method=method)
     raise NotSupported(f"no iRODS ticket for method {method}")
 
 

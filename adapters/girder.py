@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -396,6 +397,23 @@ class GirderStorage:
             method="GET",
             headers={"Girder-Token": token.value},
         )
+
+    def vip_uri(self, path: str, expires_at: dt.datetime) -> str:
+        """A VIP/GASW ``girder:/…?apiurl=…&fileId=…&token=…`` URI (adapters/girder_vip.py)."""
+        return vip_uri(self, path, expires_at)
+
+    def revoke_delegation(self, value: str) -> None:
+        """Kill a Girder token handed out by ``presign``/``vip_uri`` (its holder's
+        delegation ends now). The credential's own token (a bearer mount credential) is
+        never killed: it was handed out as is, see ``BearerAuth.mint``."""
+        if hmac.compare_digest(value, self.session.auth.token(self.session)):
+            return
+        try:
+            self.session.request(
+                "DELETE", "token/session", headers={"Girder-Token": value}, authenticated=False
+            )
+        except (GirderError, AuthenticationFailed) as exc:
+            raise NotFound("the Girder token is already gone") from exc
 
     def close(self) -> None:
         self.session.close()

@@ -313,6 +313,16 @@ class IrodsStorage:
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
         return _irods_tickets.presign(self, path, method, expires_at)
 
+    def delegate(
+        self, path: str, method: str, expires_at: dt.datetime, uses: int | None = None
+    ) -> Delegation:
+        """``presign`` with a use count: the gateway's /token/native for counted tokens."""
+        return _irods_tickets.presign(self, path, method, expires_at, uses)
+
+    def revoke_delegation(self, value: str) -> None:
+        """Delete a ticket handed out by ``delegate``/``presign`` (NotFound if gone)."""
+        _irods_tickets.revoke_ticket(self, value)
+
     def issue_ticket(
         self, path: str, mode: str, expires_at: dt.datetime, uses: int | None = None
     ) -> Delegation:
