@@ -35,8 +35,6 @@ def _gateway(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.logs import configure_logging
 
     settings = _settings(args)
@@ -49,6 +47,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if key:
         print("fedgate: no user existed, so user 'admin' was created.", file=sys.stderr)
         print(f"fedgate: its API key (shown once, keep it): {key}", file=sys.stderr)
+    from gateway.metrics import cleanup_multiprocess, prepare_multiprocess
+
+    metrics_dir = prepare_multiprocess(settings.workers)  # before the workers start
+    try:
+        _run_uvicorn(settings, args.graceful_timeout)
+    finally:
+        cleanup_multiprocess(metrics_dir)
+    return 0
+
+
+def _run_uvicorn(settings: config.Settings, graceful_timeout: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "gateway.asgi:create",
         factory=True,
@@ -58,10 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_keep_alive=30,
-        timeout_graceful_shutdown=args.graceful_timeout,
+        timeout_graceful_shutdown=graceful_timeout,
         h11_max_incomplete_event_size=64 * 1024,
     )
-    return 0
 
 
 def _read_password(args: argparse.Namespace) -> str | None:

@@ -36,7 +36,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # The *_created series double the output for little use.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 _REGISTRY = CollectorRegistry(auto_describe=True)
 _MULTIPROCESS = bool(os.environ.get(MULTIPROC_ENV))
 if not _MULTIPROCESS:
