@@ -31,7 +31,10 @@ Behaviour worth knowing:
   Over http the davix library spools the body to a temporary file under $TMPDIR and sends
   the PUT when the file is closed, i.e. on commit: memory stays flat, $TMPDIR needs room
   for the largest concurrent uploads. Both plugins create missing parents on write, so the
-  parent is checked first (a parent removed during an upload is recreated by it).
+  parent is checked first (a parent removed during an upload is recreated by it). On an SE
+  that does not percent-decode a WebDAV MOVE's Destination (XrdHttp 5.5), names that need
+  escaping are uploaded by a spooled PUT instead (see gfal_write.py for its weaker
+  atomicity).
 - Presign: over https/davs the SE is asked for a macaroon (dCache and XrdMacaroons
   answer ``POST`` with ``Content-Type: application/macaroon-request``), with caveats on the
   path, the activity and a validity in whole minutes that ends no later than

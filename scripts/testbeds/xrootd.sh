@@ -100,8 +100,9 @@ CFG
     rm -f "$PIDFILE"
     (cd "$ADMIN" && xrootd -R "$RUN_USER" -b -n ci -c "$CFG" -l "$ADMIN/xrootd.log")
   fi
+  # Our own daemon must be the one answering (a daemon of another clone could hold the ports).
   for _ in $(seq 1 100); do
-    if ready; then return 0; fi
+    if running && ready; then return 0; fi
     sleep 0.2
   done
   echo "xrootd.sh: daemon not ready after 20 s; log tail:" >&2
