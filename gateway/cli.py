@@ -232,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("signing-key", help="token signing keys")
     k.add_argument("signing_cmd", choices=["rotate"])
     k.set_defaults(func=cmd_signing)
+
+    from gateway.client.cli import add_client_commands  # get|put|ls|stat (job side)
+
+    add_client_commands(sub)
     return p
 
 

@@ -8,6 +8,7 @@ cookie, and whose errors are reported by host only (a presigned URL is itself a 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -116,14 +117,21 @@ class Http:
             target = location
         raise NetworkError(f"more than {hops} redirects")
 
-    def retrying(self, what: str, attempt: Callable[[], T]) -> T:
+    def retrying(
+        self, what: str, attempt: Callable[[], T], progress: Callable[[], int] | None = None
+    ) -> T:
         """Run ``attempt`` until it succeeds, with bounded exponential backoff (jittered)
-        on connection errors, timeouts and :class:`Retryable`."""
+        on connection errors, timeouts and :class:`Retryable`. With ``progress`` (e.g.
+        bytes received so far), an attempt that moved it forward resets the count: a long
+        transfer over a flaky link is not failed for breaks it recovered from."""
         failures = 0
+        mark = progress() if progress else 0
         while True:
             try:
                 return attempt()
             except (httpx.TransportError, Retryable) as exc:
+                if progress is not None and progress() > mark:
+                    mark, failures = progress(), 0
                 failures += 1
                 reason = exc.reason if isinstance(exc, Retryable) else _describe(exc)
                 if failures > self.retries:
@@ -167,10 +175,8 @@ class Http:
 def _describe(exc: httpx.TransportError) -> str:
     """A transport error without the URL (a presigned URL carries its signature)."""
     host = ""
-    try:
+    with contextlib.suppress(RuntimeError):  # no request attached
         host = exc.request.url.host
-    except RuntimeError:
-        pass
     kind = type(exc).__name__
     text = str(exc).split(" for url", 1)[0]
     if "?" in text or "://" in text:
