@@ -133,12 +133,24 @@ class UserService:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (key_id, name, _secret_digest(secret), "initial", now, None),
             )
+        self._clear_cache()  # a cached "no such user" must not outlive the user's creation
         return User(name, admin), key
 
     def get_user(self, name: str) -> User | None:
+        """Cached for ``cache_ttl`` seconds: every Bearer request looks its user up."""
+        cache_key = b"user\0" + name.encode("utf-8", "surrogatepass")
+        now = time.monotonic()
+        hit = self._cache.get(cache_key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
         with self._store.transaction(write=False) as tx:
             row = tx.query_one("SELECT name, is_admin FROM users WHERE name = ?", (name,))
-        return User(row[0], bool(row[1])) if row else None
+        user = User(row[0], bool(row[1])) if row else None
+        with self._cache_lock:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[cache_key] = (user, now + self._cache_ttl)
+        return user
 
     def count(self) -> int:
         with self._store.transaction(write=False) as tx:
