@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import fedgate, save, table, wrk  # noqa: E402
+from bench.common import fedgate, save, table, wrk
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TYPE = "urn:fedgate:params:oauth:token-type:api-key"
