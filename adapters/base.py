@@ -155,6 +155,8 @@ class Delegation:
     expires_at: dt.datetime
     method: str = "GET"
     headers: dict[str, str] = field(default_factory=dict)
+    # Where to use ``value`` when it is not itself a URL (a macaroon, a ticket's host).
+    url: str = ""
 
     def __repr__(self) -> str:
         return f"Delegation(kind={self.kind!r}, method={self.method!r}, value=<hidden>)"

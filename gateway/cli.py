@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 from gateway import config
 
@@ -102,6 +104,8 @@ def cmd_user(args: argparse.Namespace) -> int:
             if not users.delete_user(args.name):
                 print(f"no user {args.name!r}", file=sys.stderr)
                 return 1
+            revoked = gw.tokens.revoke(user=args.name)
+            print(f"deleted {args.name!r}; {revoked} live tokens revoked", file=sys.stderr)
         elif args.user_cmd == "passwd":
             password = _read_password(args) or getpass.getpass(f"password for {args.name}: ")
             users.set_password(args.name, password)
@@ -120,14 +124,43 @@ def cmd_vault(args: argparse.Namespace) -> int:
         return 0
     gw = _gateway(args)
     try:
-        with open(args.new_key_file, encoding="utf-8") as f:
-            new_keys = MasterKeys.parse(f.read(), where=args.new_key_file)
-        count = gw.vault.rotate(new_keys)
-        print(f"re-wrapped {count} stored credentials under the new master key", file=sys.stderr)
-        print("now point FEDGATE_MASTER_KEY(_FILE) at the new key and restart", file=sys.stderr)
-        return 0
+        if args.new_key_file:
+            with open(args.new_key_file, encoding="utf-8") as f:
+                new_keys = MasterKeys.parse(f.read(), where=args.new_key_file)
+            count = gw.vault.rotate(new_keys)
+            print(f"re-wrapped {count} secrets under the new master key", file=sys.stderr)
+            print("now point FEDGATE_MASTER_KEY(_FILE) at the new key and restart", file=sys.stderr)
+            return 0
+        if os.environ.get("FEDGATE_MASTER_KEY") or os.environ.get("FEDGATE_MASTER_KEY_FILE"):
+            print("the master key comes from the environment: give --new-key-file", file=sys.stderr)
+            return 2
+        return _rotate_default_key_file(gw)
     finally:
         gw.close()
+
+
+def _rotate_default_key_file(gw: Any) -> int:
+    """The embedded default keeps its key in <state_dir>/master.key: rotate it in place.
+
+    The new keyring (new key first, the old ones after it, so a process still running on
+    the old file can read what is re-wrapped) is written beside the file *before* the
+    database is re-wrapped, and moved over it after: at no moment is a ciphertext in the
+    database without its key on disk."""
+    from tokens.masterkey import MasterKeys
+
+    path = Path(gw.settings.state_dir) / "master.key"
+    old_text = path.read_text()
+    new_text = MasterKeys.generate() + "\n" + old_text
+    staged = path.with_name("master.key.next")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(new_text)
+        f.flush()
+        os.fsync(f.fileno())
+    count = gw.vault.rotate(MasterKeys.parse(new_text, where=str(staged)))
+    os.replace(staged, path)
+    print(f"re-wrapped {count} secrets; {path} now holds the new key first", file=sys.stderr)
+    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -213,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     vsub.add_parser("genkey", help="print a new random master key")
     r = vsub.add_parser("rotate", help="re-wrap every stored credential under a new master key")
     r.add_argument(
-        "--new-key-file", required=True, help="file with the new master key (base64, first line)"
+        "--new-key-file",
+        help="file with the new keyring (base64 keys, current first); without it the "
+        "embedded default key file is rotated in place",
     )
     v.set_defaults(func=cmd_vault)
 

@@ -14,6 +14,10 @@ ERROR_REF = {"$ref": "#/components/responses/Error"}
 # trailing slash. Segments "." and ".." cannot match (they would end with a dot).
 _SEGMENT = r"[A-Za-z0-9_~-](?:[A-Za-z0-9 _.~-]{0,253}[A-Za-z0-9_~-])?"
 _PORTABLE_PATH = rf"^{_SEGMENT}(?:/{_SEGMENT})*/?$"
+# A platform path naming something inside a mount: /<mount>/<path>.
+_PLATFORM_FILE = rf"^/?{_SEGMENT}(?:/{_SEGMENT})+$"
+# A platform path in /explain: a mount or anything below it.
+_PLATFORM_MOUNT = rf"^/?{_SEGMENT}(?:/{_SEGMENT})*/?$"
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -207,7 +211,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "type": "object",
                             "required": ["path"],
                             "properties": {
-                                "path": {"type": "string"},
+                                "path": {
+                                    "type": "string",
+                                    "pattern": _PLATFORM_FILE,
+                                    "maxLength": 4096,
+                                },
                                 "method": {"type": "string", "enum": ["GET", "PUT"]},
                             },
                         }
@@ -279,7 +287,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "type": "object",
                             "required": ["path"],
                             "properties": {
-                                "path": {"type": "string"},
+                                "path": {
+                                    "type": "string",
+                                    "pattern": _PLATFORM_MOUNT,
+                                    "maxLength": 4096,
+                                },
                                 "operation": {
                                     "type": "string",
                                     "enum": ["read", "create", "modify"],
@@ -298,15 +310,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "summary": "Audit events (admins: all; users: their own)",
                 "security": [{"apikey": []}],
                 "parameters": [
-                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                    for n in (
-                        "user",
-                        "token_id",
-                        "execution_id",
-                        "mount",
-                        "since",
-                        "until",
-                        "limit",
+                    {"name": n, "in": "query", "required": False, "schema": schema}
+                    for n, schema in (
+                        ("user", {"type": "string"}),
+                        ("token_id", {"type": "string"}),
+                        ("execution_id", {"type": "string"}),
+                        ("mount", {"type": "string"}),
+                        ("since", {"type": "number", "description": "epoch seconds"}),
+                        ("until", {"type": "number", "description": "epoch seconds"}),
+                        ("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}),
                     )
                 ],
                 "responses": {
@@ -477,11 +489,16 @@ def _components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, An
             "ExternalKey": {
                 "type": "object",
                 "required": ["storageIdentifier"],
+                "description": "apiKey, or credential {kind, fields…} (non-empty strings)",
+                "anyOf": [{"required": ["apiKey"]}, {"required": ["credential"]}],
                 "properties": {
-                    "storageIdentifier": {"type": "string"},
-                    "apiKey": {"type": "string"},
+                    "storageIdentifier": {"type": "string", "minLength": 1},
+                    "apiKey": {"type": "string", "minLength": 1},
                     "credential": {
                         "type": "object",
+                        "required": ["kind"],
+                        "minProperties": 2,
+                        "additionalProperties": {"type": "string", "minLength": 1},
                         "properties": {
                             "kind": {
                                 "type": "string",
@@ -514,6 +531,7 @@ def _components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, An
                     "value": {"type": "string"},
                     "method": {"type": "string"},
                     "headers": {"type": "object"},
+                    "url": {"type": "string"},
                     "expiresAt": {"type": "integer"},
                 },
             },

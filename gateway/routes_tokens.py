@@ -6,20 +6,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from adapters.base import Credential, NotSupported, StorageError
+from adapters.base import Credential, Delegation, NotSupported, Storage, StorageError
 from gateway import paths
-from gateway.auth import Principal, authenticate, decide, user_scopes
+from gateway.auth import Principal, authenticate, bearer_token, decide, user_scopes
 from gateway.errors import CarminError, E, from_storage
+from gateway.native_grants import revocable
 from gateway.redirects import redirect_expiry
 from gateway.state import Gateway
 from tokens.audit import AuditEvent
 from tokens.errors import ScopeError, TokenError
+from tokens.revocation import Revocation
 from tokens.scopes import Scope, format_scopes, is_subset, parse_scopes
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -321,9 +324,12 @@ async def delete_external_key(request: Request) -> Response:
     storage_id = request.path_params["storageIdentifier"]
 
     def delete() -> tuple[bool, int]:
-        removed = gw.vault.delete(principal.user.name, storage_id)
-        revoked = gw.tokens.revoke_for_storage(principal.user.name, storage_id) if removed else 0
-        return removed, revoked
+        # Revoke first: deleting the native credentials of those tokens (iRODS tickets,
+        # Girder tokens) needs the user's key, which is about to go.
+        if gw.vault.get(principal.user.name, storage_id) is None:
+            return False, 0
+        revoked = gw.tokens.revoke_for_storage(principal.user.name, storage_id)
+        return gw.vault.delete(principal.user.name, storage_id), revoked
 
     removed, revoked = await to_thread.run_sync(delete)
     if not removed:
@@ -449,16 +455,26 @@ def _event_dict(event: AuditEvent) -> dict[str, Any]:
 
 async def post_native(request: Request) -> Response:
     """A native credential for one path (presigned URL, Girder token, iRODS ticket), for
-    jobs whose tools cannot follow redirects. Needs a Bearer token covering the path."""
+    jobs whose tools cannot follow redirects. Needs a Bearer token covering the path.
+
+    ``format: "vip"`` (Girder mounts, GET): a VIP/GASW input URI
+    ``girder:/<name>?apiurl=…&fileId=…&token=…`` instead. Revocable credentials (iRODS
+    tickets, Girder tokens) expire with the fedgate token and are deleted when it is
+    revoked (gateway/native_grants.py); the others live at most one hour."""
     gw = _gw(request)
     principal = authenticate(request)
     data = await _form_or_json(request)
     raw_path = data.get("path")
     method = str(data.get("method", "GET")).upper()
+    fmt = data.get("format") or "native"
     if not isinstance(raw_path, str):
         raise CarminError(E.BAD_BODY, "path (e.g. /mount/dir/file) is required")
     if method not in ("GET", "PUT"):
         raise CarminError(E.BAD_BODY, "method must be GET or PUT")
+    if fmt not in ("native", "vip"):
+        raise CarminError(E.BAD_BODY, "format must be native or vip")
+    if fmt == "vip" and method != "GET":
+        raise CarminError(E.BAD_BODY, "a VIP input URI is for reading: use method GET")
     cpath = paths.parse(raw_path)
     if cpath.is_root or not cpath.inner:
         raise CarminError(E.BAD_PATH, "a file path inside a mount is required")
@@ -466,9 +482,10 @@ async def post_native(request: Request) -> Response:
     from gateway.auth import authorize
 
     authorize(principal, mount, "read" if method == "GET" else "create", cpath)
-    expires = redirect_expiry(principal.claims.exp if principal.claims else None)
+    claims = principal.claims
+    token_exp = claims.exp if claims else None
 
-    def presign() -> Any:
+    def mint() -> tuple[Delegation, str | None]:
         storage = gw.mounts.storage(mount, principal.user.name)
         if method == "PUT":
             try:
@@ -477,14 +494,52 @@ async def post_native(request: Request) -> Response:
                 existing = None
             if existing is not None:
                 authorize(principal, mount, "modify", cpath)
-        return storage.presign(cpath.inner, method, expires)
+        if not revocable(storage):
+            expires = redirect_expiry(token_exp)
+        elif token_exp is not None:
+            # Deleted on revocation, so it may live exactly as long as the token.
+            expires = dt.datetime.fromtimestamp(token_exp, dt.UTC)
+        else:
+            expires = redirect_expiry(None)
+        if fmt == "vip":
+            vip = getattr(storage, "vip_uri", None)
+            if vip is None:
+                raise NotSupported("VIP input URIs exist for Girder mounts only")
+            uri = str(vip(cpath.inner, expires))
+            # The URI's token is what to revoke; the adapter puts it last in the query.
+            value = unquote(uri.rsplit("token=", 1)[1])
+            delegation = Delegation("girder_token", value, expires)
+            _remember(storage, delegation)
+            return delegation, uri
+        delegate = getattr(storage, "delegate", None)
+        if delegate is not None:
+            # The credential gets the uses the token had when it asked (this request's
+            # use is handed over to it); iRODS would read 0 as "unlimited".
+            left = gw.tokens.remaining_uses(claims) if claims is not None else None
+            uses = None if left is None else left + 1
+            delegation = delegate(cpath.inner, method, expires, uses)
+        else:
+            delegation = storage.presign(cpath.inner, method, expires)
+        _remember(storage, delegation)
+        return delegation, None
+
+    def _remember(storage: Storage, delegation: Delegation) -> None:
+        if claims is None or not revocable(storage):
+            return
+        gw.grants.record(claims.jti, principal.user.name, mount.name, delegation)
+        # A revocation that ran between our authentication and this record did not see
+        # the grant: kill it now rather than let it live to its expiry.
+        token = bearer_token(request)
+        try:
+            gw.tokens.verify(token or "")
+        except TokenError:
+            gw.grants.on_revoke(Revocation((claims.jti,)))
+            raise CarminError(E.BAD_TOKEN, "token rejected: revoked") from None
 
     try:
-        delegation = await to_thread.run_sync(presign)
-    except NotSupported:
-        raise CarminError(
-            E.NOT_SUPPORTED, f"{mount.name}: no native credential for this storage"
-        ) from None
+        delegation, uri = await to_thread.run_sync(mint)
+    except NotSupported as exc:
+        raise CarminError(E.NOT_SUPPORTED, f"{mount.name}: {exc}") from None
     except StorageError as exc:
         raise from_storage(exc, mount.name) from None
     _audit(
@@ -497,14 +552,19 @@ async def post_native(request: Request) -> Response:
         path=cpath.platform_path,
         operation=method,
         execution_id=principal.execution_id,
-        detail=delegation.kind,
+        detail="vip_uri" if uri is not None else delegation.kind,
     )
+    if uri is not None:
+        return JSONResponse(
+            {"uri": uri, "expiresAt": int(delegation.expires_at.timestamp())}, headers=_NO_STORE
+        )
     return JSONResponse(
         {
             "kind": delegation.kind,
             "value": delegation.value,
             "method": delegation.method,
             "headers": delegation.headers,
+            "url": delegation.url or (delegation.value if delegation.kind == "url" else ""),
             "expiresAt": int(delegation.expires_at.timestamp()),
         },
         headers=_NO_STORE,
