@@ -153,7 +153,6 @@ class _Download:
             headers = {"Range": f"bytes={self.offset}-", "If-Range": self.validator}
         elif self.offset:
             self._restart()
-        self.started_at = self.offset
         response, self.redirected = self.http.send(
             "GET", self.target.url, params={"action": "content"}, headers=headers, stream=True
         )
@@ -181,13 +180,14 @@ class _Download:
             self.total = int(length) if length and length.isdigit() else None
         else:
             raise FedgateError(f"{what}: unexpected HTTP {response.status_code}")
+        self.started_at = self.offset  # what this answer continues (0 after a restart)
         self.validator = _validator(response) or None
         if self.validator:
             self._save_state()
         bar = self.bar_factory(self.dest.name, self.total, self.offset)
         try:
             with open(self.part, "ab") as f:
-                for chunk in response.iter_raw(CHUNK):
+                for chunk in response.iter_raw():
                     f.write(chunk)
                     self.md5.update(chunk)
                     self.offset += len(chunk)
