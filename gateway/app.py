@@ -67,6 +67,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gw.start_background()
         yield
         if gateway is None:
             gw.close()

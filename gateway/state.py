@@ -12,6 +12,7 @@ from adapters.base import Adapter, Credential, Storage
 from adapters.registry import BackendLoadError, create_adapter
 from gateway.config import MountConfig, Settings
 from gateway.errors import CarminError, E
+from gateway.native_grants import NativeGrants
 from tokens.audit import AuditLog
 from tokens.masterkey import MasterKeys
 from tokens.service import TokenService
@@ -111,6 +112,18 @@ class Gateway:
         )
         self.audit = AuditLog(self.store)
         self.mounts = Mounts(settings, self.vault)
+        self.grants = NativeGrants(self.store, self.master_keys, self.mounts, self.tokens)
+
+    def start_background(self) -> None:
+        """Work that may touch backends and must not delay start-up: a daemon thread
+        retries native-grant deletions that failed and forgets expired grants."""
+        threading.Thread(target=self._sweep_grants, name="grant-sweep", daemon=True).start()
+
+    def _sweep_grants(self) -> None:
+        try:
+            self.grants.sweep()
+        except Exception:
+            log.warning("native grant sweep failed", exc_info=True)
 
     def first_start(self) -> str | None:
         """With no user at all, create ``admin`` and return its key (printed once)."""

@@ -1,0 +1,165 @@
+"""Native credentials handed out by ``/token/native``, remembered so revoking the fedgate
+token also kills them (iRODS tickets, Girder tokens).
+
+A grant row holds (token id, user, mount, kind, the credential encrypted like the key
+vault, expiry). When ``TokenService`` reports a revocation — by token, by execution id,
+of everything a storage key reached (``DELETE /user/externalKeys``) — the credentials of
+every token it made invalid are deleted on their backend, acting as the user who minted
+them (or the mount's service credential when the user's key is gone). A deletion that
+fails (backend down) leaves the row marked revoked; ``sweep`` retries those, and drops
+rows whose credential has expired on its own (deleting expired tickets too, which a real
+iRODS keeps in its catalog). ``sweep`` runs at start-up and at most once a minute when a
+grant is recorded.
+
+Only storages with a ``revoke_delegation(value)`` method get grants recorded: the others
+hand out credentials that cannot be revoked (presigned URLs), which is why those are
+capped at one hour (gateway/redirects.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from adapters.base import Delegation, NotFound, Storage, StorageError
+from gateway.config import MountConfig
+from gateway.errors import CarminError
+from tokens.masterkey import MasterKeys
+from tokens.revocation import Revocation
+from tokens.service import TokenService
+from tokens.store import Row, Store
+
+if TYPE_CHECKING:
+    from gateway.state import Mounts
+
+log = logging.getLogger("fedgate.grants")
+
+_SWEEP_EVERY_S = 60.0
+_COLUMNS = "id, jti, user_name, mount, kind, key_id, secret, expires"
+
+
+def _aad(jti: str, mount: str) -> bytes:
+    return b"fedgate-native-grant/v1\0" + jti.encode() + b"\0" + mount.encode()
+
+
+def revocable(storage: Storage) -> bool:
+    return callable(getattr(storage, "revoke_delegation", None))
+
+
+class NativeGrants:
+    def __init__(
+        self, store: Store, keys: MasterKeys, mounts: Mounts, tokens: TokenService
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._mounts = mounts
+        self._swept_at = time.monotonic()
+        self._sweep_lock = threading.Lock()
+        tokens.on_revoke(self.on_revoke)
+
+    def record(self, jti: str, user: str, mount: str, delegation: Delegation) -> None:
+        key_id, blob = self._keys.encrypt(delegation.value.encode(), _aad(jti, mount))
+        now = time.time()
+        with self._store.transaction() as tx:
+            tx.execute(
+                "INSERT INTO native_grants (jti, user_name, mount, kind, key_id, secret, "
+                "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    jti,
+                    user,
+                    mount,
+                    delegation.kind,
+                    key_id,
+                    blob,
+                    now,
+                    delegation.expires_at.timestamp(),
+                ),
+            )
+        if time.monotonic() - self._swept_at > _SWEEP_EVERY_S:
+            self.sweep()
+
+    def count(self, jti: str) -> int:
+        with self._store.transaction(write=False) as tx:
+            row = tx.query_one("SELECT COUNT(*) FROM native_grants WHERE jti = ?", (jti,))
+        return int(row[0]) if row else 0
+
+    # -- revocation ----------------------------------------------------------------------
+
+    def on_revoke(self, event: Revocation) -> None:
+        """``TokenService.on_revoke`` callback: delete the credentials of revoked tokens."""
+        if not event.jtis:
+            return
+        ids = list(event.jtis)
+        marks = ", ".join("?" for _ in ids)
+        with self._store.transaction() as tx:
+            tx.execute(
+                f"UPDATE native_grants SET revoked = ? WHERE jti IN ({marks})",  # noqa: S608
+                (time.time(), *ids),
+            )
+            rows = tx.query(
+                f"SELECT {_COLUMNS} FROM native_grants WHERE jti IN ({marks})",  # noqa: S608
+                ids,
+            )
+        self._delete_all(rows)
+
+    def sweep(self) -> int:
+        """Retry revoked grants and forget expired ones; returns how many rows went."""
+        if not self._sweep_lock.acquire(blocking=False):
+            return 0
+        try:
+            self._swept_at = time.monotonic()
+            with self._store.transaction(write=False) as tx:
+                rows = tx.query(
+                    f"SELECT {_COLUMNS} FROM native_grants "  # noqa: S608
+                    "WHERE revoked IS NOT NULL OR expires < ?",
+                    (time.time(),),
+                )
+            return self._delete_all(rows)
+        finally:
+            self._sweep_lock.release()
+
+    def _delete_all(self, rows: Sequence[Row]) -> int:
+        done = 0
+        now = time.time()
+        for row in rows:
+            # An expired credential no longer opens anything: forget it even if the
+            # backend cannot be told.
+            if self._delete_one(row) or float(row[7]) < now:
+                with self._store.transaction() as tx:
+                    tx.execute("DELETE FROM native_grants WHERE id = ?", (row[0],))
+                done += 1
+        return done
+
+    def _delete_one(self, row: Row) -> bool:
+        """Delete one credential on its backend; True when it is gone (or cannot be had)."""
+        _id, jti, user, mount_name, kind, key_id, blob, _exp = row
+        mount = self._mounts.settings.mount(mount_name)
+        if mount is None:
+            return True  # the mount was removed from the configuration
+        try:
+            value = self._keys.decrypt(key_id, blob, _aad(jti, mount_name), "a native grant")
+        except Exception:
+            log.warning("native grant %s on %s cannot be decrypted; dropped", _id, mount_name)
+            return True
+        try:
+            storage = self._storage(mount, user)
+            storage.revoke_delegation(value.decode())  # type: ignore[attr-defined]
+        except NotFound:
+            return True
+        except (StorageError, CarminError) as exc:
+            # No secret in the message: adapters never put one there.
+            log.warning("could not delete %s %s on %s: %s", kind, _id, mount_name, exc)
+            return False
+        log.info("deleted %s %s on %s (token %s)", kind, _id, mount_name, jti)
+        return True
+
+    def _storage(self, mount: MountConfig, user: str) -> Storage:
+        try:
+            return self._mounts.storage(mount, user)
+        except (StorageError, CarminError):
+            # The user's key is gone (e.g. DELETE /user/externalKeys): the mount's own
+            # service credential may still own or administer the credential.
+            return self._mounts.adapter(mount).bind(None)
