@@ -103,8 +103,9 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    work.chmod(0o755)  # nginx workers run as an unprivileged user
     data = work / "data"
-    data.mkdir()
+    data.mkdir(mode=0o755)
     size = args.size_mib * MiB
     print(f"making a {args.size_mib} MiB file …", file=sys.stderr)
     big = make_file(data / "big.bin", size)
