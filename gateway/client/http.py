@@ -9,6 +9,7 @@ cookie, and whose errors are reported by host only (a presigned URL is itself a 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,28 @@ T = TypeVar("T")
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "fedgate-client/0.1"
+
+
+class _RedactQueries(logging.Filter):
+    """httpx logs every request URL at INFO: a presigned URL, or a ``/resolve?uri=``
+    carrying VIP's Girder token, would land in an application's logs. Keep the
+    parameter names, drop their values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                a.copy_with(query=_mask(a.query)) if isinstance(a, httpx.URL) and a.query else a
+                for a in record.args
+            )
+        return True
+
+
+def _mask(query: bytes) -> bytes:
+    return b"&".join(p.split(b"=", 1)[0] + b"=..." for p in query.split(b"&") if p) or b""
+
+
+if not any(isinstance(f, _RedactQueries) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_RedactQueries())
 
 
 class Retryable(Exception):
