@@ -39,10 +39,10 @@ Behaviour worth knowing:
   answer ``POST`` with ``Content-Type: application/macaroon-request``), with caveats on the
   path, the activity and a validity in whole minutes that ends no later than
   ``expires_at``; the result is ``Delegation(kind="macaroon")`` with an ``Authorization``
-  header, to use on ``GfalStorage.public_url(path)``. gfal2 refuses macaroon requests over
-  plain http (the macaroon would travel in clear) and root:// has no such request: both
-  raise ``NotSupported``. We deliberately
-  do not hand out the caller's own bearer token instead: it is neither scoped to the path
+  header, to use on ``GfalStorage.public_url(path)`` (also the delegation's ``url``).
+  gfal2 refuses macaroon requests over plain http (the macaroon would travel in clear)
+  and root:// has no such request: both raise ``NotSupported``. We deliberately do not
+  hand out the caller's own bearer token instead: it is neither scoped to the path
   nor bounded by ``expires_at``.
 """
 

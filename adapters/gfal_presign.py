@@ -59,4 +59,5 @@ def request_macaroon(
         expires_at=now + dt.timedelta(minutes=minutes),
         method=method,
         headers={"Authorization": f"Bearer {macaroon}"},
+        url=url,
     )
