@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
-from anyio import CancelScope, to_thread
+from anyio import (
+    CancelScope,
+    create_memory_object_stream,
+    create_task_group,
+    get_cancelled_exc_class,
+    to_thread,
+)
 from starlette.requests import ClientDisconnect, Request
 
 from adapters.base import Entry, Writer
@@ -18,6 +24,7 @@ from gateway.errors import CarminError, E
 
 T = TypeVar("T")
 UPLOAD_BUFFER = 1024 * 1024
+PIPELINE_DEPTH = 2
 _END = object()
 
 
@@ -93,26 +100,49 @@ async def counted(
 async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[Entry, int]:
     """Stream the request body into ``writer`` and commit it; abort on any failure.
 
+    Receiving and writing overlap: the event loop keeps reading the socket while a
+    worker thread writes the previous ~1 MiB block (at most PIPELINE_DEPTH blocks wait
+    in between, so memory stays bounded per upload).
+
     A body cut short (client gone, or fewer bytes than its Content-Length) or longer
     than ``limit`` is never committed: nothing appears at the target path and a file
     already there stays as it was."""
     declared = request.headers.get("content-length")
     expected = int(declared) if declared and declared.isdigit() else None
     received = 0
-    buffer = bytearray()
+    send, recv = create_memory_object_stream[bytes](max_buffer_size=PIPELINE_DEPTH)
+
+    async def write_blocks() -> None:
+        async with recv:
+            async for block in recv:
+                await to_thread.run_sync(writer.write, block)
+
+    async def read_body() -> None:
+        nonlocal received
+        async with send:
+            parts: list[bytes] = []
+            pending = 0
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise CarminError(E.TOO_LARGE, f"body larger than the {limit}-byte limit")
+                parts.append(chunk)
+                pending += len(chunk)
+                if pending >= UPLOAD_BUFFER:
+                    await send.send(b"".join(parts))
+                    parts, pending = [], 0
+            if expected is not None and received != expected:
+                raise CarminError(E.BAD_BODY, "body length does not match Content-Length")
+            if parts:
+                await send.send(b"".join(parts))
+
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise CarminError(E.TOO_LARGE, f"body larger than the {limit}-byte limit")
-            buffer += chunk
-            if len(buffer) >= UPLOAD_BUFFER:
-                data, buffer = bytes(buffer), bytearray()
-                await to_thread.run_sync(writer.write, data)
-        if expected is not None and received != expected:
-            raise CarminError(E.BAD_BODY, "body length does not match Content-Length")
-        if buffer:
-            await to_thread.run_sync(writer.write, bytes(buffer))
+        try:
+            async with create_task_group() as tg:
+                tg.start_soon(write_blocks)
+                await read_body()
+        except BaseExceptionGroup as group:
+            raise _first(group) from None
         entry = await to_thread.run_sync(writer.commit)
         return entry, received
     except ClientDisconnect:
@@ -121,6 +151,16 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
     except BaseException:
         await abort(writer)
         raise
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that matters in a task group's bundle (the reader's or the writer's)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+        if not isinstance(exc, get_cancelled_exc_class()):
+            return exc
+    return group.exceptions[0]
 
 
 async def abort(writer: Writer) -> None:
