@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.client import Client, FedgateError
+from gateway.client.discovery import discover_gateway
 from gateway.client.errors import AuthError, ExitCode
 from gateway.client.transfer import Bar, BarFactory, FileResult, no_bar
 
@@ -109,8 +110,9 @@ def _client(args: argparse.Namespace) -> Client:
     bars: BarFactory = no_bar
     if not args.quiet and not args.json and sys.stderr.isatty():
         bars = _tqdm_bars
+    uri = getattr(args, "uri", None)
     return Client(
-        args.gateway,
+        discover_gateway(args.gateway, uri=uri),
         args.token,
         apikey=args.apikey,
         retries=args.retries,

@@ -1,7 +1,8 @@
 """Where the gateway URL and the credential come from on a worker node.
 
 Gateway URL: ``--gateway``, else ``$FEDGATE_URL`` — the API root, e.g.
-``https://gw.example.org/rest`` (where ``/platform`` answers).
+``https://gw.example.org/rest`` (where ``/platform`` answers) — else, when the URI is a
+fedgate URL ``<gateway>/path/…``, its ``<gateway>``.
 
 Credential, first found wins:
 
@@ -84,9 +85,19 @@ def discover_credential(
     return _read(path, str(path)) or NO_CREDENTIAL
 
 
-def discover_gateway(gateway: str | None = None, env: Mapping[str, str] | None = None) -> str:
+def gateway_of(uri: str) -> str | None:
+    """The gateway a fedgate URL (``<gateway>/path/…``) belongs to, else None."""
+    if not uri.startswith(("http://", "https://")) or "/path/" not in uri:
+        return None
+    return uri.split("?", 1)[0].split("/path/", 1)[0]
+
+
+def discover_gateway(
+    gateway: str | None = None, env: Mapping[str, str] | None = None, uri: str | None = None
+) -> str:
+    """``gateway``, else ``$FEDGATE_URL``, else the gateway of a fedgate URL ``uri``."""
     env = os.environ if env is None else env
-    url = (gateway or env.get("FEDGATE_URL", "")).strip()
+    url = (gateway or env.get("FEDGATE_URL", "") or gateway_of(uri or "") or "").strip()
     if not url:
         raise UsageError("no gateway URL: pass --gateway or set FEDGATE_URL")
     if not url.startswith(("http://", "https://")):
