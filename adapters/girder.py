@@ -402,11 +402,15 @@ class GirderStorage:
         """A VIP/GASW ``girder:/…?apiurl=…&fileId=…&token=…`` URI (adapters/girder_vip.py)."""
         return vip_uri(self, path, expires_at)
 
-    def revoke_delegation(self, value: str) -> None:
-        """Kill a Girder token handed out by ``presign``/``vip_uri`` (its holder's
-        delegation ends now). The credential's own token (a bearer mount credential) is
-        never killed: it was handed out as is, see ``BearerAuth.mint``."""
-        if hmac.compare_digest(value, self.session.auth.token(self.session)):
+    def revoke_delegation(self, delegation: Delegation) -> None:
+        """Kill the Girder token of a delegation from ``presign`` (in its ``Girder-Token``
+        header) or ``vip_uri`` (kind ``girder_token``): its holder's access ends now. The
+        credential's own token (a bearer mount credential) is never killed: it was handed
+        out as is, see ``BearerAuth.mint``."""
+        value = delegation.headers.get("Girder-Token") or (
+            delegation.value if delegation.kind == "girder_token" else ""
+        )
+        if not value or hmac.compare_digest(value, self.session.auth.token(self.session)):
             return
         try:
             self.session.request(

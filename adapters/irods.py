@@ -319,9 +319,9 @@ class IrodsStorage:
         """``presign`` with a use count: the gateway's /token/native for counted tokens."""
         return _irods_tickets.presign(self, path, method, expires_at, uses)
 
-    def revoke_delegation(self, value: str) -> None:
-        """Delete a ticket handed out by ``delegate``/``presign`` (NotFound if gone)."""
-        _irods_tickets.revoke_ticket(self, value)
+    def revoke_delegation(self, delegation: Delegation) -> None:
+        """Delete the ticket of a delegation from ``delegate``/``presign`` (NotFound if gone)."""
+        _irods_tickets.revoke_ticket(self, delegation.value)
 
     def issue_ticket(
         self, path: str, mode: str, expires_at: dt.datetime, uses: int | None = None

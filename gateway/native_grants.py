@@ -11,13 +11,15 @@ rows whose credential has expired on its own (deleting expired tickets too, whic
 iRODS keeps in its catalog). ``sweep`` runs at start-up and at most once a minute when a
 grant is recorded.
 
-Only storages with a ``revoke_delegation(value)`` method get grants recorded: the others
+Only storages with a ``revoke_delegation(delegation)`` method get grants recorded: the others
 hand out credentials that cannot be revoked (presigned URLs), which is why those are
 capped at one hour (gateway/redirects.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -61,7 +63,8 @@ class NativeGrants:
         tokens.on_revoke(self.on_revoke)
 
     def record(self, jti: str, user: str, mount: str, delegation: Delegation) -> None:
-        key_id, blob = self._keys.encrypt(delegation.value.encode(), _aad(jti, mount))
+        secret = json.dumps({"value": delegation.value, "headers": delegation.headers})
+        key_id, blob = self._keys.encrypt(secret.encode(), _aad(jti, mount))
         now = time.time()
         with self._store.transaction() as tx:
             tx.execute(
@@ -140,13 +143,18 @@ class NativeGrants:
         if mount is None:
             return True  # the mount was removed from the configuration
         try:
-            value = self._keys.decrypt(key_id, blob, _aad(jti, mount_name), "a native grant")
+            plain = self._keys.decrypt(key_id, blob, _aad(jti, mount_name), "a native grant")
+            secret = json.loads(plain)
+            delegation = Delegation(
+                kind, secret["value"], dt.datetime.fromtimestamp(_exp, dt.UTC),
+                headers=dict(secret.get("headers") or {}),
+            )  # fmt: skip
         except Exception:
             log.warning("native grant %s on %s cannot be decrypted; dropped", _id, mount_name)
             return True
         try:
             storage = self._storage(mount, user)
-            storage.revoke_delegation(value.decode())  # type: ignore[attr-defined]
+            storage.revoke_delegation(delegation)  # type: ignore[attr-defined]
         except NotFound:
             return True
         except (StorageError, CarminError) as exc:
