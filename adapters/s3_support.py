@@ -19,6 +19,7 @@ from adapters.base import (
     PermissionDenied,
     StorageError,
 )
+from adapters.s3_buffer import PartBuffer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -197,7 +198,9 @@ class S3Writer:
     """Buffers up to the multipart threshold; past it, streams parts as they fill.
 
     Part sizes grow with the part count (see ``_part_size``) so an upload of unknown size
-    fits in S3's 10,000 parts while memory stays bounded by one part.
+    fits in S3's 10,000 parts while memory stays bounded by one part, itself within a
+    process-wide budget (adapters/s3_buffer.py). A part is sent once it holds at least
+    the part size (it may exceed it by less than one incoming chunk).
     """
 
     def __init__(
@@ -222,7 +225,7 @@ class S3Writer:
         self._key = key
         self._content_type = content_type
         self._on_commit = on_commit
-        self._buf = bytearray()
+        self._part = PartBuffer()
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
         self._closed = False
@@ -241,8 +244,8 @@ class S3Writer:
     def write(self, data: bytes) -> None:
         if self._closed:
             raise StorageError(f"{self._path}: write after commit or abort")
-        self._buf += data
-        if self._upload_id is None and len(self._buf) >= self._threshold:
+        self._part.add(data)
+        if self._upload_id is None and self._part.size >= self._threshold:
             try:
                 created = self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self._key, ContentType=self._content_type
@@ -250,14 +253,11 @@ class S3Writer:
             except Exception as exc:
                 raise self._fail(exc) from exc
             self._upload_id = created["UploadId"]
-        while self._upload_id is not None and len(self._buf) >= self._part_size():
-            self._send_part(self._part_size())
+        if self._upload_id is not None and self._part.size >= self._part_size():
+            self._send_part()
 
-    def _send_part(self, size: int) -> None:
+    def _send_part(self) -> None:
         assert self._upload_id is not None
-        with memoryview(self._buf) as view:
-            body = bytes(view[:size])
-        del self._buf[:size]
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise StorageError(f"{self._path}: upload exceeds S3's {MAX_PARTS} parts")
@@ -267,10 +267,12 @@ class S3Writer:
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=body,
+                Body=self._part.body(),
             )
         except Exception as exc:
             raise self._fail(exc) from exc
+        finally:
+            self._part.release()
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
 
     def commit(self) -> Entry:
@@ -283,14 +285,14 @@ class S3Writer:
                     self._client.put_object(
                         Bucket=self._bucket,
                         Key=self._key,
-                        Body=bytes(self._buf),
+                        Body=self._part.body(),
                         ContentType=self._content_type,
                     )
                 except Exception as exc:
                     raise self._fail(exc) from exc
             else:
-                if self._buf or not self._parts:
-                    self._send_part(len(self._buf))
+                if self._part.size or not self._parts:
+                    self._send_part()
                 try:
                     self._client.complete_multipart_upload(
                         Bucket=self._bucket,
@@ -303,7 +305,7 @@ class S3Writer:
                 self._upload_id = None
             done = True
             self._closed = True
-            self._buf = bytearray()
+            self._part.release()
             return self._on_commit(self._path)
         finally:
             if not done:
@@ -311,7 +313,7 @@ class S3Writer:
 
     def abort(self) -> None:
         self._closed = True
-        self._buf = bytearray()
+        self._part.release()
         if self._upload_id is None:
             return
         try:

@@ -438,3 +438,21 @@ def test_cut_upload_leaves_nothing_behind(
         time.sleep(0.1)
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount") == 0
     assert client.get(f"/path/s3/{folder}/cut.bin?action=exists").json() == {"exists": False}
+
+
+def test_upload_past_the_memory_budget_spills_to_disk(
+    client: httpx.Client, folder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters import s3_buffer
+
+    reader = s3_buffer.ChunksReader([b"abc", b"", b"defg", b"h"])
+    assert len(reader) == 8 and reader.read(2) == b"ab" and reader.read(3) == b"cde"
+    assert reader.seek(-2, 2) == 6 and reader.read() == b"gh" and reader.read(5) == b""
+    assert reader.seek(0) == 0 and reader.read() == b"abcdefgh"
+    monkeypatch.setattr(s3_buffer.BUDGET, "free", 1 * MIB)  # fits one chunk, then spills
+    data = bytes(range(256)) * (48 * 1024)  # 12 MiB: multipart in 5 MiB parts
+    r = client.put(f"/path/s3/{folder}/spilled.bin", content=data, headers=OCTET)
+    assert r.status_code == 201, r.text
+    assert s3_buffer.BUDGET.free == 1 * MIB  # every part gave its memory back
+    got = client.get(f"/path/s3/{folder}/spilled.bin?action=content").content
+    assert hashlib.md5(got).hexdigest() == hashlib.md5(data).hexdigest()
