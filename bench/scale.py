@@ -90,7 +90,7 @@ def run_wrk(
     total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    lat = dict(re.findall(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+[a-z]+)\s*$", out, re.M))
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "requests": float(total.group(1)) if total else 0.0,
