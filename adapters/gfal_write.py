@@ -17,8 +17,10 @@ such an SE (a failure during it can leave a partial target).
 from __future__ import annotations
 
 import contextlib
+import queue
 import stat as stat_mod
 import tempfile
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 UPLOAD_PREFIX = ".fedgate-upload-"
 CHUNK = 1024 * 1024
+_BEHIND = 2  # chunks queued for the writer thread: memory per upload ~3 chunks
 
 
 def needs_escaping(path: str) -> bool:
@@ -61,6 +64,12 @@ def move_decodes_destination(storage: GfalStorage, ctx: Any, folder: str) -> boo
 
 
 class GfalWriter:
+    """Writes go to the SE from one background thread, up to ``_BEHIND`` chunks behind the
+    caller: the gateway's ``write`` returns as soon as a chunk is queued and goes back to
+    receiving the body while gfal2 (which releases the GIL) sends the previous one.
+    Without that overlap an upload alternates between the client and the SE and each side
+    idles half the time. A write error is raised by the next ``write`` or by ``commit``."""
+
     def __init__(self, storage: GfalStorage, path: str) -> None:
         self._storage = storage
         self._path = path
@@ -69,25 +78,55 @@ class GfalWriter:
         self._lease = Lease(storage.pool)
         self._written = 0
         self._removed = False
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_BEHIND)
+        self._thread: threading.Thread | None = None
+        self._error: StorageError | None = None
         try:
             self._file: Any = self._lease.ctx.open(self._tmp_url, "w")
         except storage.gfal.GError as exc:
             self._lease.release()
             raise storage.error(exc, path) from None
 
+    def _run(self) -> None:
+        gerror = self._storage.gfal.GError
+        while (data := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so that a blocked ``write`` cannot hang
+            try:
+                self._file.write(data)
+            except gerror as exc:
+                self._error = self._storage.error(exc, self._path)
+            except Exception as exc:  # handed to the caller's thread, like the above
+                self._error = StorageError(f"{self._path}: write failed ({type(exc).__name__})")
+
     def write(self, data: bytes) -> None:
         if not data:
             return  # gfal2 rejects zero-length writes
         if self._file is None:
             raise StorageError(f"{self._path}: upload already finished")
-        try:
-            self._file.write(data)
-        except self._storage.gfal.GError as exc:
-            self.abort()
-            raise self._storage.error(exc, self._path) from None
+        if self._error is not None:
+            self._fail()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="gfal-write", daemon=True)
+            self._thread.start()
+        self._queue.put(data)
         self._written += len(data)
 
+    def _drain(self) -> None:
+        """Wait until every queued chunk is written (or dropped after an error)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _fail(self) -> None:
+        error = self._error
+        assert error is not None
+        self.abort()
+        raise error from None
+
     def _close(self) -> None:
+        self._drain()
         # gfal2's file object closes (and over http sends the PUT) when it is freed.
         self._file = None
 
@@ -96,6 +135,9 @@ class GfalWriter:
         ctx = self._lease.ctx
         done = False
         try:
+            self._drain()
+            if self._error is not None:
+                self._fail()
             self._close()
             try:
                 size = int(ctx.stat(self._tmp_url).st_size)

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.base import StorageError
 from adapters.gfal import create
 from gateway.config import MountConfig
 from tests.gateway.test_data_api import is_error
@@ -366,3 +367,31 @@ def test_native_credential_is_501_without_a_macaroon_capable_se(
         assert "https" in message or "macaroon" in message  # says what would work
         for secret in ADMIN_TOKENS.values():
             assert secret not in r.text
+
+
+# --- the adapter's write-behind (what a broken SE connection mid-upload looks like) -------
+
+
+def test_a_write_error_in_the_writer_thread_reaches_the_caller(unique: str, se_data: Path) -> None:
+    from adapters.gfal_write import GfalWriter
+
+    storage = create({"base_url": f"{ROOT_URL}/{unique}", "anonymous": True}).bind(None)
+    writer = storage.open_write("broken.bin")
+    assert isinstance(writer, GfalWriter)
+    gerror = storage.gfal.GError  # type: ignore[attr-defined]
+
+    class Broken:
+        def write(self, data: bytes) -> None:
+            raise gerror("Connection reset by peer", 104)
+
+    writer.write(b"x" * 1000)  # reaches the SE
+    writer._drain()
+    writer._file = Broken()
+    with pytest.raises(StorageError) as info:
+        for _ in range(10):  # the failure shows up on a later write, or on commit
+            writer.write(b"y" * 1000)
+        writer.commit()
+    assert "cannot be reached" in str(info.value)
+    writer.abort()  # safe again
+    assert not (se_data / unique / "broken.bin").exists()
+    assert [p.name for p in (se_data / unique).iterdir() if p.name.startswith(".fedgate")] == []
