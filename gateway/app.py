@@ -18,8 +18,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway import observability, routes_data, routes_platform, routes_resolve, routes_tokens
 from gateway.config import Settings
 from gateway.errors import CarminError, E, error_response
+from gateway.limits import TimeLimits
 from gateway.openapi import openapi_document
 from gateway.state import Gateway
+from tokens.errors import StoreError
 
 log = logging.getLogger("fedgate")
 
@@ -36,6 +38,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     spec = _HTTP_TO_SPEC.get(exc.status_code, E.BAD_REQUEST)
     headers = dict(exc.headers or {})
     return error_response(spec, str(exc.detail) or spec.title, headers=headers)
+
+
+async def store_error(request: Request, exc: Exception) -> Response:
+    # The database behind users, keys and tokens is down or failing: a temporary
+    # condition the client may retry, and the store reconnects by itself.
+    log.error("state database error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(E.STATE_UNAVAILABLE, "the gateway's state database is unavailable")
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -83,7 +92,14 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         routes.append(Mount(settings.api_prefix, routes=api_routes()))
     else:
         routes += api_routes()
-    middleware = []
+    middleware = [
+        Middleware(
+            TimeLimits,
+            body_idle_timeout=settings.body_idle_timeout,
+            body_min_rate=settings.body_min_rate,
+            send_idle_timeout=settings.send_idle_timeout,
+        )
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -115,6 +131,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         exception_handlers={
             CarminError: carmin_error,
             HTTPException: http_error,
+            StoreError: store_error,
             Exception: internal_error,
         },
         lifespan=lifespan,

@@ -70,7 +70,8 @@ def _run_uvicorn(settings: config.Settings, graceful_timeout: int) -> None:
         workers=settings.workers,
         log_config=None,
         access_log=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        http="gateway.limits:GuardedHttpTools",
         timeout_graceful_shutdown=graceful_timeout,
         h11_max_incomplete_event_size=64 * 1024,
     )

@@ -69,6 +69,13 @@ class Settings:
     max_json_upload_bytes: int = 256 * 1024**2  # application/carmin+json bodies
     max_archive_bytes: int = 10 * 1024**3  # total size once unpacked
     max_archive_entries: int = 100_000
+    # Slow or stuck clients (gateway/limits.py): seconds to deliver a request head (and
+    # keep-alive idle time), seconds without a body byte, minimum body rate (bytes/s)
+    # over such a window, and seconds a reader may take no data before being cut off.
+    keep_alive_timeout: int = 30
+    body_idle_timeout: int = 60
+    body_min_rate: int = 1024
+    send_idle_timeout: int = 120
     token_default_lifetime: int = 1200
     token_max_lifetime: int = 21600
     token_issuer: str = "fedgate"  # noqa: S105 - a name, not a secret

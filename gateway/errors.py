@@ -48,6 +48,7 @@ class E:
     NOT_A_DIRECTORY = ErrorSpec(40902, 409, "Not a directory")
     IS_A_DIRECTORY = ErrorSpec(40903, 409, "Is a directory")
     NO_PARENT = ErrorSpec(40904, 409, "Parent directory does not exist")
+    BODY_TIMEOUT = ErrorSpec(40801, 408, "Request body too slow or stalled")
     LENGTH_REQUIRED = ErrorSpec(41101, 411, "Length required")
     TOO_LARGE = ErrorSpec(41301, 413, "Request body too large")
     BAD_RANGE = ErrorSpec(41601, 416, "Range not satisfiable")
@@ -55,6 +56,7 @@ class E:
     NOT_SUPPORTED = ErrorSpec(50101, 501, "Not supported by this storage")
     BACKEND = ErrorSpec(50201, 502, "Storage backend error")
     UNAVAILABLE = ErrorSpec(50301, 503, "Storage backend unavailable")
+    STATE_UNAVAILABLE = ErrorSpec(50302, 503, "Gateway state database unavailable")
     TIMEOUT = ErrorSpec(50401, 504, "Storage backend timed out")
 
     @classmethod

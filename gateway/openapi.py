@@ -21,7 +21,9 @@ _PLATFORM_MOUNT = rf"^/?{_SEGMENT}(?:/{_SEGMENT})*/?$"
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): ERROR_REF for s in statuses}
+    # Whatever authenticates reads the state database: 503 (50302) when it is down.
+    extra = (503,) if 401 in statuses else ()
+    return {str(s): ERROR_REF for s in (*statuses, *extra)}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -327,6 +329,30 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             },
         },
+        f"{prefix}/resolve": {
+            "get": {
+                "summary": "Which mount and path a URI names (s3://, root://, davs://, "
+                "irods://, girder:, VIP girder URIs, fedgate URLs)",
+                "security": security,
+                "parameters": [
+                    {"name": "uri", "in": "query", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["mount", "path", "url"],
+                            "properties": {
+                                "mount": {"type": "string"},
+                                "path": {"type": "string"},
+                                "url": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **_errors(400, 401, 404, *backend),
+                },
+            },
+        },
         "/.well-known/jwks.json": {
             "get": {
                 "summary": "Public keys that verify fedgate tokens",
@@ -335,6 +361,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    for item in paths.values():
+        for op in item.values():
+            if isinstance(op, dict) and "requestBody" in op:
+                # A body that stalls or trickles is cut off (gateway/limits.py).
+                op["responses"].setdefault("408", ERROR_REF)
     return {
         "openapi": "3.0.3",
         "info": {

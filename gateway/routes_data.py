@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from anyio import to_thread
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
 from gateway import archive, paths
@@ -25,7 +25,13 @@ from gateway.metrics import backend_timer
 from gateway.ranges import Unsatisfiable, parse_range
 from gateway.redirects import body_pending, maybe_redirect, put_redirect_requested, redirect_put
 from gateway.state import Gateway
-from gateway.transfer import batches_in_thread, counted, iterate_in_thread, receive_into
+from gateway.transfer import (
+    ClosingStreamingResponse,
+    batches_in_thread,
+    counted,
+    iterate_in_thread,
+    receive_into,
+)
 from tokens.audit import AuditEvent
 
 ACTIONS = ("exists", "properties", "list", "md5", "content")
@@ -241,7 +247,7 @@ async def _list(op: Op, storage: Storage, entry: Entry) -> Response:
         finally:
             op.audit("ok" if ok else "error:stream", 200, count)
 
-    return StreamingResponse(body(), media_type="application/json")
+    return ClosingStreamingResponse(body(), media_type="application/json")
 
 
 def _content_disposition(name: str) -> str:
@@ -258,7 +264,7 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
         def done_dir(n: int, ok: bool) -> None:
             op.audit("ok" if ok else "error:stream", 200, n)
 
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             counted(iterate_in_thread(stream), None, done_dir),
             media_type="application/gzip",
             headers={"Content-Disposition": _content_disposition(name + ".tar.gz")},
@@ -298,7 +304,7 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
     def done(n: int, ok: bool) -> None:
         op.audit("ok" if ok else "error:stream", 206 if rng else 200, n)
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         counted(iterate_in_thread(iterator), end - start, done),
         status_code=206 if rng else 200,
         headers=headers,

@@ -18,6 +18,8 @@ from anyio import (
     to_thread,
 )
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from adapters.base import Entry, Writer
 from gateway.errors import CarminError, E
@@ -95,6 +97,27 @@ async def counted(
         # The client may hang up the moment it has every byte (its Content-Length is
         # met), cancelling us before the backend iterator has said it is finished.
         done(sent, ok or (expected is not None and sent == expected))
+        await _aclose(chunks)
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with CancelScope(shield=True):
+            await aclose()
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse whose body iterator is closed the moment the response ends,
+    however it ends. Starlette leaves an interrupted iterator (client gone, reader cut
+    off) to the garbage collector, which may keep a backend file, connection or stream
+    open for minutes."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await _aclose(self.body_iterator)
 
 
 async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[Entry, int]:

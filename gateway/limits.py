@@ -1,0 +1,207 @@
+"""Time limits that stop slow or stuck clients from holding the gateway's resources.
+
+Three places a client can stall, and what bounds each:
+
+* **the request head** (slowloris): uvicorn times out idle keep-alive connections, but
+  neither a fresh connection that sends nothing nor one that trickles its headers. The
+  protocol classes below give every connection ``timeout_keep_alive`` seconds to deliver
+  a complete request head, when it opens and again after each response.
+* **the request body**: :class:`TimeLimits` fails a pending read after
+  ``body_idle_timeout`` seconds with no byte, and a body that arrives slower than
+  ``body_min_rate`` bytes/s over such a window — one byte a second is not an upload —
+  with 408 (40801). An upload cut this way is aborted like any other: nothing is written.
+* **the response**: a reader that does not take the bytes we send (one byte a second,
+  or not at all) blocks our write once the socket buffers are full; after
+  ``send_idle_timeout`` seconds the connection is closed, so the backend stream it
+  holds is released and the client never sees a complete-looking body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import socket
+import struct
+import time
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from gateway.errors import CarminError, E
+
+log = logging.getLogger("fedgate")
+
+try:  # the same choice as uvicorn's "auto": httptools when installed
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Fast
+except ImportError:  # pragma: no cover - depends on the install
+    _Fast = H11Protocol  # type: ignore[assignment,misc]
+
+
+# Scope key under which our protocol classes put the connection's abort().
+ABORT_KEY = "fedgate.abort"
+
+
+class _SendStalled(Exception):
+    pass
+
+
+def _reset(transport: Any) -> None:
+    """Drop the connection now. A plain close would still queue a FIN behind the
+    megabytes the reader has not taken; linger 0 makes the kernel send a reset and free
+    them."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class TimeLimits:
+    """ASGI middleware: time limits on reading the request body and sending the answer."""
+
+    def __init__(
+        self, app: ASGIApp, body_idle_timeout: float, body_min_rate: int, send_idle_timeout: float
+    ) -> None:
+        self.app = app
+        self.body_idle = body_idle_timeout
+        self.min_rate = body_min_rate
+        self.send_idle = send_idle_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_done = False
+        window_start: float | None = None  # from the first read: auth may come first
+        window_bytes = 0
+
+        async def timed_receive() -> Message:
+            nonlocal body_done, window_start, window_bytes
+            if body_done:  # e.g. a disconnect listener while the response streams
+                return await receive()
+            if window_start is None:
+                window_start = time.monotonic()
+            with anyio.move_on_after(self.body_idle):
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    body_done = True
+                    return message
+                window_bytes += len(message.get("body", b""))
+                now = time.monotonic()
+                if now - window_start >= self.body_idle:
+                    if window_bytes < self.min_rate * (now - window_start):
+                        raise CarminError(
+                            E.BODY_TIMEOUT,
+                            f"request body slower than {self.min_rate} bytes/s: nothing was "
+                            "written",
+                        )
+                    window_start, window_bytes = now, 0
+                return message
+            raise CarminError(
+                E.BODY_TIMEOUT,
+                f"no request body byte for {self.body_idle:g} s: nothing was written",
+            )
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            with anyio.move_on_after(self.send_idle):
+                await send(message)
+                return
+            raise _SendStalled
+
+        try:
+            await self.app(scope, timed_receive, timed_send)
+        except _SendStalled:
+            # The response has started, so there is no answer left to give. A graceful
+            # close would wait for the reader to drain our buffers (forever): abort the
+            # connection when the server lets us (our protocol classes), else returning
+            # makes uvicorn close it. Either way the client sees a cut body.
+            abort = scope.get(ABORT_KEY)
+            if callable(abort):
+                abort()
+            log.warning(
+                "client took no data for %g s: connection closed (%s %s)",
+                self.send_idle,
+                scope.get("method"),
+                scope.get("path"),
+            )
+
+
+class _HeadDeadline:
+    """Close a connection that has not delivered a complete request head in time."""
+
+    loop: Any
+    transport: Any
+    cycle: Any
+    timeout_keep_alive: int
+    _head_timer: Any = None
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_expired)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _waiting_for_head(self) -> bool:
+        return self.cycle is None or bool(self.cycle.response_complete)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._waiting_for_head() and not self.transport.is_closing():
+            self.transport.close()
+
+
+class GuardedHttpTools(_HeadDeadline, _Fast):
+    scope: Any
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope[ABORT_KEY] = functools.partial(_reset, self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._waiting_for_head():
+            self._disarm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+
+class GuardedH11(_HeadDeadline, H11Protocol):
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._waiting_for_head():
+            self._disarm_head_deadline()
+            # The app task starts on the next loop turn, so it sees this key.
+            self.cycle.scope[ABORT_KEY] = functools.partial(_reset, self.transport)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
