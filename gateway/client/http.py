@@ -9,16 +9,19 @@ cookie, and whose errors are reported by host only (a presigned URL is itself a 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 
 from gateway.client.discovery import Credential
 from gateway.client.errors import FedgateError, NetworkError, from_response
+from gateway.client.fetch import Body, Pool, TransportFailure
 from gateway.client.uris import origin
 
 T = TypeVar("T")
@@ -82,9 +85,11 @@ class Http:
         self.sleep = sleep
         limits = httpx.Limits(max_keepalive_connections=4, max_connections=8)
         tmo = httpx.Timeout(timeout, connect=min(timeout, 15.0))
+        # One TLS configuration for both stacks: httpx's (certifi, no environment).
+        context = httpx.create_ssl_context(verify=verify, trust_env=False)
         common: dict[str, Any] = {
             "timeout": tmo,
-            "verify": verify,
+            "verify": context,
             "follow_redirects": False,
             "limits": limits,
             "headers": {"User-Agent": USER_AGENT},
@@ -92,10 +97,16 @@ class Http:
         }
         self._own = httpx.Client(**common)
         self._foreign = httpx.Client(**common)
+        # Download bodies go over http.client (see fetch.py), with the same split: the
+        # storage hosts a redirect points to never share a connection with the gateway.
+        self._own_bodies = Pool(context, timeout, min(timeout, 15.0), USER_AGENT)
+        self._foreign_bodies = Pool(context, timeout, min(timeout, 15.0), USER_AGENT)
 
     def close(self) -> None:
         self._own.close()
         self._foreign.close()
+        self._own_bodies.close()
+        self._foreign_bodies.close()
 
     def is_gateway(self, url: str) -> bool:
         return origin(url) == self.origin
@@ -117,15 +128,9 @@ class Http:
         target = str(httpx.URL(url, params=params)) if params else url
         left_gateway = False
         for _ in range(hops + 1):
-            own = self.is_gateway(target)
+            h, own = self._headers_for(target, headers)
             client = self._own if own else self._foreign
-            h = dict(headers or {})
-            if own:
-                h.update(self.credential.headers())
-                if self.redirect is not None:
-                    h["X-Fedgate-Redirect"] = "always" if self.redirect else "never"
-            else:
-                left_gateway = True
+            left_gateway = left_gateway or not own
             body = content() if content is not None else None
             request = client.build_request(method, target, headers=h, content=body)
             response = client.send(request, stream=stream)
@@ -140,6 +145,40 @@ class Http:
             target = location
         raise NetworkError(f"more than {hops} redirects")
 
+    def _headers_for(self, url: str, headers: dict[str, str] | None) -> tuple[dict[str, str], bool]:
+        h = dict(headers or {})
+        own = self.is_gateway(url)
+        if own:
+            h.update(self.credential.headers())
+            if self.redirect is not None:
+                h["X-Fedgate-Redirect"] = "always" if self.redirect else "never"
+        return h, own
+
+    def stream(
+        self,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        hops: int = 5,
+    ) -> tuple[Body, bool]:
+        """A GET whose body is read with ``readinto`` (a download), redirects followed
+        with the same credential rule as :meth:`send`; (body, redirected elsewhere)."""
+        target = str(httpx.URL(url, params=params)) if params else url
+        left_gateway = False
+        for _ in range(hops + 1):
+            h, own = self._headers_for(target, headers)
+            left_gateway = left_gateway or not own
+            pool = self._own_bodies if own else self._foreign_bodies
+            body = pool.request("GET", target, h)
+            location = body.headers.get("location")
+            if body.status not in REDIRECTS or not location:
+                return body, left_gateway
+            body.read_small()
+            body.close()
+            target = urljoin(target, location)
+        raise NetworkError(f"more than {hops} redirects")
+
     def retrying(
         self, what: str, attempt: Callable[[], T], progress: Callable[[], int] | None = None
     ) -> T:
@@ -152,11 +191,11 @@ class Http:
         while True:
             try:
                 return attempt()
-            except (httpx.TransportError, Retryable) as exc:
+            except (httpx.TransportError, Retryable, TransportFailure) as exc:
                 if progress is not None and progress() > mark:
                     mark, failures = progress(), 0
                 failures += 1
-                reason = exc.reason if isinstance(exc, Retryable) else _describe(exc)
+                reason = _describe(exc) if isinstance(exc, httpx.TransportError) else exc.reason
                 if failures > self.retries:
                     if isinstance(exc, Retryable) and exc.final is not None:
                         raise exc.final from None
@@ -169,17 +208,21 @@ class Http:
         delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
         self.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
 
-    def check(self, response: httpx.Response, what: str) -> None:
+    def check(self, response: httpx.Response | Body, what: str) -> None:
         """Raise the typed error of a gateway error answer; Retryable for 5xx/429."""
-        if response.status_code < 400:
+        status = response.status if isinstance(response, Body) else response.status_code
+        if status < 400:
             return
         try:
-            response.read()
-            body = response.json()
+            if isinstance(response, Body):
+                body = json.loads(response.read_small())
+            else:
+                response.read()
+                body = response.json()
         except Exception:
             body = None
-        error = from_response(response.status_code, body, what)
-        if response.status_code in RETRY_STATUS:
+        error = from_response(status, body, what)
+        if status in RETRY_STATUS:
             raise Retryable(error.message, error)
         raise error
 
