@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from gateway.errors import CarminError, E
 
@@ -50,9 +51,14 @@ def _bad(reason: str) -> CarminError:
 
 
 def check_raw(raw_path: bytes) -> None:
-    """Refuse encoded separators in the undecoded URL path."""
+    """Refuse encoded separators, and escapes that are not UTF-8, in the undecoded URL
+    path (the server decodes those to U+FFFD, so two URLs would name one file)."""
     if _BAD_ENCODED.search(raw_path):
         raise _bad("encoded '/', '\\' or NUL is not allowed")
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("not valid UTF-8") from None
 
 
 def parse(complete_path: str) -> CarminPath:

@@ -1,0 +1,199 @@
+"""Every real backend of the test suite as a gateway mount, with a way to look at the
+backend directly (a separate adapter instance, not the gateway's) and to stop/start it.
+
+Backends: posix (always), s3 (SeaweedFS), girder (Girder testbed), irods (the protocol
+test server, in-process), gfal (XRootD). Testbed servers are started through
+scripts/testbeds/<name>.sh and left as they were found."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import NotFound, Storage
+from adapters.registry import create_adapter
+from gateway.config import MountConfig
+from tests.irods_server import IrodsTestServer
+
+REPO = Path(__file__).resolve().parents[2]
+TESTBEDS = REPO / "scripts" / "testbeds"
+
+
+def testbed(name: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(TESTBEDS / f"{name}.sh"), command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def ensure_started(name: str) -> bool:
+    """Start a testbed; returns whether it was already running (then leave it on)."""
+    was_running = testbed(name, "status").returncode == 0
+    started = testbed(name, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    return was_running
+
+
+@dataclass
+class Backend:
+    name: str  # also the mount name
+    type: str
+    options: dict[str, Any]
+    testbed: str | None = None  # scripts/testbeds/<name>.sh, None for in-process servers
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mount(self) -> MountConfig:
+        return MountConfig(
+            name=self.name, type=self.type, options=self.options, credential_source="service"
+        )
+
+    def storage(self) -> Storage:
+        """A fresh view of the backend, independent of any gateway."""
+        return create_adapter(self.type, self.options).bind(None)
+
+    def peek(self) -> set[str]:
+        """Every path below the mount root, as the backend lists it now."""
+        storage = self.storage()
+        out: set[str] = set()
+
+        def walk(path: str) -> None:
+            for e in storage.list(path):
+                out.add(e.path + ("/" if e.is_dir else ""))
+                if e.is_dir:
+                    walk(e.path)
+
+        walk("")
+        storage.close()
+        return out
+
+    def read(self, path: str) -> bytes | None:
+        storage = self.storage()
+        try:
+            return b"".join(storage.open_read(path))
+        except NotFound:
+            return None
+        finally:
+            storage.close()
+
+
+def _fresh() -> str:
+    return f"rel-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def s3_backend() -> Iterator[Backend]:
+    was_running = ensure_started("seaweedfs")
+    opts = {
+        "endpoint_url": "http://127.0.0.1:8333",
+        "bucket": "fedgate-tests",
+        "prefix": _fresh(),
+        "access_key": "testkey",
+        "secret_key": "testsecret",
+        "connect_timeout": 2,
+        "read_timeout": 5,
+        "max_attempts": 1,
+        "multipart_threshold": 5 * 1024 * 1024,
+        "part_size": 5 * 1024 * 1024,
+    }
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=opts["endpoint_url"],
+        aws_access_key_id="testkey",
+        aws_secret_access_key="testsecret",
+        region_name="us-east-1",
+    )
+    with contextlib.suppress(Exception):
+        client.create_bucket(Bucket=opts["bucket"])
+    backend = Backend("s3", "s3", opts, testbed="seaweedfs")
+    yield backend
+    with contextlib.suppress(Exception):
+        backend.storage().delete("")
+    if not was_running:
+        testbed("seaweedfs", "stop")
+
+
+@pytest.fixture(scope="session")
+def girder_backend() -> Iterator[Backend]:
+    was_running = ensure_started("girder")
+    env = json.loads((REPO / ".testbeds" / "girder" / "env.json").read_text())
+    import girder_client
+
+    gc = girder_client.GirderClient(apiUrl=env["api_url"])
+    gc.authenticate(apiKey=env["admin"]["api_key"])
+    name = _fresh()
+    doc = gc.createFolder(env["collection_id"], name, parentType="collection")
+    opts = {
+        "api_url": env["api_url"],
+        "root": f"/collection/{env['collection']}/{name}",
+        "api_key": env["admin"]["api_key"],
+        "connect_timeout": 2,
+        "read_timeout": 5,
+        "retries": 0,
+    }
+    yield Backend("girder", "girder", opts, testbed="girder")
+    with contextlib.suppress(Exception):
+        gc.delete(f"folder/{doc['_id']}")
+    if not was_running:
+        testbed("girder", "stop")
+
+
+@pytest.fixture(scope="session")
+def gfal_backend() -> Iterator[Backend]:
+    was_running = ensure_started("xrootd")
+    name = _fresh()
+    base = "root://127.0.0.1:11094//data"
+    create_adapter("gfal", {"base_url": base, "anonymous": True}).bind(None).mkdir(name)
+    opts = {"base_url": f"{base}/{name}", "anonymous": True, "timeout": 5}
+    yield Backend("gfal", "gfal", opts, testbed="xrootd")
+    with contextlib.suppress(Exception):
+        create_adapter("gfal", {"base_url": base, "anonymous": True}).bind(None).delete(name)
+    if not was_running:
+        testbed("xrootd", "stop")
+
+
+@pytest.fixture(scope="session")
+def irods_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    data_dir = tmp_path_factory.mktemp("irods")
+    srv = IrodsTestServer(data_dir=str(data_dir)).start()
+    root = f"{srv.home('alice')}/{_fresh()}"
+    with srv.catalog.lock:
+        srv.catalog._new_coll(root, "alice")
+    opts = {
+        "host": srv.host,
+        "port": srv.port,
+        "zone": srv.zone,
+        "root": root,
+        "user": "alice",
+        "password": srv.users["alice"],
+        "timeout": 5,
+    }
+    holder = {"server": srv}
+    yield Backend("irods", "irods", opts, extra=holder)
+    holder["server"].stop()
+
+
+@pytest.fixture(scope="session")
+def remote_backends(
+    s3_backend: Backend, girder_backend: Backend, gfal_backend: Backend, irods_backend: Backend
+) -> list[Backend]:
+    return [s3_backend, girder_backend, gfal_backend, irods_backend]
+
+
+def posix_backend(root: Path) -> Backend:
+    root.mkdir(parents=True, exist_ok=True)
+    return Backend("posix", "posix", {"root": str(root)})
+
+
+Peek = Callable[[], set[str]]
