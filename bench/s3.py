@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -143,6 +144,7 @@ def main() -> None:
     try:
         with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=BUCKET)
+        _cleanup(client)  # an interrupted run may have left objects and uploads
         print(f"making a {args.size_mib} MiB file …", file=sys.stderr)
         big = make_file(work / "big.bin", size)
         client.upload_file(str(big), BUCKET, "src/big.bin")
@@ -183,7 +185,11 @@ def main() -> None:
                 mkdir = urllib.request.Request(
                     f"{fg.url}/path/s3/{folder}", method="PUT", headers=h
                 )
-                urllib.request.urlopen(mkdir, timeout=30).close()
+                try:
+                    urllib.request.urlopen(mkdir, timeout=30).close()
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 409:  # 409: left by an earlier run, fine
+                        raise
             # (b) proxied
             get_b = best(lambda: curl_get(src, h), args.repeat)
             put_b = best(lambda: curl_put(f"{fg.url}/path/s3/proxied/put.bin", big, h), args.repeat)
