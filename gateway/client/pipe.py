@@ -61,7 +61,7 @@ def _write_all(fd: int, data: memoryview) -> None:
 def pump(
     source: Source,
     fd: int,
-    md5: Any,
+    md5: Any | None,
     progress: Callable[[int], None],
     *,
     expected: int | None = None,
@@ -69,10 +69,12 @@ def pump(
     depth: int = DEPTH,
 ) -> int:
     """Copy ``source`` to the file descriptor ``fd`` until the body ends, feeding
-    ``md5`` and calling ``progress(n)`` after each block is written. Returns the bytes
-    copied. Exceptions of the source or the disk propagate once the hash caught up."""
-    if expected is not None and expected <= block:
-        return _pump_inline(source, fd, md5, progress, expected)
+    ``md5`` (None: no hash) and calling ``progress(n)`` after each block is written.
+    Returns the bytes copied. Exceptions of the source or the disk propagate once the
+    hash caught up."""
+    if md5 is None or (expected is not None and expected <= block):
+        size = block if expected is None else max(1, min(block, expected))
+        return _pump_serial(source, fd, md5, progress, size)
     hasher = _Hasher(md5, depth, block)
     hasher.start()
     copied = 0
@@ -92,17 +94,16 @@ def pump(
         hasher.finish()
 
 
-def _pump_inline(
-    source: Source, fd: int, md5: Any, progress: Callable[[int], None], size: int
+def _pump_serial(
+    source: Source, fd: int, md5: Any | None, progress: Callable[[int], None], size: int
 ) -> int:
-    """A small body: one buffer, no thread."""
-    view = memoryview(bytearray(max(size, 1)))
+    """A small body (one block), or no hash: one buffer, no thread."""
+    view = memoryview(bytearray(size))
     copied = 0
-    while (n := source.readinto(view[copied:])) > 0:
-        _write_all(fd, view[copied : copied + n])
-        md5.update(view[copied : copied + n])
+    while (n := source.readinto(view)) > 0:
+        _write_all(fd, view[:n])
+        if md5 is not None:
+            md5.update(view[:n])
         copied += n
         progress(n)
-        if copied == len(view):
-            break
     return copied

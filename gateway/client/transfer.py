@@ -27,13 +27,10 @@ from typing import Any, Protocol
 from gateway.client.errors import ChecksumMismatch, ConflictError, FedgateError, NetworkError
 from gateway.client.fetch import Body
 from gateway.client.http import Http, Retryable
-from gateway.client.pipe import BLOCK, pump
+from gateway.client.pipe import pump
 from gateway.client.uris import Resolved
 
 CHUNK = 1024 * 1024
-# Bytes per read of a download (pipe.py): one readinto into a reused buffer. A
-# connection cut cleanly loses nothing; one that errors mid-read loses at most this.
-READ_CHUNK = BLOCK
 
 
 class Bar(Protocol):
@@ -132,20 +129,26 @@ def remote_md5(http: Http, target: Resolved) -> tuple[str | None, str]:
 
 
 class _Download:
-    def __init__(self, http: Http, target: Resolved, dest: Path, bar: BarFactory) -> None:
+    def __init__(
+        self, http: Http, target: Resolved, dest: Path, bar: BarFactory, hashing: bool
+    ) -> None:
         self.http, self.target, self.dest, self.bar_factory = http, target, dest, bar
         self.part, self.meta = part_paths(dest)
         self.offset, self.validator = _load_state(self.meta, self.part, target.path)
         if self.offset == 0:
             _remove(self.part, self.meta)
-        self.md5 = _hash_file(self.part, self.offset) if self.offset else _new_md5()
+        # Without a check to make, no md5: it would cost a core at network speed.
+        self.hashing = hashing
+        self.md5: Any | None = None
+        if hashing:
+            self.md5 = _hash_file(self.part, self.offset) if self.offset else _new_md5()
         self.total: int | None = None
         self.redirected = False
         self.started_at = 0
 
     def _restart(self) -> None:
         self.offset, self.validator = 0, None
-        self.md5 = _new_md5()
+        self.md5 = _new_md5() if self.hashing else None
         _remove(self.part, self.meta)
 
     def _save_state(self) -> None:
@@ -213,7 +216,7 @@ def download(
     bar: BarFactory = no_bar,
 ) -> FileResult:
     started = time.monotonic()
-    job = _Download(http, target, dest, bar)
+    job = _Download(http, target, dest, bar, hashing=verify)
     checksum: Future[tuple[str | None, str]] | None = None
     pool = ThreadPoolExecutor(1) if verify else None
     try:
@@ -227,7 +230,7 @@ def download(
             _remove(job.part, job.meta)
             raise
         size = job.offset
-        local = job.md5.hexdigest()
+        local = job.md5.hexdigest() if job.md5 is not None else None
         result = FileResult("get", target.path, str(dest), size, local)
         result.resumed_from, result.redirected = job.started_at, job.redirected
         if expected_size is not None and size != expected_size:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from gateway.client import ChecksumMismatch, Client, NetworkError
-from gateway.client.transfer import READ_CHUNK, part_paths
+from gateway.client.transfer import part_paths
 from tests.client.conftest import fedgate
 from tests.client.helpers import Recorder, proxy, send, send_json
 from tests.server import Running
@@ -44,7 +44,8 @@ def test_interrupted_download_resumes_with_range(gw: Running, blob: bytes, tmp_p
     assert dest.read_bytes() == blob
     assert p.faults.fired == 1
     # the first try's body, minus headers and at most one partial read chunk
-    assert 1_000_000 - READ_CHUNK - 1000 < res.resumed_from < 1_000_000
+    # a clean cut loses nothing: every body byte before it (1e6 minus the headers) is kept
+    assert 1_000_000 - 2000 < res.resumed_from < 1_000_000
     assert f"range: bytes={res.resumed_from}-".encode() in sent.lower()
     assert b"if-range: " in sent.lower()
     assert res.checksum == "md5"
@@ -185,3 +186,31 @@ def test_proxy_mode_asks_the_gateway_to_stream(gw: Running, blob: bytes, tmp_pat
         c.get("/local/big.bin", tmp_path / "b")
         assert b"x-fedgate-redirect: never" in bytes(p.seen).lower()
     assert (tmp_path / "b").read_bytes() == blob
+
+
+def test_a_tree_of_files_shares_one_download_connection(gw: Running, tmp_path: Path) -> None:
+    files = {f"f{i}.bin": os.urandom(1000 * i) for i in range(8)}
+    (gw.data / "many").mkdir()
+    for name, data in files.items():
+        (gw.data / "many" / name).write_bytes(data)
+    with proxy(port_of(gw)) as p, Client(p.url + "/rest", apikey=gw.key) as c:
+        results = c.get("/local/many", tmp_path / "many")
+        connections = p.connections
+    assert len(results) == 9 and all(r.checksum == "md5" for r in results[1:])
+    for name, data in files.items():
+        assert (tmp_path / "many" / name).read_bytes() == data
+    # the JSON calls keep theirs (md5 runs alongside: two), the bodies one: not one per file
+    assert connections <= 4
+
+
+def test_no_checksum_neither_computes_nor_compares(
+    gw: Running, blob: bytes, tmp_path: Path
+) -> None:
+    with (
+        proxy(port_of(gw)) as p,
+        Client(p.url + "/rest", apikey=gw.key, verify_checksums=False) as c,
+    ):
+        [res] = c.get("/local/big.bin", tmp_path / "b")
+        assert b"action=md5" not in bytes(p.seen)
+    assert (tmp_path / "b").read_bytes() == blob
+    assert res.checksum == "none" and res.md5 is None and res.bytes == SIZE
