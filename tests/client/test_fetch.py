@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,3 +123,50 @@ def test_pool_reports_the_host_not_the_url() -> None:
     with pytest.raises(TransportFailure) as err:
         pool.request("GET", f"http://127.0.0.1:{port}/b?X-Amz-Signature=secret", {})
     assert "secret" not in err.value.reason and "127.0.0.1" in err.value.reason
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[int]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+    server = HTTPServer(("127.0.0.1", 0), H)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_verifies_the_certificate_unless_told_not_to(tls_server: int) -> None:
+    url = f"https://127.0.0.1:{tls_server}/f?sig=secret"
+    strict = Pool(httpx.create_ssl_context(), 5, 5, "test")
+    with pytest.raises(TransportFailure) as err:
+        strict.request("GET", url, {})
+    assert "SSLCertVerificationError" in err.value.reason and "secret" not in err.value.reason
+    insecure = Pool(httpx.create_ssl_context(verify=False), 5, 5, "test")
+    assert _get(insecure, url) == b"hello"
+    insecure.close()
