@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from adapters.base import Credential, Delegation, NotSupported, Storage, StorageError
+from adapters.base import Credential, Delegation, NotFound, NotSupported, Storage, StorageError
 from gateway import paths
 from gateway.auth import Principal, authenticate, bearer_token, decide, user_scopes
 from gateway.errors import CarminError, E, from_storage
@@ -490,8 +490,8 @@ async def post_native(request: Request) -> Response:
         if method == "PUT":
             try:
                 existing = storage.stat(cpath.inner)
-            except StorageError:
-                existing = None
+            except NotFound:
+                existing = None  # any other error must not pass as "creating a new file"
             if existing is not None:
                 authorize(principal, mount, "modify", cpath)
         if not revocable(storage):
