@@ -13,6 +13,12 @@ last). With a ``size_hint`` the bytes stream to Girder in chunks as they come; w
 one (or once more bytes than announced arrive before anything was sent) they are spooled
 to a local temporary file and uploaded at commit. Fewer or more bytes than announced
 after chunks were sent is an error (the upload is cancelled).
+
+Streamed chunks are sent by a background thread, one at a time, while the next chunk is
+being received: receiving from the client and Girder's ingest overlap instead of taking
+turns (bench/girder.py: the upload rate went from ~0.4× to ~0.9× girder-client's). At
+most two chunks are held per upload (the one in flight and the one filling up); an error
+of the chunk in flight surfaces at the next ``write`` or at ``commit``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import tempfile
+import threading
 import unicodedata
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from adapters.base import (
@@ -34,6 +42,20 @@ from adapters.girder_http import GirderError
 
 if TYPE_CHECKING:
     from adapters.girder import GirderStorage
+
+
+_SENDERS: ThreadPoolExecutor | None = None
+_SENDERS_LOCK = threading.Lock()
+
+
+def _senders() -> ThreadPoolExecutor:
+    """Shared by all uploads; each has at most one chunk in flight, so a full pool only
+    delays a writer (it waits in ``write``), it never deadlocks."""
+    global _SENDERS
+    with _SENDERS_LOCK:
+        if _SENDERS is None:
+            _SENDERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="girder-upload")
+        return _SENDERS
 
 
 def unservable(name: str) -> bool:
@@ -76,6 +98,7 @@ class GirderWriter:
         self._sent = 0
         self._upload_id: str | None = None
         self._closed = False
+        self._inflight: Future[Any] | None = None
 
     # --- Writer ---------------------------------------------------------------------
 
@@ -83,7 +106,8 @@ class GirderWriter:
         if self._closed:
             raise StorageError(f"{self._path}: write after commit or abort")
         self._written += len(data)
-        if self._size is not None and self._written > self._size and self._upload_id:
+        started = self._upload_id is not None or self._inflight is not None
+        if self._size is not None and self._written > self._size and started:
             raise StorageError(f"{self._path}: more bytes than the announced size")
         if self._size is None or self._written > self._size:
             if self._spool is None:
@@ -96,13 +120,27 @@ class GirderWriter:
         self._buffer += data
         # Keep at least one byte back: the chunk that completes the upload is commit's.
         while len(self._buffer) > self._chunk:
-            self._send(bytes(self._buffer[: self._chunk]), self._size)
+            block = bytes(self._buffer[: self._chunk])
             del self._buffer[: self._chunk]
+            self._wait()  # chunks go in order, one at a time: offsets depend on it
+            if self._upload_id is None:
+                # The first chunk opens the upload: send it here, so a refusal (parent
+                # gone, no permission) is this write's error and the upload id is known.
+                self._send(block, self._size)
+            else:
+                self._inflight = _senders().submit(self._send, block, self._size)
+
+    def _wait(self) -> None:
+        """Wait for the chunk in flight; its error (if any) is raised here."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.result()
 
     def commit(self) -> Entry:
         if self._closed:
             raise StorageError(f"{self._path}: writer already closed")
         try:
+            self._wait()
             if self._spool is not None:
                 total = self._written
                 self._spool.seek(0)
@@ -126,6 +164,9 @@ class GirderWriter:
 
     def abort(self) -> None:
         self._closed = True
+        # Let the chunk in flight land first, so the cancel below is the last word.
+        with contextlib.suppress(BaseException):
+            self._wait()
         self._buffer = bytearray()
         if self._spool is not None:
             self._spool.close()
