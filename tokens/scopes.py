@@ -11,6 +11,9 @@ Rules (WLCG Common JWT Profile, as fedgate applies them):
 - Paths are normalised before anything is compared: ``//`` collapses, ``.`` segments
   and a trailing slash are dropped, and ``..`` is refused outright (never resolved), so
   ``/a/../b`` can be neither granted nor matched.
+- Scopes travel space-separated, so a path holding a space (or a ``%``) is written
+  percent-encoded (``storage.read:/local/my%20data``); ``parse_scopes`` decodes it and
+  ``str(scope)`` encodes it again, so names with spaces can be granted and matched.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from .errors import ScopeError
 
@@ -25,7 +29,8 @@ ACTIVITIES = ("read", "create", "modify")
 _MAX_PATH = 1024
 _MAX_SCOPES = 64
 _SCOPE_RE = re.compile(r"^storage\.([a-z]+):(.*)$", re.DOTALL)
-_BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+_ENCODE = re.compile(r"[%\s]")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class Scope:
             raise ScopeError("scope path must be normalised (use parse_scopes)")
 
     def __str__(self) -> str:
-        return f"storage.{self.activity}:{self.path}"
+        encoded = _ENCODE.sub(lambda m: quote(m.group(), safe=""), self.path)
+        return f"storage.{self.activity}:{encoded}"
 
     @property
     def mount(self) -> str | None:
@@ -55,7 +61,7 @@ def normalise_path(path: str) -> str:
     if len(path) > _MAX_PATH:
         raise ScopeError(f"a scope path is limited to {_MAX_PATH} characters")
     if _BAD_CHARS.search(path):
-        raise ScopeError("a scope path may not hold spaces, control characters or '\\'")
+        raise ScopeError("a scope path may not hold control characters or '\\'")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ScopeError("a scope path may not contain '..'")
@@ -77,7 +83,7 @@ def parse_scopes(text: str) -> list[Scope]:
         activity, raw_path = m.groups()
         if activity not in ACTIVITIES:
             raise ScopeError(f"unknown storage activity {activity[:20]!r}")
-        scope = Scope(activity, normalise_path(raw_path))
+        scope = Scope(activity, normalise_path(unquote(raw_path)))
         if scope not in out:
             out.append(scope)
     if len(out) > _MAX_SCOPES:

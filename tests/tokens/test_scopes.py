@@ -128,3 +128,16 @@ def test_touches_and_mount() -> None:
     assert not touches(Scope("read", "/s3x"), "/s3")
     assert Scope("read", "/s3/x").mount == "s3"
     assert Scope("read", "/").mount is None
+
+
+def test_paths_with_spaces_round_trip_percent_encoded() -> None:
+    scopes = parse_scopes("storage.read:/local/my%20data storage.create:/local/100%25")
+    assert [s.path for s in scopes] == ["/local/my data", "/local/100%"]
+    assert format_scopes(scopes) == "storage.read:/local/my%20data storage.create:/local/100%25"
+    assert parse_scopes(format_scopes(scopes)) == scopes
+    assert covers(scopes[0], "read", "/local/my data/file name.txt")
+    assert not covers(scopes[0], "read", "/local/my datas")
+    assert parse_scopes("storage.read:/a/%E3%80%80b")[0].path == "/a/\u3000b"
+    assert str(parse_scopes("storage.read:/a/%E3%80%80b")[0]) == "storage.read:/a/%E3%80%80b"
+    with pytest.raises(ScopeError):
+        parse_scopes("storage.read:/local/%2e%2e/etc")
