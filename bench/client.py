@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,29 +89,25 @@ def md5_speed(size: int) -> float:
     return size / (time.perf_counter() - started) / 1e6
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args()
-    size = args.size_mib * MiB
-    work = Path(tempfile.mkdtemp(prefix="bench-client-"))
+NAMES = (
+    "curl",
+    "fedgate get",
+    "fedgate get --no-checksum",
+    "client body + md5",
+    "md5 alone",
+)
+
+
+def measure(work: Path, size: int, count: int) -> dict[str, list[dict[str, float]]]:
     data = work / "data"
     data.mkdir()
     make_file(data / "blob.bin", size)
     out = work / "out"
     out.mkdir()
-    names = (
-        "curl",
-        "fedgate get",
-        "fedgate get --no-checksum",
-        "client body + md5",
-        "md5 alone",
-    )
-    runs: dict[str, list[dict[str, float]]] = {k: [] for k in names}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in NAMES}
     with fedgate({"local": {"type": "posix", "root": str(data)}}) as fg:
         url = f"{fg.url}/path/local/blob.bin"
-        for _ in range(args.runs):
+        for _ in range(count):
             before = load()
             dest = out / "curl.bin"
             t = curl_get(url + "?action=content", {"apikey": fg.key}, out=str(dest))["total"]
@@ -133,14 +130,28 @@ def main() -> None:
             dest.unlink()
             before = load()
             runs["md5 alone"].append({"mb_s": md5_speed(size), "load": before})
-    for name in names:
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    size = args.size_mib * MiB
+    work = Path(tempfile.mkdtemp(prefix="bench-client-"))
+    try:
+        runs = measure(work, size, args.runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # a GiB or more per run
+    for name in NAMES:
         for r in runs[name]:
             cpu = f"  client CPU {r['cpu_s']:.2f} s" if "cpu_s" in r else ""
             print(f"  {name:<27} {r['mb_s']:7.0f} MB/s  (load {r['load']:.2f}){cpu}")
     best = {k: max(v, key=lambda r: r["mb_s"]) for k, v in runs.items()}
     curl = best["curl"]["mb_s"]
     rows = []
-    for name in names:
+    for name in NAMES:
         b = best[name]
         note = f"load {b['load']:.2f}"
         if name != "curl":
