@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("adapters.irods")
 
 TMP_PREFIX = ".fedgate-tmp-"
-CHUNK = 1024 * 1024
+# Read size: each read is one request/answer with the server, and every chunk costs the
+# gateway a thread hop and a socket write. 4 MiB instead of 1 MiB cut fedgate's CPU per
+# GiB read by a third and doubled its rate on the protocol test server (bench/irods.py),
+# for 4 MiB held per download. Writes stay as the caller hands them (1 MiB from the
+# gateway): python-irodsclient writes 4 MiB blocks much slower than 1 MiB ones.
+CHUNK = 4 * 1024 * 1024
 INSTALL_HINT = "the iRODS adapter needs python-irodsclient: pip install 'fedgate[irods]'"
 
 

@@ -2,7 +2,7 @@
 *protocol test server* (tests/irods_server — a Python test tool, NOT a real iRODS: its
 numbers say how much fedgate adds on top of the client, not how fast iRODS is).
 
-    .venv/bin/python bench/irods.py [--size-mib 1024] [--repeat 2] [--chunk-mib 4]
+    .venv/bin/python bench/irods.py [--size-mib 1024] [--repeat 2] [--chunk-mib 1]
 
 Starts ``python -m tests.irods_server`` on a free port (its own process, data in a temp
 folder) and ``fedgate serve`` with an irods mount whose user credential is stored through
@@ -85,7 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--chunk-mib", type=float, default=4)
+    ap.add_argument("--chunk-mib", type=float, default=1)
     args = ap.parse_args()
     size = args.size_mib * MiB
     chunk = int(args.chunk_mib * MiB)
