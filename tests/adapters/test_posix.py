@@ -75,3 +75,41 @@ def test_stale_staging_of_dead_process_is_cleaned(tmp_path: Path) -> None:
     (stale / "half-upload").write_bytes(b"x" * 10)
     PosixAdapter(root)
     assert not stale.exists()
+
+
+def _xattrs_work(folder: Path) -> bool:
+    probe = folder / ".xattr-probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+
+
+def test_md5_is_remembered_and_forgotten_when_the_file_changes(posix: PosixStorage) -> None:
+    import hashlib
+
+    from adapters.posix import MD5_XATTR
+
+    if not _xattrs_work(Path(posix.root)):
+        pytest.fail("the test folder's filesystem has no user xattrs; run on ext4/xfs/btrfs")
+    write(posix, "f", b"first version")
+    full = os.path.join(posix.root, "f")
+    stored = os.getxattr(full, MD5_XATTR).decode()
+    assert stored.endswith(hashlib.md5(b"first version").hexdigest())  # computed while uploading
+    assert posix.checksum("f") == hashlib.md5(b"first version").hexdigest()
+    with open(full, "r+b") as f:  # changed behind fedgate's back: same size, new bytes
+        f.write(b"FIRST")
+    os.utime(full, ns=(time_ns(), time_ns() + 5_000_000))
+    assert posix.checksum("f") == hashlib.md5(b"FIRST version").hexdigest()
+    os.setxattr(full, MD5_XATTR, b"garbage")
+    assert posix.checksum("f") == hashlib.md5(b"FIRST version").hexdigest()
+
+
+def time_ns() -> int:
+    import time
+
+    return time.time_ns()
