@@ -78,7 +78,9 @@ from adapters.girder_http import (
 from adapters.girder_names import encode, girder_name, shown_name
 from adapters.girder_upload import GirderWriter, mime_of, parent_missing, unservable
 
-CHUNK = 1024 * 1024
+# Download read size: 4 MiB instead of 1 MiB cut fedgate's CPU per GiB by ~15% (fewer
+# thread hops and socket writes per byte; bench/girder.py), for 4 MiB held per download.
+CHUNK = 4 * 1024 * 1024
 Doc = dict[str, Any]
 Page = list[Doc]  # GirderStorage.list shadows the builtin inside the class body
 MD5_KEY = "fedgateMd5"
