@@ -335,7 +335,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "irods://, girder:, VIP girder URIs, fedgate URLs)",
                 "security": security,
                 "parameters": [
-                    {"name": "uri", "in": "query", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "uri",
+                        "in": "query",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^(s3|root|xroot|https?|davs?|irods|girder):.+",
+                        },
+                    }
                 ],
                 "responses": {
                     "200": _json(

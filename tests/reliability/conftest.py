@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 TESTBEDS = REPO / "scripts" / "testbeds"
 
 
-def testbed(name: str, command: str) -> subprocess.CompletedProcess[str]:
+def run_testbed(name: str, command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(TESTBEDS / f"{name}.sh"), command],
         capture_output=True,
@@ -38,8 +38,8 @@ def testbed(name: str, command: str) -> subprocess.CompletedProcess[str]:
 
 def ensure_started(name: str) -> bool:
     """Start a testbed; returns whether it was already running (then leave it on)."""
-    was_running = testbed(name, "status").returncode == 0
-    started = testbed(name, "start")
+    was_running = run_testbed(name, "status").returncode == 0
+    started = run_testbed(name, "start")
     assert started.returncode == 0, started.stdout + started.stderr
     return was_running
 
@@ -121,7 +121,7 @@ def s3_backend() -> Iterator[Backend]:
     with contextlib.suppress(Exception):
         backend.storage().delete("")
     if not was_running:
-        testbed("seaweedfs", "stop")
+        run_testbed("seaweedfs", "stop")
 
 
 @pytest.fixture(scope="session")
@@ -139,14 +139,14 @@ def girder_backend() -> Iterator[Backend]:
         "root": f"/collection/{env['collection']}/{name}",
         "api_key": env["admin"]["api_key"],
         "connect_timeout": 2,
-        "read_timeout": 5,
+        "read_timeout": 60,  # a 32 MiB upload is one slow request to Girder
         "retries": 0,
     }
     yield Backend("girder", "girder", opts, testbed="girder")
     with contextlib.suppress(Exception):
         gc.delete(f"folder/{doc['_id']}")
     if not was_running:
-        testbed("girder", "stop")
+        run_testbed("girder", "stop")
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +160,7 @@ def gfal_backend() -> Iterator[Backend]:
     with contextlib.suppress(Exception):
         create_adapter("gfal", {"base_url": base, "anonymous": True}).bind(None).delete(name)
     if not was_running:
-        testbed("xrootd", "stop")
+        run_testbed("xrootd", "stop")
 
 
 @pytest.fixture(scope="session")

@@ -91,6 +91,17 @@ FUZZ = settings(
 )
 
 
+def _fuzzer(operation: Any, served: Running, headers: dict[str, str], skip: list[Any]) -> Any:
+    @given(case=operation.as_strategy())
+    @FUZZ
+    def run(case: schemathesis.Case) -> None:
+        case.call_and_validate(
+            base_url=served.url, headers=headers, additional_checks=CHECKS, excluded_checks=skip
+        )
+
+    return run
+
+
 def fuzz_all(served: Running, headers: dict[str, str], excluded: tuple[Any, ...] = ()) -> list[str]:
     """Run every operation of the served document; return the failures found."""
     api = schemathesis.openapi.from_url(served.url + "/openapi.json")
@@ -99,17 +110,13 @@ def fuzz_all(served: Running, headers: dict[str, str], excluded: tuple[Any, ...]
     for result in api.get_all_operations():
         operation = result.ok()
         operations += 1
+        skip = list(excluded)
+        if operation.path.endswith("/resolve"):
+            # Its URI grammar (per-scheme shapes) is not expressible in the document, so
+            # a schema-valid URI may still be refused with 400; every other check holds.
+            skip.append(checks.positive_data_acceptance)
 
-        @given(case=operation.as_strategy())
-        @FUZZ
-        def run(case: schemathesis.Case) -> None:
-            case.call_and_validate(
-                base_url=served.url,
-                headers=headers,
-                additional_checks=CHECKS,
-                excluded_checks=list(excluded),
-            )
-
+        run = _fuzzer(operation, served, headers, skip)
         try:
             run()
         except Exception as exc:  # one report per operation; keep fuzzing the others
