@@ -379,3 +379,23 @@ def test_native_needs_a_covering_token(gw: Running, folder: str) -> None:
         headers=bearer(tok),
     )
     is_error(r, 501, 50101)
+
+
+def test_sweep_forgets_expired_grants_and_deletes_their_tickets(
+    gw: Running, irods: IrodsTestServer, client: httpx.Client, folder: str
+) -> None:
+    client.put(f"/path/irods/{folder}/x.txt", content=b"expiring", headers=OCTET)
+    tok = token(gw, f"storage.read:/irods/{folder}")
+    body = _native(gw, tok, f"/irods/{folder}/x.txt")
+    full = body["headers"]["X-iRODS-Path"]
+    jti = gw.gateway.tokens.decode(tok).jti
+    grants = gw.gateway.grants
+    grants.sweep()
+    assert grants.count(jti) == 1  # a live grant is kept
+    assert _read(irods, body["value"], full) == b"expiring"
+    with gw.gateway.store.transaction() as tx:  # as if its token had run out
+        tx.execute("UPDATE native_grants SET expires = 0 WHERE jti = ?", (jti,))
+    assert grants.sweep() >= 1
+    assert grants.count(jti) == 0
+    with pytest.raises(CAT_TICKET_INVALID):
+        _read(irods, body["value"], full)
