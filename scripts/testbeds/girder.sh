@@ -45,9 +45,24 @@ try: urllib.request.urlopen(sys.argv[1], timeout=2).read()
 except Exception: sys.exit(1)" "$API/system/version" 2>/dev/null
 }
 
+port_taken() { # port: something other than our own server listens there
+    "$VENV/bin/python" -c "import socket, sys
+s = socket.socket()
+s.settimeout(1)
+sys.exit(0 if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) == 0 else 1)" "$1"
+}
+
 start() {
     install
     mkdir -p "$W/db" "$W/assets" "$W/log"
+    # A server we did not start (another checkout's) must not be mistaken for ours,
+    # nor make us record the pid of a process that failed to bind.
+    for pair in "db.pid:$DB_PORT" "girder.pid:$PORT"; do
+        if ! alive "$W/${pair%%:*}" && port_taken "${pair##*:}"; then
+            echo "girder testbed: port ${pair##*:} is used by a process this script did not start" >&2
+            exit 1
+        fi
+    done
     if ! alive "$W/db.pid"; then
         # setsid: the servers must outlive the shell (and pytest) that started them.
         setsid "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$DB_PORT" \
