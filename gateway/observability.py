@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import metrics, routes_tokens
+from gateway import metrics, routes_native, routes_tokens
 from gateway.state import Gateway
 from tokens.revocation import Revocation
 
@@ -246,7 +246,7 @@ class AccessMiddleware:
             endpoint = scope.get("endpoint")
             if endpoint is routes_tokens.post_token:
                 metrics.TOKENS_ISSUED.labels("exchange").inc()
-            elif endpoint is routes_tokens.post_native:
+            elif endpoint is routes_native.post_native:
                 metrics.TOKENS_ISSUED.labels("native").inc()
         path = str(scope.get("path", ""))
         # Probes arrive every few seconds from every kubelet: keep them out of INFO.
