@@ -45,7 +45,7 @@ from adapters.base import (
 
 STAGING = ".fedgate-staging"
 MD5_XATTR = "user.fedgate.md5"
-CHUNK = 1024 * 1024
+CHUNK = 2 * 1024 * 1024
 
 
 def _mime(name: str) -> str:
