@@ -29,7 +29,9 @@ are synchronous.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import hashlib
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -241,6 +243,24 @@ class Adapter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def streamed_checksum(chunks: Iterable[bytes], algorithm: str) -> str:
+    """Lowercase hex digest of a byte stream: adler32 (8 digits) or any hashlib name.
+
+    For backends that store no checksum of their own: computed by streaming the file."""
+    if algorithm == "adler32":
+        value = 1
+        for chunk in chunks:
+            value = zlib.adler32(chunk, value)
+        return f"{value & 0xFFFFFFFF:08x}"
+    try:
+        digest = hashlib.new(algorithm)
+    except ValueError:
+        raise NotSupported(f"checksum {algorithm!r} is not supported") from None
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def parent_of(path: str) -> str:

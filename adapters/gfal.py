@@ -53,7 +53,6 @@ import hashlib
 import mimetypes
 import stat as stat_mod
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -76,6 +75,7 @@ from adapters.base import (
     StorageError,
     join,
     parent_of,
+    streamed_checksum,
 )
 from adapters.gfal_presign import TLS_SCHEMES, request_macaroon
 from adapters.gfal_support import (
@@ -362,18 +362,7 @@ class GfalStorage:
         return self._streamed_checksum(path, algorithm)
 
     def _streamed_checksum(self, path: str, algorithm: str) -> str:
-        if algorithm == "adler32":
-            value = 1
-            for chunk in self.open_read(path):
-                value = zlib.adler32(chunk, value)
-            return f"{value & 0xFFFFFFFF:08x}"
-        try:
-            digest = hashlib.new(algorithm)
-        except ValueError:
-            raise NotSupported(f"checksum {algorithm!r} is not supported") from None
-        for chunk in self.open_read(path):
-            digest.update(chunk)
-        return digest.hexdigest()
+        return streamed_checksum(self.open_read(path), algorithm)
 
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
         self._check_visible(path)

@@ -66,6 +66,7 @@ from adapters.base import (
     StorageError,
     join,
     parent_of,
+    streamed_checksum,
 )
 from adapters.girder_http import (
     ApiKeyAuth,
@@ -372,20 +373,7 @@ class GirderStorage:
         return digest
 
     def _compute(self, path: str, algorithm: str) -> str:
-        if algorithm == "adler32":
-            import zlib
-
-            value = 1
-            for chunk in self.open_read(path):
-                value = zlib.adler32(chunk, value)
-            return f"{value & 0xFFFFFFFF:08x}"
-        try:
-            digest = hashlib.new(algorithm)
-        except ValueError as exc:
-            raise NotSupported(f"checksum {algorithm!r} is not supported") from exc
-        for chunk in self.open_read(path):
-            digest.update(chunk)
-        return digest.hexdigest()
+        return streamed_checksum(self.open_read(path), algorithm)
 
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
         if method.upper() != "GET":

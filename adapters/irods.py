@@ -47,7 +47,6 @@ import inspect
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -75,12 +74,12 @@ from adapters.base import (
     IsADirectory,
     NotADirectory,
     NotFound,
-    NotSupported,
     ParentNotFound,
     PermissionDenied,
     Storage,
     StorageError,
     parent_of,
+    streamed_checksum,
 )
 
 __all__ = ["TMP_PREFIX", "IrodsAdapter", "IrodsStorage", "IrodsWriter", "create", "translate"]
@@ -295,18 +294,7 @@ class IrodsStorage:
                     return base64.b64decode(native[5:], validate=True).hex()
                 except binascii.Error:
                     pass  # fall back to computing it
-        if algorithm == "adler32":
-            value = 1
-            for chunk in self.open_read(path):
-                value = zlib.adler32(chunk, value)
-            return f"{value & 0xFFFFFFFF:08x}"
-        try:
-            digest = hashlib.new(algorithm)
-        except ValueError as exc:
-            raise NotSupported(f"checksum {algorithm!r} is not supported") from exc
-        for chunk in self.open_read(path):
-            digest.update(chunk)
-        return digest.hexdigest()
+        return streamed_checksum(self.open_read(path), algorithm)
 
     # --- tickets (adapters/_irods_tickets.py) ---------------------------------------------
 

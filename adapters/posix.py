@@ -19,7 +19,6 @@ import shutil
 import socket
 import stat as stat_mod
 import uuid
-import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from adapters.base import (
     StorageError,
     join,
     parent_of,
+    streamed_checksum,
 )
 
 STAGING = ".fedgate-staging"
@@ -319,24 +319,14 @@ class PosixStorage:
             raise _translate(exc, path) from exc
 
     def checksum(self, path: str, algorithm: str = "md5") -> str:
-        if algorithm == "adler32":
-            value = 1
-            for chunk in self.open_read(path):
-                value = zlib.adler32(chunk, value)
-            return f"{value & 0xFFFFFFFF:08x}"
         if algorithm == "md5":
             cached = _recall_md5(self._full(path))
             if cached is not None:
                 return cached
-        try:
-            digest = hashlib.new(algorithm)
-        except ValueError as exc:
-            raise NotSupported(f"checksum {algorithm!r} is not supported") from exc
-        for chunk in self.open_read(path):
-            digest.update(chunk)
+        value = streamed_checksum(self.open_read(path), algorithm)
         if algorithm == "md5":
-            _remember_md5(self._full(path), digest.hexdigest())
-        return digest.hexdigest()
+            _remember_md5(self._full(path), value)
+        return value
 
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
         raise NotSupported("a local folder has no URL of its own")

@@ -7,10 +7,8 @@ described in adapters/s3.py.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import mimetypes
 import re
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +27,7 @@ from adapters.base import (
     PermissionDenied,
     StorageError,
     parent_of,
+    streamed_checksum,
 )
 from adapters.s3_support import MIB, S3Settings, S3Writer, client_error_code, translate
 
@@ -350,18 +349,7 @@ class S3Storage:
                 )
                 if _PLAIN_MD5.fullmatch(etag) and not encrypted:
                     return etag.lower()
-        if algorithm == "adler32":
-            value = 1
-            for chunk in self.open_read(path):
-                value = zlib.adler32(chunk, value)
-            return f"{value & 0xFFFFFFFF:08x}"
-        try:
-            digest = hashlib.new(algorithm)
-        except ValueError as exc:
-            raise NotSupported(f"checksum {algorithm!r} is not supported") from exc
-        for chunk in self.open_read(path):
-            digest.update(chunk)
-        return digest.hexdigest()
+        return streamed_checksum(self.open_read(path), algorithm)
 
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
         """A presigned GET or PUT URL living whole seconds, never past expires_at (an
