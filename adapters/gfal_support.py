@@ -62,6 +62,10 @@ def gfal2_module(connect_timeout: int, request_timeout: int) -> ModuleType:
             os.environ.setdefault("XRD_CONNECTIONRETRY", "1")
             os.environ.setdefault("XRD_CONNECTIONWINDOW", str(connect_timeout))
             os.environ.setdefault("XRD_REQUESTTIMEOUT", str(request_timeout))
+            # After a stream error XrdCl fails every request to that host at once for
+            # this window (1800 s by default): an SE that restarts would stay "down" for
+            # half an hour. A few seconds keeps fail-fast without blocking recovery.
+            os.environ.setdefault("XRD_STREAMERRORWINDOW", str(max(1, connect_timeout)))
             try:
                 import gfal2  # type: ignore[import-not-found,unused-ignore]
             except ImportError as exc:

@@ -2,9 +2,9 @@
 itself killed during uploads, and the state database surviving kill -9 and outages.
 
 Testbed servers are killed through their pidfile and started again with their own
-script before each test ends, so later tests still find them. (This module sorts after
-test_hostile on purpose: a gfal mount does not recover in-process after an XRootD
-restart, see GFAL_NO_RECOVERY.)"""
+script before each test ends, so later tests still find them. Every mount must recover
+by itself once its backend is back (for gfal that needed XrdCl's stream error window
+shortened: adapters/gfal_support.py)."""
 
 from __future__ import annotations
 
@@ -96,19 +96,11 @@ def gateway(
         yield gw, backends
 
 
-GFAL_NO_RECOVERY = pytest.mark.xfail(
-    strict=True,
-    reason="adapters/gfal: after XRootD is killed and restarted the gateway keeps "
-    "answering 503 until it is restarted (XrdCl in the gateway process keeps the host "
-    "marked bad for its stream error window, 1800 s by default)",
-)
-
-
 # Girder is not in this list: killing and restarting its testbed is not reliable yet
 # (its pidfile can name a wrapper shell, so `stop` leaves the real server behind and the
 # next `start` waits for a port that is still taken). Its 503/recovery is covered by
 # tests/gateway/test_girder_gateway.py.
-@pytest.mark.parametrize("mount", ["s3", pytest.param("gfal", marks=GFAL_NO_RECOVERY), "irods"])
+@pytest.mark.parametrize("mount", ["s3", "gfal", "irods"])
 def test_backend_killed_during_transfers(
     gateway: tuple[Running, dict[str, Backend]], mount: str
 ) -> None:
