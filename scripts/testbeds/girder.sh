@@ -106,6 +106,14 @@ stop_one() { # pidfile
 stop() {
     stop_one "$W/girder.pid"
     stop_one "$W/db.pid"
+    # A pidfile can miss a server (a start that raced another, a wrapper's pid): also
+    # end every process running this checkout's own testbed binaries, and nothing else.
+    pkill -f "^$VENV/bin/python[0-9.]* $VENV/bin/(girder|secantusd-py) " 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        pgrep -f "^$VENV/bin/python[0-9.]* $VENV/bin/(girder|secantusd-py) " >/dev/null || break
+        sleep 0.1
+    done
+    pkill -9 -f "^$VENV/bin/python[0-9.]* $VENV/bin/(girder|secantusd-py) " 2>/dev/null || true
 }
 
 status() {
