@@ -72,10 +72,12 @@ start() {
     fi
     if ! alive "$W/girder.pid"; then
         # Girder reads its config from $GIRDER_* / girder.cfg; keep it inside $W.
-        (cd "$W" && GIRDER_WORKER_TASK_ALWAYS_EAGER=true setsid "$VENV/bin/girder" serve \
-            --mode production --database "mongodb://127.0.0.1:$DB_PORT/girder" \
-            --host 127.0.0.1 --port "$PORT" >"$W/log/girder.log" 2>&1 </dev/null &
-         echo $! >"$W/girder.pid")
+        # exec: the recorded pid is Girder's own, and no wrapper shell keeps our caller's
+        # stdout open (a caller capturing it would wait forever).
+        (cd "$W" && exec env GIRDER_WORKER_TASK_ALWAYS_EAGER=true setsid "$VENV/bin/girder" \
+            serve --mode production --database "mongodb://127.0.0.1:$DB_PORT/girder" \
+            --host 127.0.0.1 --port "$PORT" >"$W/log/girder.log" 2>&1 </dev/null) &
+        echo $! >"$W/girder.pid"
     fi
     for _ in $(seq 1 300); do
         if ready; then break; fi

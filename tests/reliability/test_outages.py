@@ -96,11 +96,7 @@ def gateway(
         yield gw, backends
 
 
-# Girder is not in this list: killing and restarting its testbed is not reliable yet
-# (its pidfile can name a wrapper shell, so `stop` leaves the real server behind and the
-# next `start` waits for a port that is still taken). Its 503/recovery is covered by
-# tests/gateway/test_girder_gateway.py.
-@pytest.mark.parametrize("mount", ["s3", "gfal", "irods"])
+@pytest.mark.parametrize("mount", ["s3", "girder", "gfal", "irods"])
 def test_backend_killed_during_transfers(
     gateway: tuple[Running, dict[str, Backend]], mount: str
 ) -> None:
