@@ -16,7 +16,7 @@ import tempfile
 import threading
 from typing import IO
 
-MEMORY_BUDGET = 48 * 1024 * 1024  # bytes of parts held in memory by all uploads together
+MEMORY_BUDGET = 16 * 1024 * 1024  # bytes of parts held in memory by all uploads together
 
 
 class Budget:
