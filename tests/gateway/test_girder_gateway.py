@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import subprocess
 import uuid
@@ -24,6 +23,7 @@ from click.testing import CliRunner
 from girder_client import cli as girder_cli
 
 from gateway.config import MountConfig
+from tests.gateway.carmin_flow import check_carmin_actions, name_of
 from tests.gateway.test_data_api import is_error
 from tests.gateway.test_delegation import bearer, token
 from tests.server import Running, local_settings, running
@@ -107,10 +107,6 @@ def folder(client: httpx.Client) -> str:
     return name
 
 
-def _name(entry: dict[str, Any]) -> str:
-    return str(entry["platformPath"]).rsplit("/", 1)[-1]
-
-
 def _exp(tok: str) -> int:
     payload = tok.split(".")[1]
     return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
@@ -125,45 +121,7 @@ def _girder_expiry(api: str, girder_token: str) -> dt.datetime | None:
 
 
 def test_carmin_actions(client: httpx.Client, folder: str) -> None:
-    data = bytes(range(256)) * 9000  # 2.3 MB
-    r = client.put(f"/path/girder/{folder}/sub")
-    assert r.status_code == 201 and r.json()["isDirectory"] is True
-    r = client.put(f"/path/girder/{folder}/sub/data.bin", content=data, headers=OCTET)
-    assert r.status_code == 201, r.text
-    body = {
-        "base64Content": base64.b64encode(b"json body").decode(),
-        "type": "File",
-        "md5": hashlib.md5(b"json body").hexdigest(),
-    }
-    r = client.put(
-        f"/path/girder/{folder}/j name é.txt",
-        json=body,
-        headers={"Content-Type": "application/carmin+json"},
-    )
-    assert r.status_code == 201, r.text
-    listing = client.get(f"/path/girder/{folder}?action=list").json()
-    assert sorted((_name(e), e["isDirectory"]) for e in listing) == [
-        ("j name é.txt", False),
-        ("sub", True),
-    ]
-    props = client.get(f"/path/girder/{folder}/sub/data.bin?action=properties").json()
-    assert props["size"] == len(data) and props["isDirectory"] is False
-    md5 = client.get(f"/path/girder/{folder}/sub/data.bin?action=md5").json()["md5"]
-    assert md5 == hashlib.md5(data).hexdigest()
-    assert client.get(f"/path/girder/{folder}/sub/data.bin?action=content").content == data
-    ranged = client.get(
-        f"/path/girder/{folder}/sub/data.bin?action=content",
-        headers={"Range": "bytes=100000-199999"},
-    )
-    assert ranged.status_code == 206 and ranged.content == data[100000:200000]
-    assert ranged.headers["content-range"] == f"bytes 100000-199999/{len(data)}"
-    got = client.get(f"/path/girder/{folder}/j name é.txt?action=content")
-    assert got.content == b"json body"
-    is_error(client.put(f"/path/girder/{folder}/sub"), 409, 40901)
-    assert client.delete(f"/path/girder/{folder}/sub").status_code == 204
-    is_error(client.get(f"/path/girder/{folder}/sub/data.bin?action=properties"), 404, 40401)
-    listing = client.get(f"/path/girder/{folder}?action=list").json()
-    assert [_name(e) for e in listing] == ["j name é.txt"]
+    check_carmin_actions(client, "girder", folder, size=2_304_000)
 
 
 def test_listing_longer_than_one_girder_page(
@@ -183,7 +141,7 @@ def test_listing_longer_than_one_girder_page(
         for i in range(3):
             admin.createFolder(parent, f"d{i}")
     listing = client.get(f"/path/girder/{name}?action=list").json()
-    names = [_name(e) for e in listing]
+    names = [name_of(e) for e in listing]
     assert len(names) == count + 3 == len(set(names))
     assert set(names) == {f"e{i:04d}" for i in range(count)} | {"d0", "d1", "d2"}
     assert sum(e["isDirectory"] for e in listing) == 3

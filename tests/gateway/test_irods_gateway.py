@@ -7,7 +7,6 @@ when the token is revoked — by id, by execution id, or by deleting the storage
 from __future__ import annotations
 
 import base64
-import hashlib
 import socket
 import uuid
 from collections.abc import Iterator
@@ -24,16 +23,13 @@ from irods.exception import (
 from irods.session import iRODSSession
 
 from gateway.config import MountConfig
+from tests.gateway.carmin_flow import check_carmin_actions
 from tests.gateway.test_data_api import is_error
 from tests.gateway.test_delegation import bearer, token
 from tests.irods_server import IrodsTestServer
 from tests.server import Running, local_settings, running
 
 OCTET = {"Content-Type": "application/octet-stream"}
-
-
-def _name(entry: dict[str, Any]) -> str:
-    return str(entry["platformPath"]).rsplit("/", 1)[-1]
 
 
 def _dead_port() -> int:
@@ -108,44 +104,7 @@ def folder(client: httpx.Client) -> str:
 
 
 def test_carmin_actions(client: httpx.Client, folder: str) -> None:
-    data = bytes(range(256)) * 5000  # 1.28 MB: several chunks each way
-    r = client.put(f"/path/irods/{folder}/sub")
-    assert r.status_code == 201 and r.json()["isDirectory"] is True
-    r = client.put(f"/path/irods/{folder}/sub/data.bin", content=data, headers=OCTET)
-    assert r.status_code == 201, r.text
-    body = {
-        "base64Content": base64.b64encode(b"json body").decode(),
-        "type": "File",
-        "md5": hashlib.md5(b"json body").hexdigest(),
-    }
-    r = client.put(
-        f"/path/irods/{folder}/j name é.txt",
-        json=body,
-        headers={"Content-Type": "application/carmin+json"},
-    )
-    assert r.status_code == 201, r.text
-    listing = client.get(f"/path/irods/{folder}?action=list").json()
-    assert sorted((_name(e), e["isDirectory"]) for e in listing) == [
-        ("j name é.txt", False),
-        ("sub", True),
-    ]
-    props = client.get(f"/path/irods/{folder}/sub/data.bin?action=properties").json()
-    assert props["size"] == len(data) and props["isDirectory"] is False
-    assert props["platformPath"] == f"/irods/{folder}/sub/data.bin"
-    md5 = client.get(f"/path/irods/{folder}/sub/data.bin?action=md5").json()["md5"]
-    assert md5 == hashlib.md5(data).hexdigest()
-    assert client.get(f"/path/irods/{folder}/sub/data.bin?action=content").content == data
-    ranged = client.get(
-        f"/path/irods/{folder}/sub/data.bin?action=content", headers={"Range": "bytes=1000-1999"}
-    )
-    assert ranged.status_code == 206 and ranged.content == data[1000:2000]
-    assert client.get(f"/path/irods/{folder}/j name é.txt?action=content").content == b"json body"
-    assert client.get(f"/path/irods/{folder}/nope?action=exists").json() == {"exists": False}
-    assert client.delete(f"/path/irods/{folder}/sub").status_code == 204
-    is_error(client.get(f"/path/irods/{folder}/sub/data.bin?action=properties"), 404, 40401)
-    assert [_name(e) for e in client.get(f"/path/irods/{folder}?action=list").json()] == [
-        "j name é.txt"
-    ]
+    check_carmin_actions(client, "irods", folder, size=1_280_000)
 
 
 # --- failures -----------------------------------------------------------------------------
