@@ -16,7 +16,7 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.base import Entry, NotFound, Storage, StorageError
+from adapters.base import Entry, NotADirectory, NotFound, Storage, StorageError
 from gateway import archive, paths
 from gateway.auth import Principal, authenticate, authorize
 from gateway.config import MountConfig
@@ -135,10 +135,14 @@ class Op:
 
 
 async def _stat(storage: Storage, path: str) -> Entry:
-    if storage.capabilities.inline_stat:
-        return storage.stat(path)
-    entry: Entry = await to_thread.run_sync(storage.stat, path)
-    return entry
+    try:
+        if storage.capabilities.inline_stat:
+            return storage.stat(path)
+        entry: Entry = await to_thread.run_sync(storage.stat, path)
+        return entry
+    except NotADirectory:
+        # "a/b" where "a" is a file: there is nothing at that path.
+        raise NotFound(f"{path}: no such file or directory") from None
 
 
 # --- GET ------------------------------------------------------------------------------

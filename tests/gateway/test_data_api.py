@@ -396,3 +396,14 @@ def test_openapi_document_is_served(gw: Running) -> None:
     assert doc["openapi"].startswith("3.")
     assert "/rest/path/{completePath}" in doc["paths"]
     assert "urn:fedgate:params:oauth:token-type:api-key" in str(doc)
+
+
+def test_a_path_below_a_file_does_not_exist(client: httpx.Client, gw: Running) -> None:
+    (gw.data / "f.txt").write_text("x")
+    assert client.get("/path/local/f.txt/x?action=exists").json() == {"exists": False}
+    is_error(client.get("/path/local/f.txt/x?action=properties"), 404, 40401)
+    is_error(client.get("/path/local/f.txt/x?action=content"), 404, 40401)
+    r = client.put("/path/local/f.txt/x", content=b"y", headers={"Content-Type": "text/plain"})
+    is_error(r, 409, 40904)
+    is_error(client.put("/path/local/f.txt/d"), 409)
+    assert (gw.data / "f.txt").read_text() == "x"
