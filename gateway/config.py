@@ -79,7 +79,8 @@ class Settings:
     token_default_lifetime: int = 1200
     token_max_lifetime: int = 21600
     token_issuer: str = "fedgate"  # noqa: S105 - a name, not a secret
-    api_key_ttl_days: int = 0  # keys minted by /authenticate; 0 = never expire
+    # Keys minted by POST /authenticate expire (each login makes a new one); 0 = never.
+    api_key_ttl_days: int = 30
     mounts: tuple[MountConfig, ...] = field(default_factory=tuple)
 
     @property
