@@ -15,7 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway import observability, routes_data, routes_platform, routes_resolve, routes_tokens
+from gateway import (
+    observability,
+    routes_data,
+    routes_platform,
+    routes_resolve,
+    routes_tokens,
+    routes_upload,
+)
 from gateway.config import Settings
 from gateway.errors import CarminError, E, error_response
 from gateway.limits import TimeLimits
@@ -64,7 +71,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/authenticate", routes_platform.post_authenticate, methods=["POST"]),
         Route("/path", routes_data.get_path, methods=["GET"]),
         Route("/path/{completePath:path}", routes_data.get_path, methods=["GET"]),
-        Route("/path/{completePath:path}", routes_data.put_path, methods=["PUT"]),
+        Route("/path/{completePath:path}", routes_upload.put_path, methods=["PUT"]),
         Route("/path/{completePath:path}", routes_data.delete_path, methods=["DELETE"]),
         *routes_tokens.routes(),
         *routes_resolve.routes(),

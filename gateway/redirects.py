@@ -23,7 +23,7 @@ from adapters.base import Entry, NotFound, NotSupported, Storage, StorageError, 
 from gateway.errors import CarminError, E
 
 if TYPE_CHECKING:
-    from gateway.routes_data import Op
+    from gateway.operation import Op
 
 MAX_REDIRECT_LIFETIME = 3600
 
