@@ -16,7 +16,10 @@ import tempfile
 import threading
 from typing import IO
 
-MEMORY_BUDGET = 16 * 1024 * 1024  # bytes of parts held in memory by all uploads together
+# Bytes of parts held in memory by all uploads together; past it parts go to temporary
+# files (page cache, gone before writeback for most). 4 MiB keeps 16 parallel uploads
+# under 150 MB RSS; a single upload ran no slower spilling than in memory.
+MEMORY_BUDGET = 4 * 1024 * 1024
 
 
 class Budget:

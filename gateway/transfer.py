@@ -2,7 +2,8 @@
 
 Backend libraries are synchronous, so every backend call runs in a worker thread. A
 thread hop costs tens of microseconds: reads hop once per ~1 MiB chunk, listings once per
-batch of entries, and upload bodies are coalesced to ~1 MiB before each hop.
+batch of entries, and upload bodies are coalesced to 256 KiB blocks before each hop
+(larger blocks did not upload faster, and 16 parallel uploads held ~50 MB more).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from adapters.base import Entry, Writer
 from gateway.errors import CarminError, E
 
 T = TypeVar("T")
-UPLOAD_BUFFER = 1024 * 1024
+UPLOAD_BUFFER = 256 * 1024
 PIPELINE_DEPTH = 2
 _END = object()
 
