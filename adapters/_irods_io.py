@@ -26,6 +26,8 @@ from adapters.base import (
 if TYPE_CHECKING:
     from adapters.irods import IrodsAdapter, IrodsStorage
 
+WRITE_BLOCK = 1024 * 1024  # bytes per iRODS write call
+
 log = logging.getLogger("adapters.irods")
 
 TMP_PREFIX = ".fedgate-tmp-"
@@ -165,17 +167,32 @@ class IrodsWriter:
         self._full = full
         self._tmp = tmp
         self._fh: Any = fh
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._done = False
 
     def write(self, data: bytes) -> None:
+        # Every iRODS write is a round trip: send blocks of WRITE_BLOCK, whatever size the
+        # gateway hands us.
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= WRITE_BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        block = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
         try:
-            self._fh.write(data)
+            self._fh.write(block)
         except Exception as exc:
             raise translate(exc, self._path) from exc
 
     def commit(self) -> Entry:
         st = self._storage
         try:
+            self._flush()
             fh, self._fh = self._fh, None
             fh.close()
             if st._is_coll(self._full):
@@ -220,6 +237,7 @@ class IrodsWriter:
             log.warning("iRODS: could not remove the replaced copy of %s", self._path)
 
     def abort(self) -> None:
+        self._pending, self._pending_size = [], 0
         fh, self._fh = self._fh, None
         if fh is not None:
             try:

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def fedgate(
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def curl_get(
