@@ -140,12 +140,6 @@ def put_key(gw: Running, apikey: str, mount: str, secret: str) -> None:
     assert secret not in stored.text
 
 
-@pytest.fixture
-def client(gw: Running) -> Iterator[httpx.Client]:
-    with gw.client() as c:
-        yield c
-
-
 @pytest.fixture(params=MOUNTS)
 def mount(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -95,12 +95,6 @@ def _store_key(gw: Running, key: str, mount: str, girder_key: str) -> None:
 
 
 @pytest.fixture
-def client(gw: Running) -> Iterator[httpx.Client]:
-    with gw.client() as c:
-        yield c
-
-
-@pytest.fixture
 def folder(client: httpx.Client) -> str:
     name = f"f-{uuid.uuid4().hex[:8]}"
     assert client.put(f"/path/girder/{name}").status_code == 201

@@ -88,12 +88,6 @@ def gw(irods: IrodsTestServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture
-def client(gw: Running) -> Iterator[httpx.Client]:
-    with gw.client() as c:
-        yield c
-
-
-@pytest.fixture
 def folder(client: httpx.Client) -> str:
     name = f"f-{uuid.uuid4().hex[:8]}"
     assert client.put(f"/path/irods/{name}").status_code == 201

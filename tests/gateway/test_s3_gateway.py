@@ -121,12 +121,6 @@ def gw(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 
 
 @pytest.fixture
-def client(gw: Running) -> Iterator[httpx.Client]:
-    with gw.client() as c:
-        yield c
-
-
-@pytest.fixture
 def folder(client: httpx.Client) -> str:
     """A fresh directory in the s3 mount (made through the gateway: an empty PUT)."""
     name = f"d{uuid.uuid4().hex[:8]}"
