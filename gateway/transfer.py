@@ -2,9 +2,8 @@
 
 Backend libraries are synchronous, so every backend call runs in a worker thread. A
 thread hop costs tens of microseconds: reads hop once per ~1 MiB chunk, listings once per
-batch of entries, and upload bodies are coalesced to ~1 MiB before each hop. (256 KiB
-blocks cut the memory of 16 parallel uploads by ~50 MB but doubled the gateway's CPU per
-GiB on iRODS writes, through four times as many thread hand-offs.)
+batch of entries. An upload runs one writer thread for its whole body, fed ~1 MiB blocks
+through gateway/block_pipe.py, so the event loop is off the writer's critical path.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from typing import TypeVar
 
 from anyio import (
     CancelScope,
-    create_memory_object_stream,
     create_task_group,
     get_cancelled_exc_class,
     to_thread,
@@ -24,6 +22,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from adapters.base import Entry, Writer
+from gateway.block_pipe import BlockPipe, WriterFailed
 from gateway.errors import CarminError, E
 
 T = TypeVar("T")
@@ -127,7 +126,7 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
 
     Receiving and writing overlap: the event loop keeps reading the socket while a
     worker thread writes the previous ~1 MiB block (at most PIPELINE_DEPTH blocks wait
-    in between, so memory stays bounded per upload).
+    in between, so memory stays bounded per upload; see gateway/block_pipe.py).
 
     A body cut short (client gone, or fewer bytes than its Content-Length) or longer
     than ``limit`` is never committed: nothing appears at the target path and a file
@@ -135,37 +134,38 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
     declared = request.headers.get("content-length")
     expected = int(declared) if declared and declared.isdigit() else None
     received = 0
-    send, recv = create_memory_object_stream[bytes](max_buffer_size=PIPELINE_DEPTH)
-
-    async def write_blocks() -> None:
-        async with recv:
-            async for block in recv:
-                await to_thread.run_sync(writer.write, block)
+    pipe = BlockPipe(PIPELINE_DEPTH)
 
     async def read_body() -> None:
         nonlocal received
-        async with send:
-            parts: list[bytes] = []
-            pending = 0
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > limit:
-                    raise CarminError(E.TOO_LARGE, f"body larger than the {limit}-byte limit")
-                parts.append(chunk)
-                pending += len(chunk)
-                if pending >= UPLOAD_BUFFER:
-                    await send.send(b"".join(parts))
-                    parts, pending = [], 0
-            if expected is not None and received != expected:
-                raise CarminError(E.BAD_BODY, "body length does not match Content-Length")
-            if parts:
-                await send.send(b"".join(parts))
+        parts: list[bytes] = []
+        pending = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise CarminError(E.TOO_LARGE, f"body larger than the {limit}-byte limit")
+            if not chunk:
+                continue
+            parts.append(chunk)
+            pending += len(chunk)
+            if pending >= UPLOAD_BUFFER:
+                await pipe.put(b"".join(parts))
+                parts, pending = [], 0
+        if expected is not None and received != expected:
+            raise CarminError(E.BAD_BODY, "body length does not match Content-Length")
+        if parts:
+            await pipe.put(b"".join(parts))
+        await pipe.finish()
 
     try:
         try:
             async with create_task_group() as tg:
-                tg.start_soon(write_blocks)
-                await read_body()
+                tg.start_soon(to_thread.run_sync, pipe.run, writer.write)
+                try:
+                    await read_body()
+                except BaseException:
+                    pipe.stop()  # the writer thread returns before the writer is aborted
+                    raise
         except BaseExceptionGroup as group:
             raise _first(group) from None
         entry = await to_thread.run_sync(writer.commit)
@@ -183,7 +183,8 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
             return _first(exc)
-        if not isinstance(exc, get_cancelled_exc_class()):
+        # WriterFailed only says the writer thread's own error is in the group too.
+        if not isinstance(exc, (get_cancelled_exc_class(), WriterFailed)):
             return exc
     return group.exceptions[0]
 
