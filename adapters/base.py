@@ -171,6 +171,11 @@ class Writer(Protocol):
     file there is untouched. ``abort`` (called on any failure, and safe to call twice or
     after a failed commit) removes every temporary part. A writer is used from one
     thread at a time.
+
+    A writer may have a ``block_size`` attribute: the bytes it would like per ``write``
+    call. The gateway gathers the request body to about that size (512 KiB otherwise):
+    backends that pay a round trip per write want more, those that buffer parts want
+    less memory held per upload.
     """
 
     def write(self, data: bytes) -> None: ...

@@ -161,11 +161,14 @@ class _HeadDeadline:
 
 # Request-body coalescing (httptools only). uvicorn hands the app one message per socket
 # read — 64 KiB on loopback — and each costs the app a trip through the middleware and
-# the upload pipeline: ~16,000 per GiB. Reads are gathered instead until BODY_BLOCK bytes
-# wait (then reading pauses, as uvicorn does past its 64 KiB mark) or BODY_FLUSH seconds
-# have passed since the first of them, so a slow client's bytes still reach the app (and
-# its body-rate limits) without waiting for a full block.
-BODY_BLOCK = 1024 * 1024
+# the upload pipeline: ~16,000 per GiB. Reads are gathered instead until a block waits
+# (then reading pauses, as uvicorn does past its 64 KiB mark) or BODY_FLUSH seconds have
+# passed since the first of them, so a slow client's bytes still reach the app (and its
+# body-rate limits) without waiting for a full block. The block is BODY_BLOCK unless the
+# app, knowing where the body goes, puts another size under BODY_BLOCK_KEY in the scope
+# (gateway/transfer.py does, from the backend writer's preference).
+BODY_BLOCK = 512 * 1024
+BODY_BLOCK_KEY = "fedgate.body_block"
 BODY_FLUSH = 0.02
 
 
@@ -208,7 +211,7 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
         if type(parts) is not _BodyParts:  # uvicorn starts each message with a bytearray
             parts = cycle.body = _BodyParts(parts)
         parts.append(body)
-        if len(parts) >= BODY_BLOCK:
+        if len(parts) >= self.scope.get(BODY_BLOCK_KEY, BODY_BLOCK):
             self.flow.pause_reading()
             self._deliver_body()
         elif self._body_timer is None:

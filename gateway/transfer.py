@@ -24,10 +24,15 @@ from starlette.types import Receive, Scope, Send
 from adapters.base import Entry, Writer
 from gateway.block_pipe import BlockPipe, WriterFailed
 from gateway.errors import CarminError, E
+from gateway.limits import BODY_BLOCK_KEY
 
 T = TypeVar("T")
-UPLOAD_BUFFER = 1024 * 1024
-PIPELINE_DEPTH = 2
+# Bytes handed to the writer thread at a time, unless the writer says otherwise with a
+# ``block_size`` attribute (see adapters.base.Writer), and blocks queued in between. Per
+# upload the gateway holds about (PIPELINE_DEPTH + 2) blocks: the one gathering in the
+# server protocol, the queued one(s), the one being written.
+UPLOAD_BUFFER = 512 * 1024
+PIPELINE_DEPTH = 1
 _END = object()
 
 
@@ -135,6 +140,8 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
     expected = int(declared) if declared and declared.isdigit() else None
     received = 0
     pipe = BlockPipe(PIPELINE_DEPTH)
+    block = getattr(writer, "block_size", UPLOAD_BUFFER)
+    request.scope[BODY_BLOCK_KEY] = block  # our server protocol gathers reads to this
 
     async def read_body() -> None:
         nonlocal received
@@ -148,7 +155,7 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
                 continue
             parts.append(chunk)
             pending += len(chunk)
-            if pending >= UPLOAD_BUFFER:
+            if pending >= block:
                 await pipe.put(b"".join(parts))
                 parts, pending = [], 0
         if expected is not None and received != expected:

@@ -17,6 +17,7 @@ from starlette.types import Message
 from adapters.base import Entry
 from gateway.block_pipe import BlockPipe, WriterFailed
 from gateway.errors import CarminError, E, ErrorSpec
+from gateway.limits import BODY_BLOCK_KEY
 from gateway.transfer import PIPELINE_DEPTH, UPLOAD_BUFFER, receive_into
 
 
@@ -104,6 +105,15 @@ def test_body_reaches_the_writer_whole_and_in_order_then_commits() -> None:
     # Coalesced into ~UPLOAD_BUFFER blocks, not one call per message.
     assert len(writer.blocks) == -(-20 * CHUNK // UPLOAD_BUFFER)
     assert not writer.overlapped
+
+
+def test_the_writers_block_size_sets_the_blocks_and_the_protocols_gathering() -> None:
+    writer = RecordingWriter()
+    writer.block_size = 1024 * 1024  # type: ignore[attr-defined]
+    request = request_of(body(20), 20 * CHUNK)
+    anyio.run(receive_into, writer, request, 1 << 40)
+    assert [len(b) for b in writer.blocks] == [1024 * 1024] * 5
+    assert request.scope[BODY_BLOCK_KEY] == 1024 * 1024
 
 
 def test_a_failing_writer_is_aborted_after_its_thread_stops_and_its_error_surfaces() -> None:
