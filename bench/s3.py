@@ -49,6 +49,7 @@ from bench.common import (
 SCRIPT = REPO / "scripts" / "testbeds" / "seaweedfs.sh"
 ENDPOINT = "http://127.0.0.1:8333"
 BUCKET = "fedgate-bench"
+MASTER = "http://127.0.0.1:9333"  # `weed mini` master (scripts/testbeds/seaweedfs.sh)
 KEYS = {"aws_access_key_id": "testkey", "aws_secret_access_key": "testsecret"}
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TYPE = "urn:fedgate:params:oauth:token-type:api-key"
@@ -303,6 +304,12 @@ def _cleanup(client: Any) -> None:
             )
     except Exception as exc:  # cleanup must not hide the run's own error
         print(f"bench/s3.py: cleanup failed: {exc}", file=sys.stderr)
+    # SeaweedFS keeps deleted bytes in its volumes until they are vacuumed: without this,
+    # a few runs of 16 GiB fill every volume and uploads fail with InternalError.
+    try:
+        urllib.request.urlopen(f"{MASTER}/vol/vacuum?garbageThreshold=0.01", timeout=600).close()
+    except OSError as exc:
+        print(f"bench/s3.py: vacuum failed: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
-"""A bounded hand-off of upload blocks from the event loop to one writer thread.
+"""Bounded hand-offs of data between the event loop and one thread per transfer.
 
-The obvious design — the event loop awaits ``to_thread.run_sync(writer.write, block)`` for
-each block — puts the event loop on the writer's critical path: after every block the
-thread must wake the loop, the loop must get round to the writer task (behind the socket
-reads it is busy with), and only then is the next block handed over. Measured on iRODS
-uploads: the writer spent 0.9 s writing 1 GiB but 2.4 s in its loop, ~1 ms lost per block.
+The obvious design — the event loop awaits ``to_thread.run_sync`` for every block — puts
+the event loop on the backend's critical path: after every block the thread must wake
+the loop, the loop must get round to the transfer's task (behind the socket work it is
+busy with), and only then is the next block handed over. Measured on iRODS uploads: the
+writer spent 0.9 s writing 1 GiB but 2.4 s in its loop, ~1 ms lost per block.
 
-Here one worker thread runs for the whole upload and takes blocks from a thread-safe
-queue, so it writes back-to-back while blocks are queued; the loop is woken only when it
-is itself waiting for room in the queue. The writer is only ever called from that one
-thread, and the thread has returned before anyone aborts or commits the writer.
+Here one thread runs for the whole transfer and exchanges blocks with the loop through a
+small thread-safe queue, so it works back-to-back while the queue has room (reading) or
+blocks (writing); the loop is woken only when it is itself waiting on the queue.
+
+The threads are our own, not anyio's worker pool: a transfer holds its thread for as long
+as the client takes, and 40 slow uploads must not starve every other request of the
+pool's 40 threads. Each transfer has one thread, so the backend object is only ever used
+from it, and the thread has returned before anyone aborts, commits or closes it.
 """
 
 from __future__ import annotations
@@ -17,29 +21,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 import anyio
+from anyio import CancelScope
 
 
 class WriterFailed(Exception):
-    """Raised by ``put`` when the writer thread has stopped on an error (in ``error``)."""
+    """Raised by ``BlockPipe.put`` once the writer thread has stopped on an error."""
 
 
-class BlockPipe:
-    def __init__(self, depth: int) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)  # None: the end
+class _TransferThread:
+    """A thread for one transfer, its stop flag, and an awaitable end."""
+
+    def __init__(self, depth: int, name: str) -> None:
         self._loop = asyncio.get_running_loop()
-        self._room = anyio.Event()
-        self._waiting = False
+        self._depth = depth
+        self._name = name
         self._stopped = False
+        self._wakeup = anyio.Event()
+        self._waiting = False
+        self._finished = anyio.Event()
         self.error: BaseException | None = None
 
-    # -- event-loop side ------------------------------------------------------------
+    def _start(self, target: Callable[[], None]) -> None:
+        def body() -> None:
+            try:
+                target()
+            except BaseException as exc:  # kept for the loop side, which raises it
+                self.error = exc
+            finally:
+                self._wake(always=True)
+                self._loop.call_soon_threadsafe(self._finished.set)
+
+        threading.Thread(target=body, name=self._name, daemon=True).start()
+
+    async def wait(self) -> None:
+        """Until the thread has returned (even if the caller is being cancelled)."""
+        with CancelScope(shield=True):
+            await self._finished.wait()
+
+    def _wake(self, always: bool = False) -> None:
+        if self._waiting or always:
+            self._waiting = False
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    def _arm(self) -> anyio.Event:
+        """Before the loop re-checks the queue and sleeps: the next wake-up is for it."""
+        self._wakeup = anyio.Event()
+        self._waiting = True
+        return self._wakeup
+
+
+class BlockPipe(_TransferThread):
+    """Upload: the loop puts blocks, one writer thread writes them in order."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(depth, "fedgate-upload")
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)  # None: the end
+
+    def start(self, write: Callable[[bytes], None]) -> None:
+        self._start(lambda: self._run(write))
 
     async def put(self, block: bytes | None) -> None:
-        """Queue a block (None: the end); waits (without blocking the loop) while the queue
-        is full. Raises WriterFailed once the writer thread has failed."""
+        """Queue a block (None: the end); waits without blocking the loop while the
+        queue is full. Raises WriterFailed once the writer thread has failed."""
         while True:
             if self.error is not None:
                 raise WriterFailed from self.error
@@ -48,12 +95,11 @@ class BlockPipe:
                 return
             except queue.Full:
                 pass
-            self._room = anyio.Event()
-            self._waiting = True
-            if not self._queue.full():  # the writer took one meanwhile
+            wakeup = self._arm()
+            if not self._queue.full() or self.error is not None:  # changed meanwhile
                 self._waiting = False
                 continue
-            await self._room.wait()
+            await wakeup.wait()
 
     async def finish(self) -> None:
         """No more blocks: the writer thread returns once it has written the queued ones."""
@@ -67,23 +113,62 @@ class BlockPipe:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
 
-    # -- writer-thread side ---------------------------------------------------------
+    def _run(self, write: Callable[[bytes], None]) -> None:
+        while True:
+            block = self._queue.get()
+            self._wake()
+            if block is None or self._stopped:
+                return
+            write(block)
 
-    def run(self, write: Callable[[bytes], None]) -> None:
-        """The writer thread's body: write every block until the end or a stop."""
+
+class ReadAhead(_TransferThread):
+    """Download: one reader thread pulls a backend's chunks up to ``depth`` ahead of the
+    loop, which sends earlier ones meanwhile: the backend read and the client write
+    overlap instead of taking turns."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(depth, "fedgate-download")
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)  # None: the end
+
+    def start(self, chunks: Iterator[bytes]) -> None:
+        self._start(lambda: self._run(chunks))
+
+    def _run(self, chunks: Iterator[bytes]) -> None:
         try:
-            while True:
-                block = self._queue.get()
-                self._wake_producer()
-                if block is None or self._stopped:
+            for chunk in chunks:
+                if not self._put(chunk):
                     return
-                write(block)
-        except BaseException as exc:
+        except BaseException as exc:  # set before the end marker, so get() raises it
             self.error = exc
-            self._wake_producer(always=True)
-            raise
+        self._put(None)
 
-    def _wake_producer(self, always: bool = False) -> None:
-        if self._waiting or always:
-            self._waiting = False
-            self._loop.call_soon_threadsafe(self._room.set)
+    def _put(self, item: bytes | None) -> bool:
+        while not self._stopped:
+            try:
+                self._queue.put(item, timeout=0.5)  # re-checks _stopped now and then
+            except queue.Full:
+                continue
+            self._wake()
+            return True
+        return False
+
+    async def get(self) -> bytes | None:
+        """The next chunk, or None at the end; raises the backend's error."""
+        while True:
+            try:
+                chunk = self._queue.get_nowait()
+            except queue.Empty:
+                wakeup = self._arm()
+                if not self._queue.empty():
+                    self._waiting = False
+                    continue
+                await wakeup.wait()
+                continue
+            if chunk is None and self.error is not None:
+                raise self.error
+            return chunk
+
+    def stop(self) -> None:
+        """The client is gone or done: the reader thread returns after its current chunk."""
+        self._stopped = True

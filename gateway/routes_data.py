@@ -25,6 +25,7 @@ from gateway.transfer import (
     batches_in_thread,
     counted,
     iterate_in_thread,
+    read_ahead,
 )
 
 ACTIONS = ("exists", "properties", "list", "md5", "content")
@@ -194,7 +195,7 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
         op.audit("ok" if ok else "error:stream", 206 if rng else 200, n)
 
     return ClosingStreamingResponse(
-        counted(iterate_in_thread(iterator), end - start, done),
+        counted(read_ahead(iterator), end - start, done),
         status_code=206 if rng else 200,
         headers=headers,
         media_type=entry.mime_type or "application/octet-stream",

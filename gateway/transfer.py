@@ -13,8 +13,6 @@ from typing import TypeVar
 
 from anyio import (
     CancelScope,
-    create_task_group,
-    get_cancelled_exc_class,
     to_thread,
 )
 from starlette.requests import ClientDisconnect, Request
@@ -22,7 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from adapters.base import Entry, Writer
-from gateway.block_pipe import BlockPipe, WriterFailed
+from gateway.block_pipe import BlockPipe, ReadAhead, WriterFailed
 from gateway.errors import CarminError, E
 from gateway.limits import BODY_BLOCK_KEY
 
@@ -33,6 +31,7 @@ T = TypeVar("T")
 # server protocol, the queued one(s), the one being written.
 UPLOAD_BUFFER = 512 * 1024
 PIPELINE_DEPTH = 1
+READ_AHEAD = 1  # chunks a download reads ahead of the client
 _END = object()
 
 
@@ -49,6 +48,20 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
                 return
             yield item  # type: ignore[misc]
     finally:
+        await _close(iterator)
+
+
+async def read_ahead(iterator: Iterator[bytes], depth: int = READ_AHEAD) -> AsyncIterator[bytes]:
+    """Chunks of a blocking backend stream, read by one thread up to ``depth`` chunks
+    ahead of the client (gateway/block_pipe.py)."""
+    pump = ReadAhead(depth)
+    pump.start(iterator)
+    try:
+        while (chunk := await pump.get()) is not None:
+            yield chunk
+    finally:
+        pump.stop()
+        await pump.wait()  # the iterator is the thread's until it returns
         await _close(iterator)
 
 
@@ -165,16 +178,18 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
         await pipe.finish()
 
     try:
+        pipe.start(writer.write)
         try:
-            async with create_task_group() as tg:
-                tg.start_soon(to_thread.run_sync, pipe.run, writer.write)
-                try:
-                    await read_body()
-                except BaseException:
-                    pipe.stop()  # the writer thread returns before the writer is aborted
-                    raise
-        except BaseExceptionGroup as group:
-            raise _first(group) from None
+            await read_body()
+        except WriterFailed:
+            pass  # the writer's own error is raised below
+        except BaseException:
+            pipe.stop()
+            raise
+        finally:
+            await pipe.wait()  # the writer thread has returned before abort or commit
+        if pipe.error is not None:
+            raise pipe.error
         entry = await to_thread.run_sync(writer.commit)
         return entry, received
     except ClientDisconnect:
@@ -183,17 +198,6 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
     except BaseException:
         await abort(writer)
         raise
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that matters in a task group's bundle (the reader's or the writer's)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first(exc)
-        # WriterFailed only says the writer thread's own error is in the group too.
-        if not isinstance(exc, (get_cancelled_exc_class(), WriterFailed)):
-            return exc
-    return group.exceptions[0]
 
 
 async def abort(writer: Writer) -> None:

@@ -1,12 +1,11 @@
-"""The upload receive path: the block hand-off to one writer thread (gateway/block_pipe.py,
-gateway/transfer.py) — order, bounded memory, and that a failure on either side never
-lets the writer be aborted or committed while it is still writing."""
+"""Transfers through one thread each (gateway/block_pipe.py, gateway/transfer.py): blocks
+in order, bounded memory, a failure on either side surfacing as itself, and the backend
+object never used by two threads nor aborted, committed or closed while still in use."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import anyio
 import pytest
@@ -18,7 +17,7 @@ from adapters.base import Entry
 from gateway.block_pipe import BlockPipe, WriterFailed
 from gateway.errors import CarminError, E, ErrorSpec
 from gateway.limits import BODY_BLOCK_KEY
-from gateway.transfer import PIPELINE_DEPTH, UPLOAD_BUFFER, receive_into
+from gateway.transfer import PIPELINE_DEPTH, UPLOAD_BUFFER, read_ahead, receive_into
 
 
 class RecordingWriter:
@@ -156,12 +155,12 @@ def test_pipe_holds_at_most_its_depth_while_the_writer_is_slow() -> None:
     async def main() -> None:
         nonlocal produced
         pipe = BlockPipe(PIPELINE_DEPTH)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(to_thread.run_sync, pipe.run, write)
-            for _ in range(60):
-                await pipe.put(b"x")
-                produced += 1
-            await pipe.finish()
+        pipe.start(write)
+        for _ in range(60):
+            await pipe.put(b"x")
+            produced += 1
+        await pipe.finish()
+        await pipe.wait()
 
     anyio.run(main)
     assert written == 60
@@ -180,15 +179,15 @@ def test_stop_ends_the_writer_thread_without_writing_queued_blocks() -> None:
         written.append(block)
 
     async def main() -> None:
-        pipe = BlockPipe(2)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(to_thread.run_sync, pipe.run, write)
-            await pipe.put(b"first")
-            await to_thread.run_sync(started.wait, 5)
-            await pipe.put(b"second")
-            await pipe.put(b"third")
-            pipe.stop()
-            release.set()
+        pipe = BlockPipe(1)
+        pipe.start(write)
+        await pipe.put(b"first")
+        await to_thread.run_sync(started.wait, 5)
+        await pipe.put(b"second")
+        pipe.stop()
+        release.set()
+        await pipe.wait()
+        assert pipe.error is None
 
     anyio.run(main)
     assert written == [b"first"]
@@ -198,23 +197,83 @@ def test_put_after_the_writer_failed_raises_writer_failed() -> None:
     def write(block: bytes) -> None:
         raise ValueError("broken backend")
 
-    async def main(check: Callable[[BaseException], None]) -> None:
+    async def main() -> BlockPipe:
         pipe = BlockPipe(1)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(to_thread.run_sync, pipe.run, write)
-                await pipe.put(b"a")
-                for _ in range(100):  # the writer fails on "a"; a later put must notice
-                    await pipe.put(b"b")
-                    await anyio.sleep(0.01)
-        except BaseExceptionGroup as group:
-            for exc in group.exceptions:
-                check(exc)
-            return
-        raise AssertionError("the pipe never reported the writer's failure")
+        pipe.start(write)
+        with pytest.raises(WriterFailed) as info:
+            for _ in range(100):  # the writer fails on the first block; a put notices
+                await pipe.put(b"b")
+                await anyio.sleep(0.01)
+        assert isinstance(info.value.__cause__, ValueError)
+        await pipe.wait()
+        return pipe
 
-    seen: list[BaseException] = []
-    anyio.run(main, seen.append)
-    assert any(isinstance(e, ValueError) for e in seen)
-    failed = [e for e in seen if isinstance(e, WriterFailed)]
-    assert all(isinstance(e.__cause__, ValueError) for e in failed)
+    pipe = anyio.run(main)
+    assert isinstance(pipe.error, ValueError)
+
+
+class Chunks:
+    """A backend read stream: counts what was read and whether it was closed, and which
+    thread touched it."""
+
+    def __init__(self, n: int, fail_at: int | None = None) -> None:
+        self.n = n
+        self.fail_at = fail_at
+        self.read = 0
+        self.closed = False
+        self.threads: set[str] = set()
+
+    def __iter__(self) -> Chunks:
+        return self
+
+    def __next__(self) -> bytes:
+        self.threads.add(threading.current_thread().name)
+        if self.read == self.fail_at:
+            raise OSError("backend connection lost")
+        if self.read == self.n:
+            raise StopIteration
+        self.read += 1
+        return bytes([self.read % 256]) * 1000
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_read_ahead_yields_every_chunk_in_order_then_closes_the_stream() -> None:
+    chunks = Chunks(200)
+
+    async def main() -> list[bytes]:
+        return [c async for c in read_ahead(chunks)]
+
+    got = anyio.run(main)
+    assert got == [bytes([i % 256]) * 1000 for i in range(1, 201)]
+    assert chunks.closed
+    assert chunks.threads == {"fedgate-download"}  # one thread of our own, not the pool
+
+
+def test_read_ahead_raises_a_backend_error_after_the_chunks_before_it() -> None:
+    chunks = Chunks(200, fail_at=50)
+
+    async def main(got: list[bytes]) -> None:
+        async for c in read_ahead(chunks):
+            got.append(c)
+
+    got: list[bytes] = []
+    with pytest.raises(OSError, match="connection lost"):
+        anyio.run(main, got)
+    assert len(got) == 50  # a download cut here is not complete, and says so
+    assert chunks.closed
+
+
+def test_a_client_that_stops_reading_stops_the_reader_thread() -> None:
+    chunks = Chunks(100_000)
+
+    async def main() -> None:
+        stream = read_ahead(chunks, depth=2)
+        for _ in range(3):
+            await stream.__anext__()
+        await stream.aclose()
+
+    anyio.run(main)
+    assert chunks.closed
+    assert chunks.read <= 3 + 2 + 1  # what was taken, the queue, the one in hand
