@@ -45,7 +45,9 @@ from adapters.base import (
 
 STAGING = ".fedgate-staging"
 MD5_XATTR = "user.fedgate.md5"
-CHUNK = 2 * 1024 * 1024
+# Read size. The gateway reads one chunk ahead of the client (gateway/block_pipe.py), so a
+# download holds about three: 2 MiB chunks put 16 parallel downloads at 157 MB RSS.
+CHUNK = 1024 * 1024
 
 
 def _mime(name: str) -> str:
