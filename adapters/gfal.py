@@ -48,6 +48,7 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import mimetypes
@@ -222,18 +223,25 @@ class GfalStorage:
 
     def _list(self, path: str, hide_uploads: bool) -> Iterator[Entry]:
         lease = Lease(self.pool)
-        try:
+        with self._opening(lease, path):
             # Stat first: opendir on a file fails with a different code per protocol.
             if not self._stat(lease.ctx, path).is_dir:
                 raise NotADirectory(f"{path}: not a directory")
             handle = lease.ctx.opendir(self.url(path))
+        return self._iter_dir(lease, handle, path, hide_uploads)
+
+    @contextlib.contextmanager
+    def _opening(self, lease: Lease, path: str) -> Iterator[None]:
+        """Until a stream takes the lease over, a failure gives it back (a gfal2 error
+        translated)."""
+        try:
+            yield
         except self.gfal.GError as exc:
             lease.release()
             raise self.error(exc, path) from None
         except BaseException:
             lease.release()
             raise
-        return self._iter_dir(lease, handle, path, hide_uploads)
 
     def _iter_dir(self, lease: Lease, handle: Any, path: str, hide: bool) -> Iterator[Entry]:
         try:
@@ -255,17 +263,11 @@ class GfalStorage:
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         self._check_visible(path)
         lease = Lease(self.pool)
-        try:
+        with self._opening(lease, path):
             entry = self._stat(lease.ctx, path)
             if entry.is_dir:
                 raise IsADirectory(f"{path}: is a directory")
             handle = lease.ctx.open(self.url(path), "r")
-        except self.gfal.GError as exc:
-            lease.release()
-            raise self.error(exc, path) from None
-        except BaseException:
-            lease.release()
-            raise
         size = entry.size or 0
         stop = size if end is None else min(end, size)
         return self._read(lease, handle, path, start, stop)

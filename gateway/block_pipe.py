@@ -33,11 +33,11 @@ class WriterFailed(Exception):
 
 
 class _TransferThread:
-    """A thread for one transfer, its stop flag, and an awaitable end."""
+    """A thread for one transfer, its queue, its stop flag, and an awaitable end."""
 
     def __init__(self, depth: int, name: str) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)  # None: the end
         self._loop = asyncio.get_running_loop()
-        self._depth = depth
         self._name = name
         self._stopped = False
         self._wakeup = anyio.Event()
@@ -79,7 +79,6 @@ class BlockPipe(_TransferThread):
 
     def __init__(self, depth: int) -> None:
         super().__init__(depth, "fedgate-upload")
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)  # None: the end
 
     def start(self, write: Callable[[bytes], None]) -> None:
         self._start(lambda: self._run(write))
@@ -129,7 +128,6 @@ class ReadAhead(_TransferThread):
 
     def __init__(self, depth: int) -> None:
         super().__init__(depth, "fedgate-download")
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)  # None: the end
 
     def start(self, chunks: Iterator[bytes]) -> None:
         self._start(lambda: self._run(chunks))

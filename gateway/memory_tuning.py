@@ -32,8 +32,9 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 ARENA_MAX = 2
-# Above every buffer the data path allocates per chunk (4 MiB iRODS reads, 1 MiB upload
-# blocks, 2 MiB file reads), below the S3 part size: parts come from and go back to mmap.
+# Above every buffer the data path allocates per chunk (4 MiB iRODS reads, up to 1 MiB
+# upload blocks and file reads), below the S3 part size: parts come from and go back to
+# mmap.
 MMAP_THRESHOLD = 5 * 1024 * 1024
 TRIM_THRESHOLD = 16 * 1024 * 1024
 

@@ -1,9 +1,9 @@
 """Moving bytes between an ASGI request/response and a synchronous backend.
 
-Backend libraries are synchronous, so every backend call runs in a worker thread. A
-thread hop costs tens of microseconds: reads hop once per ~1 MiB chunk, listings once per
-batch of entries. An upload runs one writer thread for its whole body, fed ~1 MiB blocks
-through gateway/block_pipe.py, so the event loop is off the writer's critical path.
+Backend libraries are synchronous, so every backend call runs in a thread. Single calls
+and listings (one hop per batch of entries) use anyio's worker pool; a file download or
+upload runs one thread of its own for the whole transfer, which trades chunks with the
+event loop through gateway/block_pipe.py, so the loop is off the backend's critical path.
 """
 
 from __future__ import annotations
@@ -142,9 +142,10 @@ class ClosingStreamingResponse(StreamingResponse):
 async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[Entry, int]:
     """Stream the request body into ``writer`` and commit it; abort on any failure.
 
-    Receiving and writing overlap: the event loop keeps reading the socket while a
-    worker thread writes the previous ~1 MiB block (at most PIPELINE_DEPTH blocks wait
-    in between, so memory stays bounded per upload; see gateway/block_pipe.py).
+    Receiving and writing overlap: the event loop keeps reading the socket while the
+    upload's thread writes the previous block (the writer's ``block_size``, else
+    UPLOAD_BUFFER; at most PIPELINE_DEPTH blocks wait in between, so memory stays
+    bounded per upload; see gateway/block_pipe.py).
 
     A body cut short (client gone, or fewer bytes than its Content-Length) or longer
     than ``limit`` is never committed: nothing appears at the target path and a file

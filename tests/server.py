@@ -21,9 +21,17 @@ from gateway.state import Gateway
 
 
 class ServerThread:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, http: Any = "auto", lifespan: str = "on") -> None:
+        """``http``: uvicorn's protocol, a name or a class (``fedgate serve`` runs
+        gateway.limits.GuardedHttpTools)."""
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_keep_alive=5
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan=lifespan,
+            timeout_keep_alive=5,
+            http=http,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,5 +1,5 @@
 """What the gateway's server process adds under the app: request bodies gathered into
-~1 MiB messages by our uvicorn protocol (gateway/limits.py) without holding back a slow
+block-sized messages by our uvicorn protocol (gateway/limits.py) without holding back a slow
 client's bytes, and the malloc settings of gateway/memory_tuning.py."""
 
 from __future__ import annotations
@@ -8,17 +8,16 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
 from bench.common import REPO
 from gateway.limits import BODY_BLOCK, BODY_FLUSH, GuardedHttpTools
+from tests.server import ServerThread
 
 
 class BodyRecorder:
@@ -51,20 +50,12 @@ class BodyRecorder:
 
 @contextmanager
 def serving(app: BodyRecorder) -> Iterator[int]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    config.http = GuardedHttpTools  # as `fedgate serve` runs it
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
+    thread = ServerThread(app, http=GuardedHttpTools, lifespan="off")  # as `fedgate serve`
+    port = thread.start()
     try:
-        yield int(server.servers[0].sockets[0].getsockname()[1])
+        yield port
     finally:
-        server.should_exit = True
-        thread.join(10)
+        thread.stop()
 
 
 def head(size: int) -> bytes:
@@ -80,7 +71,7 @@ def answer(sock: socket.socket) -> bytes:
     return out
 
 
-def test_a_fast_body_reaches_the_app_in_about_one_mib_messages() -> None:
+def test_a_fast_body_reaches_the_app_in_block_sized_messages() -> None:
     app = BodyRecorder()
     size = 16 * BODY_BLOCK
     with serving(app) as port, socket.create_connection(("127.0.0.1", port)) as sock:
@@ -92,7 +83,7 @@ def test_a_fast_body_reaches_the_app_in_about_one_mib_messages() -> None:
     assert reply.endswith(str(size).encode())
     sizes = [n for n, _ in app.messages]
     assert sum(sizes) == size
-    # uvicorn alone hands over one message per socket read (~64 KiB on loopback): 256+.
+    # uvicorn alone hands over one message per socket read (~64 KiB on loopback): 128+.
     assert len(sizes) <= 16 + 8, sizes
     assert max(sizes) < 2 * BODY_BLOCK  # reading pauses at a block: memory stays bounded
 
