@@ -7,7 +7,6 @@ import datetime as dt
 import http.server
 import shutil
 import socket
-import subprocess
 import threading
 import time
 import traceback
@@ -29,9 +28,8 @@ from adapters.base import (
 )
 from adapters.gfal import UPLOAD_PREFIX, GfalAdapter, create
 from tests.adapters.conformance import AdapterConformance, read, write
+from tests.testbeds import run_testbed, running_testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "testbeds" / "xrootd.sh"
 ROOT_URL = "root://127.0.0.1:11094//data"
 HTTP_URL = "http://127.0.0.1:11095/data"
 TOKEN = "test-bearer-Zm9vYmFy.c2VjcmV0"  # XRootD here has no token auth: it is ignored
@@ -40,12 +38,8 @@ TOKEN = "test-bearer-Zm9vYmFy.c2VjcmV0"  # XRootD here has no token auth: it is 
 @pytest.fixture(scope="session")
 def xrootd_data() -> Iterator[Path]:
     """The running daemon's export folder on disk (tests use it for fast bulk setup)."""
-    subprocess.run(["bash", str(SCRIPT), "start"], check=True, timeout=120)
-    path = subprocess.run(
-        ["bash", str(SCRIPT), "path"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    yield Path(path)
-    subprocess.run(["bash", str(SCRIPT), "stop"], check=True, timeout=60)
+    with running_testbed("xrootd"):
+        yield Path(run_testbed("xrootd", "path").stdout.strip())
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import girder_client
@@ -28,18 +26,16 @@ from adapters.base import (
 )
 from adapters.girder import GirderAdapter, GirderStorage, create, resolve_vip_reference, vip_uri
 from tests.adapters.conformance import AdapterConformance, read, write
+from tests.testbeds import REPO, running_testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "testbeds" / "girder.sh"
 ENV = REPO / ".testbeds" / "girder" / "env.json"
 PAGE = 50
 
 
 @pytest.fixture(scope="session")
 def girder_env() -> Iterator[dict[str, Any]]:
-    subprocess.run(["bash", str(SCRIPT), "start"], check=True, timeout=300)
-    yield json.loads(ENV.read_text())
-    subprocess.run(["bash", str(SCRIPT), "stop"], check=True, timeout=60)
+    with running_testbed("girder"):
+        yield json.loads(ENV.read_text())
 
 
 @pytest.fixture(scope="session")

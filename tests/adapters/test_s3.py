@@ -8,12 +8,10 @@ import datetime as dt
 import hashlib
 import os
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,9 +32,8 @@ from adapters.base import (
 from adapters.s3 import S3Adapter, S3Storage, create
 from adapters.s3_support import MIB, S3Writer
 from tests.adapters.conformance import BINARY, AdapterConformance, names, read, write
+from tests.testbeds import running_testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "testbeds" / "seaweedfs.sh"
 ENDPOINT = "http://127.0.0.1:8333"
 BUCKET = "fedgate-tests"
 ADMIN = Credential("access_secret", {"accessKey": "testkey", "secretKey": "testsecret"})
@@ -45,20 +42,10 @@ LISTER = Credential("access_secret", {"accessKey": "listkey", "secretKey": "list
 SMALL_PARTS = {"multipart_threshold": 5 * MIB, "part_size": 5 * MIB}
 
 
-def _script(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[str]:
-    was_running = _script("status").returncode == 0
-    started = _script("start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield ENDPOINT
-    if not was_running:  # leave a server someone else started alone
-        _script("stop")
+    with running_testbed("seaweedfs"):
+        yield ENDPOINT
 
 
 def make_adapter(prefix: str = "", **options: Any) -> S3Adapter:

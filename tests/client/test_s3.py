@@ -5,7 +5,6 @@ proxy mode, and a redirected download cut by the storage and resumed."""
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,38 +17,28 @@ from gateway.config import MountConfig
 from tests.client.conftest import token
 from tests.client.helpers import Proxy, proxy
 from tests.server import Running, local_settings, running
+from tests.testbeds import running_testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "testbeds" / "seaweedfs.sh"
 BUCKET = "fedgate-tests"
 KEYS = {"access_key": "testkey", "secret_key": "testsecret"}
 
 
-def _script(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.fixture(scope="module")
 def seaweedfs() -> Iterator[int]:
-    was_running = _script("status").returncode == 0
-    started = _script("start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    s3 = boto3.client(
-        "s3",
-        endpoint_url="http://127.0.0.1:8333",
-        aws_access_key_id=KEYS["access_key"],
-        aws_secret_access_key=KEYS["secret_key"],
-        region_name="us-east-1",
-    )
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.ClientError as exc:
-        assert exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
-    yield 8333
-    if not was_running:  # leave a server someone else started alone
-        _script("stop")
+    with running_testbed("seaweedfs"):
+        s3 = boto3.client(
+            "s3",
+            endpoint_url="http://127.0.0.1:8333",
+            aws_access_key_id=KEYS["access_key"],
+            aws_secret_access_key=KEYS["secret_key"],
+            region_name="us-east-1",
+        )
+        try:
+            s3.create_bucket(Bucket=BUCKET)
+        except s3.exceptions.ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            assert code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+        yield 8333
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import uuid
 import zlib
@@ -37,21 +36,14 @@ from gateway.config import MountConfig
 from tests.gateway.test_data_api import is_error
 from tests.gateway.test_delegation import bearer, token
 from tests.server import Running, local_settings, running
+from tests.testbeds import run_testbed, running_testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "testbeds" / "xrootd.sh"
 ROOT_URL = "root://127.0.0.1:11094//data"
 HTTP_URL = "http://127.0.0.1:11095/data"
 MOUNTS = ("grid-root", "grid-http")
 OCTET = {"Content-Type": "application/octet-stream"}
 # XRootD here has no token authentication: the tokens travel and are ignored.
 ADMIN_TOKENS = {"grid-root": "SECRET-root-7f3a9c", "grid-http": "SECRET-http-2b8d1e"}
-
-
-def _script(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=120
-    )
 
 
 def _closed_port() -> int:
@@ -81,12 +73,8 @@ class _Probe(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def se_data() -> Iterator[Path]:
     """The daemon's export folder on disk, to look behind the gateway's back."""
-    was_running = _script("status").returncode == 0
-    started = _script("start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield Path(_script("path").stdout.strip())
-    if not was_running:
-        _script("stop")
+    with running_testbed("xrootd"):
+        yield Path(run_testbed("xrootd", "path").stdout.strip())
 
 
 @pytest.fixture(scope="module")

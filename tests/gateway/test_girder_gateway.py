@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,28 +26,17 @@ from tests.gateway.carmin_flow import check_carmin_actions, name_of
 from tests.gateway.test_data_api import is_error
 from tests.gateway.test_delegation import bearer, token
 from tests.server import Running, local_settings, running
+from tests.testbeds import REPO, running_testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "testbeds" / "girder.sh"
 ENV = REPO / ".testbeds" / "girder" / "env.json"
 OCTET = {"Content-Type": "application/octet-stream"}
 PAGE = 50
 
 
-def _script(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.fixture(scope="module")
 def girder_env() -> Iterator[dict[str, Any]]:
-    was_running = _script("status").returncode == 0
-    started = _script("start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield json.loads(ENV.read_text())
-    if not was_running:  # leave a testbed another session started alone
-        _script("stop")
+    with running_testbed("girder"):
+        yield json.loads(ENV.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -30,9 +30,8 @@ from gateway.config import MountConfig
 from tests.gateway.test_data_api import is_error
 from tests.gateway.test_delegation import bearer, token
 from tests.server import Running, local_settings, running
+from tests.testbeds import running_testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "testbeds" / "seaweedfs.sh"
 ENDPOINT = "http://127.0.0.1:8333"
 BUCKET = "fedgate-tests"
 KEYS = {"accessKey": "testkey", "secretKey": "testsecret"}
@@ -40,26 +39,16 @@ MIB = 1024 * 1024
 OCTET = {"Content-Type": "application/octet-stream"}
 
 
-def _script(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     """A boto3 client on the bucket, to look behind the gateway's back."""
-    was_running = _script("status").returncode == 0
-    started = _script("start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
-    client = adapter.bind(Credential("access_secret", dict(KEYS))).client  # type: ignore[attr-defined]
-    with contextlib.suppress(Exception):  # already there: fine
-        client.create_bucket(Bucket=BUCKET)
-    yield client
-    adapter.close()
-    if not was_running:
-        _script("stop")
+    with running_testbed("seaweedfs"):
+        adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
+        client = adapter.bind(Credential("access_secret", dict(KEYS))).client  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):  # already there: fine
+            client.create_bucket(Bucket=BUCKET)
+        yield client
+        adapter.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,26 +21,9 @@ from adapters.base import NotFound, Storage
 from adapters.registry import create_adapter
 from gateway.config import MountConfig
 from tests.irods_server import IrodsTestServer
+from tests.testbeds import ensure_started, run_testbed
 
 REPO = Path(__file__).resolve().parents[2]
-TESTBEDS = REPO / "scripts" / "testbeds"
-
-
-def run_testbed(name: str, command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(TESTBEDS / f"{name}.sh"), command],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def ensure_started(name: str) -> bool:
-    """Start a testbed; returns whether it was already running (then leave it on)."""
-    was_running = run_testbed(name, "status").returncode == 0
-    started = run_testbed(name, "start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    return was_running
 
 
 @dataclass

@@ -27,8 +27,9 @@ import pytest
 from adapters.base import BackendUnavailable
 from adapters.posix import STAGING
 from bench.common import VENV_BIN, free_port, wait_port
-from tests.reliability.conftest import Backend, run_testbed
+from tests.reliability.conftest import Backend
 from tests.server import Running, local_settings, running
+from tests.testbeds import run_testbed
 
 MiB = 1024 * 1024
 PORTS = {"seaweedfs": 8333, "girder": 8080, "xrootd": 11094}
