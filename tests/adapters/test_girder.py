@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import json
 import uuid
 from collections.abc import Iterator
@@ -304,6 +305,20 @@ def test_streamed_overwrite_keeps_old_bytes_until_commit(
     assert entry.size == len(data) and gstorage.stat("o").size == len(data)
     assert hashlib.md5(read(gstorage, "o")).hexdigest() == hashlib.md5(data).hexdigest()
     assert [e.name for e in gstorage.list("")] == ["o"]
+
+
+def test_streamed_upload_splits_blocks_at_chunk_boundaries(gstorage: GirderStorage) -> None:
+    # Blocks that straddle the 5 MiB chunk boundaries, written from one reused buffer:
+    # the writer keeps blocks until they are sent, so it must not keep the caller's buffer.
+    data = os.urandom(11 * 1024 * 1024 + 12345)
+    w = gstorage.open_write("odd", size_hint=len(data))
+    buf = bytearray(777_777)
+    for i in range(0, len(data), len(buf)):
+        n = len(data[i : i + len(buf)])
+        buf[:n] = data[i : i + n]
+        w.write(buf[:n] if n < len(buf) else buf)
+    assert w.commit().size == len(data)
+    assert hashlib.md5(read(gstorage, "odd")).hexdigest() == hashlib.md5(data).hexdigest()
 
 
 def test_size_hint_mismatch_fails_cleanly(gstorage: GirderStorage) -> None:
