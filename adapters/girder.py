@@ -10,7 +10,8 @@ Options (the mount's TOML table):
 ``connect_timeout`` / ``read_timeout``  Seconds (defaults 5 / 60).
 ``retries``            Connection retries per call (default 2).
 ``page_size``          Listing page size (default 50, Girder's own default).
-``upload_chunk_mib``   Upload chunk size in MiB (default 5, Girder's minimum).
+``upload_chunk_mib``   Upload chunk size in MiB (default 64, as girder-client; at least 5,
+                       Girder's minimum). Chunks are streamed, not buffered.
 
 Credentials: kind ``"apikey"`` with field ``apiKey`` (exchanged for a short Girder token,
 cached per key until a minute before it expires), or kind ``"bearer"`` with field ``token``
@@ -426,7 +427,7 @@ class GirderAdapter:
         read_timeout: float = 60.0,
         retries: int = 2,
         page_size: int = 50,
-        upload_chunk_mib: float = 5,
+        upload_chunk_mib: float = 64,
     ) -> None:
         if not root.startswith(("/collection/", "/user/")):
             raise ValueError("girder root must start with /collection/ or /user/")

@@ -4,33 +4,36 @@ Girder itself gives the atomicity: a new file is uploaded with ``POST /file`` in
 parent *folder*, and Girder creates the item only when the last byte has arrived; an
 existing file is replaced with ``PUT /file/{id}/contents``, which keeps serving the old
 bytes until the last chunk arrives and then swaps the file record in one update. The last
-chunk is only ever sent by ``commit``, so nothing changes at the target before it.
+byte is only ever sent by ``commit``, so nothing changes at the target before it.
 ``abort`` cancels the server-side upload (``DELETE /file/upload/{id}``), which removes
 its temporary bytes.
 
 Girder needs the total size when an upload starts and chunks of at least 5 MiB (but the
-last). With a ``size_hint`` the bytes stream to Girder in chunks as they come; without
-one (or once more bytes than announced arrive before anything was sent) they are spooled
-to a local temporary file and uploaded at commit. Fewer or more bytes than announced
-after chunks were sent is an error (the upload is cancelled).
+last). With a ``size_hint`` the upload is opened at the first write and the bytes stream
+on to Girder as they arrive; without one (or when more bytes than announced arrive in the
+first write) they are spooled to a local temporary file and uploaded at commit. Fewer or
+more bytes than announced once the upload is open is an error (the upload is cancelled).
 
-Streamed chunks are sent by a background thread, one at a time, while the next chunk is
-being received: receiving from the client and Girder's ingest overlap instead of taking
-turns (bench/girder.py: the upload rate went from ~0.4× to ~0.9× girder-client's). At
-most two chunks are held per upload (the one in flight and the one filling up); an error
-of the chunk in flight surfaces at the next ``write`` or at ``commit``.
+Each upload has one sender thread that sends the chunks one after the other, each as one
+``POST file/chunk`` whose body (Content-Length: the chunk's size) is fed block by block
+from a short queue as the client's bytes arrive. Nothing is gathered into chunk-sized
+buffers, so a chunk can be as large as girder-client's (64 MiB, the default here) at a
+memory cost of a few blocks per upload; fewer chunks means fewer of Girder's per-chunk
+round trips and database updates (bench/girder.py: 100 MiB uploads went from 0.74 × to
+see README × girder-client). The queue also gives back-pressure: a slow Girder slows the
+client down instead of filling memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import mimetypes
+import queue
 import tempfile
 import threading
 import unicodedata
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from adapters.base import (
@@ -46,76 +49,105 @@ if TYPE_CHECKING:
     from adapters.girder import GirderStorage
 
 
-_SENDERS: ThreadPoolExecutor | None = None
-_SENDERS_LOCK = threading.Lock()
+QUEUE_BLOCKS = 4  # blocks waiting for the sender, per upload (about 2 MiB)
+SPOOL_BLOCK = 1024 * 1024  # read size when a spooled upload is sent at commit
+SPOOL_IN_MEMORY = 1024 * 1024  # a spooled upload moves to a disk file beyond this
+_POLL = 0.25  # seconds between checks that the sender is still alive
 
 
-def _senders() -> ThreadPoolExecutor:
-    """Shared by all uploads; each has at most one chunk in flight, so a full pool only
-    delays a writer (it waits in ``write``), it never deadlocks."""
-    global _SENDERS
-    with _SENDERS_LOCK:
-        if _SENDERS is None:
-            _SENDERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="girder-upload")
-        return _SENDERS
+class _Cancelled(Exception):
+    """Raised inside a chunk body to break off its request (the upload is aborted)."""
 
 
-class _Chunk:
-    """One Girder chunk as the blocks it was received in. requests sends an iterable with
-    a ``len`` under Content-Length, one ``sendall`` per block: gluing a 16 MiB chunk into
-    one bytes object cost two fresh 16 MiB buffers per chunk (mmap'ed, so page-faulted in
-    each time), about 2 CPU-s per GiB (py-spy, bench/girder.py)."""
-
-    __slots__ = ("_parts", "_size")
-
-    def __init__(self, parts: list[memoryview | bytes], size: int) -> None:
-        self._parts = parts
-        self._size = size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __bool__(self) -> bool:
-        return self._size > 0
-
-    def __iter__(self) -> Iterator[memoryview | bytes]:
-        # Re-iterable: girder-client's session may send the same body again on a retry.
-        return iter(self._parts)
+_CANCEL = object()
+Block = bytes | memoryview
 
 
-class _Blocks:
-    """The bytes received but not yet sent, kept as the blocks they arrived in."""
-
-    __slots__ = ("_parts", "_size")
+class _Feed:
+    """The bytes of one upload on their way from ``write`` to the sender thread, in order."""
 
     def __init__(self) -> None:
-        self._parts: deque[memoryview | bytes] = deque()
-        self._size = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BLOCKS)
+        self._rest: Block | None = None  # a block's tail left by the previous chunk
+
+    def put(self, block: Block, alive: Callable[[], None]) -> None:
+        """Queue a block; ``alive`` raises the sender's error if it stopped meanwhile."""
+        while True:
+            try:
+                self._queue.put(block, timeout=_POLL)
+                return
+            except queue.Full:
+                alive()
+
+    def cancel(self) -> None:
+        """Wake the sender with a cancel; called by the writer's own thread, the only
+        producer, so once the queue is drained the put cannot block."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._queue.put_nowait(_CANCEL)
+
+    def chunk(self, size: int) -> _ChunkBody:
+        return _ChunkBody(self, size)
+
+    def take(self, limit: int) -> Block:
+        """The next block, at most ``limit`` bytes of it (the rest waits for the next)."""
+        block, self._rest = self._rest, None
+        if block is None:
+            block = self._queue.get()
+            if block is _CANCEL:
+                raise _Cancelled
+        if len(block) > limit:
+            view = memoryview(block)
+            block, self._rest = view[:limit], view[limit:]
+        return block
+
+
+class _ChunkBody:
+    """The body of one chunk request: exactly ``size`` bytes taken from the feed while
+    requests sends them. requests sends an iterable that has a ``len`` under
+    Content-Length, one ``sendall`` per block."""
+
+    __slots__ = ("_feed", "_size", "_used")
+
+    def __init__(self, feed: _Feed, size: int) -> None:
+        self._feed = feed
+        self._size = size
+        self._used = False
 
     def __len__(self) -> int:
         return self._size
 
-    def append(self, data: bytes) -> None:
-        if data:
-            # Held past this call: a caller's reusable buffer must not change under us.
-            self._parts.append(data if type(data) is bytes else bytes(data))
-            self._size += len(data)
+    def __iter__(self) -> Iterator[Block]:
+        # The bytes are consumed as they are sent: a retry must fail, not send others.
+        if self._used:
+            raise StorageError("a streamed Girder chunk cannot be sent twice")
+        self._used = True
+        return self._blocks()
 
-    def take(self, size: int) -> _Chunk:
-        """The first ``size`` bytes (a block split at the boundary is sliced, not copied)."""
-        taken: list[memoryview | bytes] = []
-        need = size
+    def _blocks(self) -> Iterator[Block]:
+        need = self._size
         while need:
-            part = self._parts.popleft()
-            if len(part) > need:
-                view = memoryview(part)
-                taken.append(view[:need])
-                self._parts.appendleft(view[need:])
-                break
-            taken.append(part)
-            need -= len(part)
-        self._size -= size
-        return _Chunk(taken, size)
+            block = self._feed.take(need)
+            need -= len(block)
+            yield block
+
+
+def _in_thread(fn: Callable[[], Any], name: str) -> Future[Any]:
+    """Run ``fn`` in a thread of its own: a sender lives as long as its upload, so a
+    shared pool would make the next uploads wait for a slow one to finish."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the writer's thread, raised there
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def unservable(name: str) -> bool:
@@ -151,81 +183,68 @@ class GirderWriter:
         self._file_id = file_id  # set when replacing an existing file
         self._size = size_hint
         self._chunk = storage.upload_chunk_size
-        self._buffer = _Blocks()
         # Without a size Girder cannot start an upload: spool to local disk until commit.
         self._spool: Any = None
         self._written = 0
-        self._sent = 0
         self._upload_id: str | None = None
+        self._feed = _Feed()
+        self._sender: Future[Any] | None = None
+        self._held: Block = b""  # the upload's last byte: only commit sends it
         self._closed = False
-        self._inflight: Future[Any] | None = None
 
     # --- Writer ---------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         if self._closed:
             raise StorageError(f"{self._path}: write after commit or abort")
+        if not data:
+            return
         self._written += len(data)
-        started = self._upload_id is not None or self._inflight is not None
-        if self._size is not None and self._written > self._size and started:
+        if self._size is not None and self._written > self._size and self._sender is not None:
             raise StorageError(f"{self._path}: more bytes than the announced size")
         if self._size is None or self._written > self._size:
             if self._spool is None:
-                self._spool = tempfile.SpooledTemporaryFile(max_size=self._chunk)  # noqa: SIM115
-                for part in self._buffer.take(len(self._buffer)):
-                    self._spool.write(part)
+                self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
                 self._size = None
             self._spool.write(data)
             return
-        self._buffer.append(data)
-        # Keep at least one byte back: the chunk that completes the upload is commit's.
-        while len(self._buffer) > self._chunk:
-            block = self._buffer.take(self._chunk)
-            self._wait()  # chunks go in order, one at a time: offsets depend on it
-            if self._upload_id is None:
-                # The first chunk opens the upload: send it here, so a refusal (parent
-                # gone, no permission) is this write's error and the upload id is known.
-                self._send(block, self._size)
-            else:
-                self._inflight = _senders().submit(self._send, block, self._size)
-
-    def _wait(self) -> None:
-        """Wait for the chunk in flight; its error (if any) is raised here."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            inflight.result()
+        if self._sender is None:
+            # Opened here, not in the sender: a refusal (parent gone, no permission) is
+            # this write's error.
+            self._open(self._size)
+        # Held past this call: a caller's reusable buffer must not change under us.
+        block: Block = data if type(data) is bytes else bytes(data)
+        if self._written == self._size:
+            view = memoryview(block)
+            block, self._held = view[:-1], view[-1:]
+        if block:
+            self._feed.put(block, self._alive)
 
     def commit(self) -> Entry:
         if self._closed:
             raise StorageError(f"{self._path}: writer already closed")
         try:
-            self._wait()
             if self._spool is not None:
-                total = self._written
-                self._spool.seek(0)
-                while True:
-                    block = self._spool.read(self._chunk)
-                    if not block:
-                        break
-                    self._send(block, total)
-                if total == 0:
-                    self._send(b"", 0)
-            else:
-                if self._written != self._size and self._upload_id is not None:
-                    raise StorageError(f"{self._path}: fewer bytes than the announced size")
-                result = self._send(self._buffer.take(len(self._buffer)), self._written)
-                return self._finish(result)
-            return self._finish(self._last)
+                return self._finish(self._send_spool())
+            if self._sender is None:  # nothing was written
+                return self._finish(self._create_empty())
+            if self._written != self._size:
+                raise StorageError(f"{self._path}: fewer bytes than the announced size")
+            self._feed.put(self._held, self._alive)
+            return self._finish(self._sender.result())
         except BaseException:
             self.abort()
             raise
 
     def abort(self) -> None:
         self._closed = True
-        # Let the chunk in flight land first, so the cancel below is the last word.
-        with contextlib.suppress(BaseException):
-            self._wait()
-        self._buffer = _Blocks()
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            # Break off the chunk being sent and let the sender end, so the cancel
+            # below is the last word.
+            self._feed.cancel()
+            with contextlib.suppress(BaseException):
+                sender.result()
         if self._spool is not None:
             self._spool.close()
             self._spool = None
@@ -237,53 +256,76 @@ class GirderWriter:
 
     # --- internals ------------------------------------------------------------------
 
-    _last: Any = None
-
-    def _send(self, block: _Chunk | bytes, total: int) -> Any:
-        """Start the upload (with this block as first chunk) or append a chunk."""
-        if not block:
-            block = b""  # an empty iterable would go out chunk-encoded, not as length 0
-        headers = {"Content-Type": "application/octet-stream"}
+    def _open(self, total: int) -> None:
+        """Open the upload of ``total`` (> 0) bytes and start the sender."""
         try:
-            if self._upload_id is None:
-                if self._file_id is not None:
-                    answer = self._session.request(
-                        "PUT", f"file/{self._file_id}/contents", params={"size": total}
-                    )
-                    if "itemId" not in answer:  # an upload record, not the finished file
-                        self._upload_id = str(answer["_id"])
-                        answer = self._chunk_request(block, headers)
-                else:
-                    params = {
-                        "parentType": "folder",
-                        "parentId": self._folder_id,
-                        "name": self._name,
-                        "size": total,
-                        "mimeType": mime_of(self._name),
-                    }
-                    answer = self._session.request(
-                        "POST", "file", params=params, data=block or None, headers=headers
-                    )
-                    if "itemId" not in answer:
-                        self._upload_id = str(answer["_id"])
+            if self._file_id is not None:
+                answer = self._session.request(
+                    "PUT", f"file/{self._file_id}/contents", params={"size": total}
+                )
             else:
-                answer = self._chunk_request(block, headers)
+                answer = self._session.request("POST", "file", params=self._new_file(total))
         except GirderError as exc:
             raise self._storage.write_error(self._path, exc) from exc
-        self._sent += len(block)
-        if "itemId" in answer:
+        self._upload_id = str(answer["_id"])
+        self._sender = _in_thread(lambda: self._send_chunks(total), "girder-upload")
+
+    def _new_file(self, total: int) -> dict[str, Any]:
+        return {
+            "parentType": "folder",
+            "parentId": self._folder_id,
+            "name": self._name,
+            "size": total,
+            "mimeType": mime_of(self._name),
+        }
+
+    def _send_chunks(self, total: int) -> Any:
+        """The sender: every chunk in order; the last answer is the finished file."""
+        answer: Any = None
+        offset = 0
+        while offset < total:
+            size = min(self._chunk, total - offset)
+            try:
+                answer = self._session.request(
+                    "POST",
+                    "file/chunk",
+                    params={"uploadId": self._upload_id, "offset": offset},
+                    data=self._feed.chunk(size),
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            except GirderError as exc:
+                raise self._storage.write_error(self._path, exc) from exc
+            offset += size
+        if isinstance(answer, dict) and "itemId" in answer:
             self._upload_id = None  # finalized: nothing left to cancel
-        self._last = answer
         return answer
 
-    def _chunk_request(self, block: _Chunk | bytes, headers: dict[str, str]) -> Any:
-        return self._session.request(
-            "POST",
-            "file/chunk",
-            params={"uploadId": self._upload_id, "offset": self._sent},
-            data=block,
-            headers=headers,
-        )
+    def _alive(self) -> None:
+        """Raise the sender's error if it has stopped (the writer would wait forever)."""
+        if self._sender is not None and self._sender.done():
+            self._sender.result()
+            raise StorageError(f"{self._path}: Girder took the upload before its end")
+
+    def _send_spool(self) -> Any:
+        total = self._written
+        if total == 0:
+            return self._create_empty()
+        self._open(total)
+        self._spool.seek(0)
+        while block := self._spool.read(SPOOL_BLOCK):
+            self._feed.put(block, self._alive)
+        assert self._sender is not None
+        return self._sender.result()
+
+    def _create_empty(self) -> Any:
+        try:
+            if self._file_id is not None:
+                return self._session.request(
+                    "PUT", f"file/{self._file_id}/contents", params={"size": 0}
+                )
+            return self._session.request("POST", "file", params=self._new_file(0))
+        except GirderError as exc:
+            raise self._storage.write_error(self._path, exc) from exc
 
     def _finish(self, answer: Any) -> Entry:
         self._closed = True

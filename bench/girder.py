@@ -1,6 +1,6 @@
 """Girder through fedgate against girder-client directly: same machine, same run, same Girder.
 
-    .venv/bin/python bench/girder.py [--sizes 100,1024] [--repeat 2] [--upload-chunk-mib 16]
+    .venv/bin/python bench/girder.py [--sizes 100,1024] [--repeat 2] [--upload-chunk-mib 64]
 
 Starts the real Girder testbed (scripts/testbeds/girder.sh; stopped again if it was not
 running) and ``fedgate serve`` with a girder mount on a fresh folder, the user's Girder
@@ -139,7 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,1024", help="MiB, comma-separated")
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--upload-chunk-mib", type=float, default=16)
+    ap.add_argument("--upload-chunk-mib", type=float, default=64)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 

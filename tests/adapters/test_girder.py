@@ -67,7 +67,9 @@ def make_adapter(env: dict[str, Any], root: str, **extra: Any) -> GirderAdapter:
 
 @pytest.fixture
 def gstorage(girder_env: dict[str, Any], folder: dict[str, Any]) -> Iterator[GirderStorage]:
-    adapter = make_adapter(girder_env, folder["root"])
+    # Girder's minimum chunk (the default is 64 MiB): a few MiB of test data then takes
+    # several chunks, and blocks straddle chunk boundaries.
+    adapter = make_adapter(girder_env, folder["root"], upload_chunk_mib=5)
     storage = adapter.bind(alice_cred(girder_env))
     assert isinstance(storage, GirderStorage)
     yield storage
@@ -319,6 +321,24 @@ def test_streamed_upload_splits_blocks_at_chunk_boundaries(gstorage: GirderStora
         w.write(buf[:n] if n < len(buf) else buf)
     assert w.commit().size == len(data)
     assert hashlib.md5(read(gstorage, "odd")).hexdigest() == hashlib.md5(data).hexdigest()
+
+
+def test_upload_cancelled_in_girder_fails_the_writer(
+    gstorage: GirderStorage, folder: dict[str, Any], admin: girder_client.GirderClient
+) -> None:
+    # The sender thread's error (Girder forgot the upload) reaches the writer's caller
+    # instead of leaving it waiting for a sender that stopped.
+    w = gstorage.open_write("gone", size_hint=40 * 1024 * 1024)
+    w.write(b"g" * (6 * 1024 * 1024))
+    for upload in partial_uploads(admin, folder["_id"]):
+        admin.delete(f"file/upload/{upload['_id']}")
+    with pytest.raises(StorageError):
+        for _ in range(34):
+            w.write(b"g" * (1024 * 1024))
+        w.commit()
+    assert partial_uploads(admin, folder["_id"]) == []
+    with pytest.raises(NotFound):
+        gstorage.stat("gone")
 
 
 def test_size_hint_mismatch_fails_cleanly(gstorage: GirderStorage) -> None:
