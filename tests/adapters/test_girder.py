@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
