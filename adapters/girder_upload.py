@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import mimetypes
-import queue
 import tempfile
-import threading
 import unicodedata
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -44,110 +41,13 @@ from adapters.base import (
     StorageError,
 )
 from adapters.girder_http import GirderError
+from adapters.streamed_body import Block, Feed, in_thread
 
 if TYPE_CHECKING:
     from adapters.girder import GirderStorage
 
-
-QUEUE_BLOCKS = 4  # blocks waiting for the sender, per upload (about 2 MiB)
 SPOOL_BLOCK = 1024 * 1024  # read size when a spooled upload is sent at commit
 SPOOL_IN_MEMORY = 1024 * 1024  # a spooled upload moves to a disk file beyond this
-_POLL = 0.25  # seconds between checks that the sender is still alive
-
-
-class _Cancelled(Exception):
-    """Raised inside a chunk body to break off its request (the upload is aborted)."""
-
-
-_CANCEL = object()
-Block = bytes | memoryview
-
-
-class _Feed:
-    """The bytes of one upload on their way from ``write`` to the sender thread, in order."""
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BLOCKS)
-        self._rest: Block | None = None  # a block's tail left by the previous chunk
-
-    def put(self, block: Block, alive: Callable[[], None]) -> None:
-        """Queue a block; ``alive`` raises the sender's error if it stopped meanwhile."""
-        while True:
-            try:
-                self._queue.put(block, timeout=_POLL)
-                return
-            except queue.Full:
-                alive()
-
-    def cancel(self) -> None:
-        """Wake the sender with a cancel; called by the writer's own thread, the only
-        producer, so once the queue is drained the put cannot block."""
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        self._queue.put_nowait(_CANCEL)
-
-    def chunk(self, size: int) -> _ChunkBody:
-        return _ChunkBody(self, size)
-
-    def take(self, limit: int) -> Block:
-        """The next block, at most ``limit`` bytes of it (the rest waits for the next)."""
-        block, self._rest = self._rest, None
-        if block is None:
-            block = self._queue.get()
-            if block is _CANCEL:
-                raise _Cancelled
-        if len(block) > limit:
-            view = memoryview(block)
-            block, self._rest = view[:limit], view[limit:]
-        return block
-
-
-class _ChunkBody:
-    """The body of one chunk request: exactly ``size`` bytes taken from the feed while
-    requests sends them. requests sends an iterable that has a ``len`` under
-    Content-Length, one ``sendall`` per block."""
-
-    __slots__ = ("_feed", "_size", "_used")
-
-    def __init__(self, feed: _Feed, size: int) -> None:
-        self._feed = feed
-        self._size = size
-        self._used = False
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __iter__(self) -> Iterator[Block]:
-        # The bytes are consumed as they are sent: a retry must fail, not send others.
-        if self._used:
-            raise StorageError("a streamed Girder chunk cannot be sent twice")
-        self._used = True
-        return self._blocks()
-
-    def _blocks(self) -> Iterator[Block]:
-        need = self._size
-        while need:
-            block = self._feed.take(need)
-            need -= len(block)
-            yield block
-
-
-def _in_thread(fn: Callable[[], Any], name: str) -> Future[Any]:
-    """Run ``fn`` in a thread of its own: a sender lives as long as its upload, so a
-    shared pool would make the next uploads wait for a slow one to finish."""
-    future: Future[Any] = Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # handed to the writer's thread, raised there
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
 
 
 def unservable(name: str) -> bool:
@@ -187,7 +87,7 @@ class GirderWriter:
         self._spool: Any = None
         self._written = 0
         self._upload_id: str | None = None
-        self._feed = _Feed()
+        self._feed = Feed()
         self._sender: Future[Any] | None = None
         self._held: Block = b""  # the upload's last byte: only commit sends it
         self._closed = False
@@ -268,7 +168,7 @@ class GirderWriter:
         except GirderError as exc:
             raise self._storage.write_error(self._path, exc) from exc
         self._upload_id = str(answer["_id"])
-        self._sender = _in_thread(lambda: self._send_chunks(total), "girder-upload")
+        self._sender = in_thread(lambda: self._send_chunks(total), "girder-upload")
 
     def _new_file(self, total: int) -> dict[str, Any]:
         return {
