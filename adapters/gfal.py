@@ -54,6 +54,7 @@ import hashlib
 import mimetypes
 import stat as stat_mod
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -78,6 +79,7 @@ from adapters.base import (
     parent_of,
     streamed_checksum,
 )
+from adapters.gfal_http import HttpData
 from adapters.gfal_presign import TLS_SCHEMES, request_macaroon
 from adapters.gfal_support import (
     HTTP_SCHEMES,
@@ -98,6 +100,7 @@ from adapters.gfal_write import (
     UPLOAD_PREFIX,
     GfalWriter,
     SpoolWriter,
+    StreamedPutWriter,
     move_decodes_destination,
     needs_escaping,
 )
@@ -132,6 +135,12 @@ class GfalStorage:
         self.secrets = (token,) if token else ()
         self._xrootd = self.scheme in XROOTD_SCHEMES
         self.pool = ContextPool(self._new_context, options.max_idle_contexts)
+        # The bytes of http/dav mounts go over urllib3 (adapters/gfal_http.py says why).
+        self.http = (
+            HttpData(self.base, self.scheme, token, options)
+            if self.scheme in HTTP_SCHEMES and not options.x509_proxy
+            else None
+        )
         # Whether the SE percent-decodes a MOVE's Destination (see gfal_write); probed once.
         self._move_decodes: bool | None = None
         self._probe_lock = threading.Lock()
@@ -267,9 +276,13 @@ class GfalStorage:
             entry = self._stat(lease.ctx, path)
             if entry.is_dir:
                 raise IsADirectory(f"{path}: is a directory")
-            handle = lease.ctx.open(self.url(path), "r")
+            if self.http is None:
+                handle = lease.ctx.open(self.url(path), "r")
         size = entry.size or 0
         stop = size if end is None else min(end, size)
+        if self.http is not None:
+            lease.release()
+            return self.http.read(path, start, stop)
         return self._read(lease, handle, path, start, stop)
 
     def _read(self, lease: Lease, handle: Any, path: str, start: int, stop: int) -> Iterator[bytes]:
@@ -303,7 +316,18 @@ class GfalStorage:
                         self._move_decodes = move_decodes_destination(self, ctx, parent_of(path))
                 if not self._move_decodes:
                     return SpoolWriter(self, path)
+            if self.http is not None and size_hint and self._puts_directly(ctx, path):
+                return StreamedPutWriter(self, path, size_hint)
         return GfalWriter(self, path)
+
+    def _puts_directly(self, ctx: Any, path: str) -> bool:
+        assert self.http is not None
+        probe = join(parent_of(path), f"{UPLOAD_PREFIX}probe-{uuid.uuid4().hex}")
+        try:
+            return self.http.puts_directly(probe)
+        finally:
+            with contextlib.suppress(self.gfal.GError):
+                ctx.unlink(self.url(probe))
 
     def mkdir(self, path: str) -> Entry:
         if not path:
@@ -378,6 +402,8 @@ class GfalStorage:
 
     def close(self) -> None:
         self.pool.close()
+        if self.http is not None:
+            self.http.close()
 
 
 class GfalAdapter:

@@ -22,11 +22,13 @@ import stat as stat_mod
 import tempfile
 import threading
 import uuid
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from adapters.base import Entry, IsADirectory, StorageError, join, parent_of
 from adapters.gfal_support import Lease
+from adapters.streamed_body import Feed, in_thread
 
 if TYPE_CHECKING:
     from adapters.gfal import GfalStorage
@@ -82,14 +84,21 @@ class GfalWriter:
         self._lease = Lease(storage.pool)
         self._written = 0
         self._removed = False
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_BEHIND)
-        self._thread: threading.Thread | None = None
         self._error: StorageError | None = None
         try:
-            self._file: Any = self._lease.ctx.open(self._tmp_url, "w")
-        except storage.gfal.GError as exc:
+            self._start()
+        except BaseException:
             self._lease.release()
-            raise storage.error(exc, path) from None
+            raise
+
+    def _start(self) -> None:
+        """Open the temporary file (the transport's part of ``__init__``)."""
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_BEHIND)
+        self._thread: threading.Thread | None = None
+        try:
+            self._file: Any = self._lease.ctx.open(self._tmp_url, "w")
+        except self._storage.gfal.GError as exc:
+            raise self._storage.error(exc, self._path) from None
 
     def _run(self) -> None:
         gerror = self._storage.gfal.GError
@@ -174,6 +183,61 @@ class GfalWriter:
             with contextlib.suppress(self._storage.gfal.GError):
                 self._lease.ctx.unlink(self._tmp_url)
         self._lease.release()
+
+
+class StreamedPutWriter(GfalWriter):
+    """http/dav mounts, size known: the body streams to the SE in one PUT of the temporary
+    name while the client sends it (adapters/gfal_http.py says why not gfal2's write);
+    commit and abort are GfalWriter's (size check, rename, unlink through gfal2)."""
+
+    def __init__(self, storage: GfalStorage, path: str, size: int) -> None:
+        self._size = size
+        super().__init__(storage, path)
+
+    def _start(self) -> None:
+        http = self._storage.http
+        assert http is not None
+        self._feed = Feed()
+        body = self._feed.chunk(self._size)
+        self._sender: Future[None] | None = in_thread(lambda: http.put(self._tmp, body), "gfal-put")
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._sender is None:
+            raise StorageError(f"{self._path}: upload already finished")
+        if self._written + len(data) > self._size:
+            self._error = StorageError(f"{self._path}: more bytes than the announced size")
+            self._fail()
+        # Held by the feed past this call: a caller's reusable buffer must not change.
+        self._feed.put(data if type(data) is bytes else bytes(data), self._alive)
+        self._written += len(data)
+
+    def _alive(self) -> None:
+        if self._sender is not None and self._sender.done():
+            self._sender.result()
+            raise StorageError(f"{self._path}: the storage element ended the upload early")
+
+    def _drain(self) -> None:
+        sender = self._sender
+        if sender is None or self._error is not None:
+            return
+        if self._written != self._size:
+            self._error = StorageError(f"{self._path}: fewer bytes than the announced size")
+            return
+        try:
+            sender.result()
+        except StorageError as exc:
+            self._error = exc
+
+    def _close(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None and not sender.done():
+            # Cut the PUT off: the SE sees a broken request, and the temporary is
+            # unlinked by abort.
+            self._feed.cancel()
+            with contextlib.suppress(BaseException):
+                sender.result()
 
 
 class SpoolWriter:
