@@ -71,8 +71,17 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle() -> None:
+    """Write back what earlier runs left dirty before timing the next one. Each run writes
+    a GiB that XRootD leaves in the page cache; without this, whichever run came after a
+    few of them paid for their writeback (throttled writes: successive uploads went 790,
+    510, 280 MB/s on one gateway), so the order of the runs decided the ratios."""
+    os.sync()
+
+
 def in_process(size: int, fn: Callable[..., object], *args: Any) -> dict[str, float]:
     """Time ``fn(*args)`` and the CPU this process spent on it (gfal2's threads included)."""
+    settle()
     before = resource.getrusage(resource.RUSAGE_SELF)
     result = timed(size, lambda: fn(*args))
     after = resource.getrusage(resource.RUSAGE_SELF)
@@ -82,6 +91,7 @@ def in_process(size: int, fn: Callable[..., object], *args: Any) -> dict[str, fl
 
 def in_fedgate(pid: int, fn: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
     """A curl transfer through fedgate, with the CPU the fedgate process spent on it."""
+    settle()
     before = cpu_of(pid)
     result = fn(*args)
     size = result.get("bytes") or SIZE[0]
