@@ -294,6 +294,37 @@ def test_streamed_upload_is_invisible_and_aborted_server_side(
         gstorage.stat("big")
 
 
+def test_a_read_after_a_stat_reuses_its_resolution_but_never_stale_bytes(
+    girder_env: dict[str, Any], folder: dict[str, Any], gstorage: GirderStorage
+) -> None:
+    write(gstorage, "r.bin", b"first")
+    calls: list[str] = []
+    request = gstorage.session.request
+
+    def counted(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(f"{method} {path.split('/')[0]}")
+        return request(method, path, *args, **kwargs)
+
+    gstorage.session.request = counted  # type: ignore[method-assign]
+    try:
+        assert gstorage.stat("r.bin").size == 5
+        calls.clear()
+        assert read(gstorage, "r.bin") == b"first"
+        assert calls == ["GET file"]  # the download only: the stat's resolution was reused
+        # Replaced (same file id, new size) or deleted by someone else after the stat:
+        # the read notices and resolves afresh.
+        other = make_adapter(girder_env, folder["root"]).bind(alice_cred(girder_env))
+        gstorage.stat("r.bin")
+        write(other, "r.bin", b"second, longer")
+        assert read(gstorage, "r.bin") == b"second, longer"
+        gstorage.stat("r.bin")
+        other.delete("r.bin")
+        with pytest.raises(NotFound):
+            read(gstorage, "r.bin")
+    finally:
+        del gstorage.session.request
+
+
 def test_streamed_overwrite_keeps_old_bytes_until_commit(
     gstorage: GirderStorage, admin: girder_client.GirderClient
 ) -> None:
