@@ -192,12 +192,6 @@ class StreamedPutWriter(GfalWriter):
     name while the client sends it (adapters/gfal_http.py says why not gfal2's write);
     commit and abort are GfalWriter's (size check, rename, unlink through gfal2)."""
 
-    # XrdHttp spends several times the CPU per byte when the body trickles in (its reads
-    # then catch up with the sender and come back small): 4 MiB blocks, measured with
-    # bench/grid.py and /proc CPU counters (XRootD 3.1 -> 0.6 CPU-s per GiB on most runs).
-    # Two queued (Feed depth) keep an upload's memory near 12 MiB.
-    block_size = 4 * CHUNK
-
     def __init__(self, storage: GfalStorage, path: str, size: int) -> None:
         self._size = size
         super().__init__(storage, path)
@@ -205,7 +199,7 @@ class StreamedPutWriter(GfalWriter):
     def _start(self) -> None:
         http = self._storage.http
         assert http is not None
-        self._feed = Feed(depth=2)
+        self._feed = Feed()
         body = self._feed.chunk(self._size)
         self._sender: Future[None] | None = in_thread(lambda: http.put(self._tmp, body), "gfal-put")
 

@@ -35,8 +35,8 @@ Block = bytes | memoryview
 class Feed:
     """The bytes of one upload on their way from ``write`` to the sender thread, in order."""
 
-    def __init__(self, depth: int = QUEUE_BLOCKS) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BLOCKS)
         self._rest: Block | None = None  # a block's tail left by the previous chunk
 
     def put(self, block: Block, alive: Callable[[], None]) -> None:
