@@ -14,6 +14,8 @@ Mount options (TOML)::
     native_checksums  algorithms the SE computes (default ["adler32", "md5"])
     macaroons         presign by asking an https/davs SE for a macaroon (default true)
     insecure          skip TLS verification over https/davs (default false; tests only)
+    stream_http       over http/dav, move bytes with urllib3 instead of gfal2's file calls
+                      (default true; see adapters/gfal_http.py)
     max_idle_contexts gfal2 contexts kept per credential (default 4)
 
 Credentials: kind ``"bearer"`` with field ``token``. Over http/dav it is handed to gfal2
@@ -28,9 +30,11 @@ Behaviour worth knowing:
   entry by entry (``opendir``/``readpp``) and never build a Python list.
 - Writes go to ``.fedgate-upload-<uuid>`` next to the target (hidden from listings and
   unreachable by path) and are renamed over the target on commit, replacing a file there.
-  Over http the davix library spools the body to a temporary file under $TMPDIR and sends
-  the PUT when the file is closed, i.e. on commit: memory stays flat, $TMPDIR needs room
-  for the largest concurrent uploads. Both plugins create missing parents on write, so the
+  Over http/dav the bytes of reads and of uploads of known size go over urllib3, one
+  streamed GET or PUT each (adapters/gfal_http.py; davix would spool an upload to $TMPDIR
+  and PUT it only on commit). Uploads of unknown size (a chunked client request), SEs that
+  redirect PUTs, and X.509 mounts keep gfal2's calls, where $TMPDIR needs room for the
+  largest concurrent uploads. Both plugins create missing parents on write, so the
   parent is checked first (a parent removed during an upload is recreated by it). On an SE
   that does not percent-decode a WebDAV MOVE's Destination (XrdHttp 5.5), names that need
   escaping are uploaded by a spooled PUT instead (see gfal_write.py for its weaker
@@ -138,7 +142,7 @@ class GfalStorage:
         # The bytes of http/dav mounts go over urllib3 (adapters/gfal_http.py says why).
         self.http = (
             HttpData(self.base, self.scheme, token, options)
-            if self.scheme in HTTP_SCHEMES and not options.x509_proxy
+            if self.scheme in HTTP_SCHEMES and options.stream_http and not options.x509_proxy
             else None
         )
         # Whether the SE percent-decodes a MOVE's Destination (see gfal_write); probed once.

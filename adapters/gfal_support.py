@@ -253,6 +253,7 @@ class GfalOptions:
     checksum_timeout: int = 300
     native_checksums: frozenset[str] = frozenset({"adler32", "md5"})
     macaroons: bool = True
+    stream_http: bool = True
     insecure: bool = False
     max_idle_contexts: int = 4
 
@@ -285,7 +286,7 @@ def parse_options(options: Mapping[str, Any]) -> GfalOptions:
     for name in ("token", "x509_proxy"):
         if options.get(name):
             kwargs[name] = str(options[name])
-    for name in ("anonymous", "macaroons", "insecure"):
+    for name in ("anonymous", "macaroons", "insecure", "stream_http"):
         if name in options:
             kwargs[name] = _bool(options[name], name)
     for name in ("timeout", "connect_timeout", "checksum_timeout", "max_idle_contexts"):

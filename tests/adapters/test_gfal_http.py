@@ -179,3 +179,20 @@ def test_x509_mounts_keep_gfal2_for_bytes() -> None:
     adapter = create({"base_url": HTTP_URL, "x509_proxy": "/nonexistent/proxy"})
     storage = adapter.bind(Credential("bearer", {"token": "t"}))
     assert isinstance(storage, GfalStorage) and storage.http is None
+
+
+def test_stream_http_off_keeps_gfal2_for_bytes(xrootd_data: Path) -> None:
+    name = f"h-{uuid.uuid4().hex[:12]}"
+    create({"base_url": HTTP_URL, "anonymous": True}).bind(None).mkdir(name)
+    try:
+        options = {"base_url": f"{HTTP_URL}/{name}", "anonymous": True, "stream_http": False}
+        storage = create(options).bind(None)
+        assert isinstance(storage, GfalStorage) and storage.http is None
+        data = os.urandom(100_000)
+        writer = storage.open_write("g.bin", size_hint=len(data))
+        assert type(writer) is GfalWriter
+        writer.abort()
+        write(storage, "g.bin", data)
+        assert read(storage, "g.bin", 10) == data[10:]
+    finally:
+        shutil.rmtree(xrootd_data / name, ignore_errors=True)
