@@ -2,7 +2,7 @@
 backend directly (a separate adapter instance, not the gateway's) and to stop/start it.
 
 Backends: posix (always), s3 (SeaweedFS), girder (Girder testbed), irods (the protocol
-test server, in-process), gfal (XRootD). Testbed servers are started through
+test server, in-process), gfal (XRootD over root://) and gfalhttp (the same over http). Testbed servers are started through
 scripts/testbeds/<name>.sh and left as they were found."""
 
 from __future__ import annotations
@@ -146,6 +146,15 @@ def gfal_backend() -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="session")
+def gfal_http_backend(gfal_backend: Backend) -> Backend:
+    """The same XRootD folder over XrdHttp: reads and sized uploads take the urllib3 data
+    path (adapters/gfal_http.py), not gfal2's file calls."""
+    opts = {**gfal_backend.options}
+    opts["base_url"] = opts["base_url"].replace("root://127.0.0.1:11094/", "http://127.0.0.1:11095")
+    return Backend("gfalhttp", "gfal", opts, testbed="xrootd")
+
+
+@pytest.fixture(scope="session")
 def irods_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     data_dir = tmp_path_factory.mktemp("irods")
     srv = IrodsTestServer(data_dir=str(data_dir)).start()
@@ -168,9 +177,13 @@ def irods_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]
 
 @pytest.fixture(scope="session")
 def remote_backends(
-    s3_backend: Backend, girder_backend: Backend, gfal_backend: Backend, irods_backend: Backend
+    s3_backend: Backend,
+    girder_backend: Backend,
+    gfal_backend: Backend,
+    gfal_http_backend: Backend,
+    irods_backend: Backend,
 ) -> list[Backend]:
-    return [s3_backend, girder_backend, gfal_backend, irods_backend]
+    return [s3_backend, girder_backend, gfal_backend, gfal_http_backend, irods_backend]
 
 
 def posix_backend(root: Path) -> Backend:

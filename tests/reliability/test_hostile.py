@@ -21,7 +21,7 @@ from tests.server import Running, local_settings, running
 LIMIT = 64 * 1024
 JSON_LIMIT = 256 * 1024
 ARCHIVE_LIMIT = 1024 * 1024
-MOUNTS = ["posix", "s3", "girder", "gfal", "irods"]
+MOUNTS = ["posix", "s3", "girder", "gfal", "gfalhttp", "irods"]
 
 # Appended to /rest/path/<mount>/ as raw bytes on the wire (no client-side cleaning).
 PATH_TRICKS = [

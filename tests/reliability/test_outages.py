@@ -97,7 +97,7 @@ def gateway(
         yield gw, backends
 
 
-@pytest.mark.parametrize("mount", ["s3", "girder", "gfal", "irods"])
+@pytest.mark.parametrize("mount", ["s3", "girder", "gfal", "gfalhttp", "irods"])
 def test_backend_killed_during_transfers(
     gateway: tuple[Running, dict[str, Backend]], mount: str
 ) -> None:
