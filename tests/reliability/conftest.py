@@ -2,8 +2,9 @@
 backend directly (a separate adapter instance, not the gateway's) and to stop/start it.
 
 Backends: posix (always), s3 (SeaweedFS), girder (Girder testbed), irods (the protocol
-test server, in-process), gfal (XRootD over root://) and gfalhttp (the same over http). Testbed servers are started through
-scripts/testbeds/<name>.sh and left as they were found."""
+test server, in-process), gfal (XRootD over root://) and gfalhttp (the same over http).
+Testbed servers are started through scripts/testbeds/<name>.sh and left as they were
+found."""
 
 from __future__ import annotations
 
