@@ -44,6 +44,58 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+@contextmanager
+def _nginx(server: str) -> Iterator[str]:
+    """An nginx on a free port whose one ``server`` block holds ``server``."""
+    port = free_port()
+    conf_dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+    (conf_dir / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+pid {conf_dir}/nginx.pid;
+error_log {conf_dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path {conf_dir}/body;
+  proxy_temp_path {conf_dir}/proxy;
+  fastcgi_temp_path {conf_dir}/fastcgi;
+  uwsgi_temp_path {conf_dir}/uwsgi;
+  scgi_temp_path {conf_dir}/scgi;
+  server {{ listen 127.0.0.1:{port}; {server} }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)])
+    wait_port(port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(conf_dir, ignore_errors=True)
+
+
+def nginx(root: Path) -> Any:
+    """nginx serving ``root`` with sendfile: the HTTP ceiling for local files."""
+    return _nginx(f"root {root};")
+
+
+def nginx_relay(upstream: str) -> Any:
+    """nginx as a plain streaming reverse proxy to ``upstream`` (``host:port``): what a
+    relay written in C costs on this machine, the scale for a proxied transfer. The Host
+    header stays the upstream's, so presigned URLs keep their signature."""
+    return _nginx(
+        "location / { "
+        f"proxy_pass http://{upstream}; proxy_http_version 1.1; "
+        'proxy_set_header Connection ""; proxy_request_buffering off; client_max_body_size 0; '
+        # Unbuffered, nginx relays through proxy_buffer_size (4 KiB by default: 300 MB/s).
+        "proxy_buffering off; proxy_buffer_size 1m; proxy_buffers 4 1m; "
+        "proxy_busy_buffers_size 2m; }"
+    )
+
+
 def make_file(path: Path, size: int) -> Path:
     if path.exists() and path.stat().st_size == size:
         return path

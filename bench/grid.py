@@ -4,7 +4,8 @@ same XRootD daemon, over root:// and over http:// (XrdHttp).
     .venv/bin/python bench/grid.py [--size-mib 1024] [--repeat 2] [--chunk-mib 4]
 
 Starts XRootD with scripts/testbeds/xrootd.sh (and stops it again if it was not running),
-then for one ``--size-mib`` file, per protocol:
+then for one ``--size-mib`` file, per protocol (and, over http, the same GET through nginx
+as a plain reverse proxy: what a relay written in C gets here, for scale):
 
 (a) direct gfal2 (Python binding, in this process): read = ``open`` + ``pread_bytes``
     loop of ``--chunk-mib``; write = ``filecopy`` from ``file://`` (gfal-copy's way) and,
@@ -46,6 +47,7 @@ from bench.common import (
     curl_put,
     fedgate,
     make_file,
+    nginx_relay,
     save,
     table,
 )
@@ -206,7 +208,8 @@ def main() -> None:
             for proto, base in BASES.items()
         }
         runs: dict[str, dict[str, list[dict[str, float]]]] = {p: {} for p in BASES}
-        with fedgate(mounts) as fg:
+        http_host = BASES["http"].split("://", 1)[1].split("/", 1)[0]
+        with fedgate(mounts) as fg, nginx_relay(http_host) as relay:
             h = {"apikey": fg.key}
 
             def add(proto: str, name: str, result: dict[str, float]) -> None:
@@ -245,6 +248,10 @@ def main() -> None:
                     got["peak_rss_mb"] = rss.peak
                     assert got["bytes"] == size, "fedgate returned a short body"
                     add(proto, "fedgate_read", got)
+                    if proto == "http":
+                        # For scale: the same GET through nginx as a plain relay.
+                        path = src.split(http_host, 1)[1]
+                        add(proto, "nginx_relay_read", curl_get(relay + path))
             for proto in BASES:
                 put_url = f"{fg.url}/path/grid-{proto}/put-{proto}.bin"
                 stored_md5 = fedgate_md5(put_url, fg.key)
@@ -306,6 +313,13 @@ def main() -> None:
             (f"{p} write fedgate / loop", f"{ratios['write_vs_loop']:.2f}", "same gfal2 call"),
             (f"{p} fedgate peak RSS", f"{r['fedgate_read']['peak_rss_mb']:.0f} MB", "read"),
         ]
+        if "nginx_relay_read" in r:
+            relayed = r["nginx_relay_read"]["mb_s"]
+            rows.append(
+                (f"{p} read  nginx relay", f"{relayed:.0f} MB/s",
+                 f"curl through proxy_pass, for scale: {relayed / r['direct_read']['mb_s']:.2f}"
+                 f" × direct; fedgate {r['fedgate_read']['mb_s'] / relayed:.2f} × nginx")
+            )  # fmt: skip
     load = os.getloadavg()[0]
     results["load_average_1min_at_end"] = load
     rows.append(("machine load (1 min)", f"{load:.1f}", f"{os.cpu_count()} CPUs"))

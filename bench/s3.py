@@ -11,9 +11,10 @@ running), then for one ``--size-mib`` object:
 (c) fedgate redirect: curl -L with a Bearer token (307 to a presigned URL); the bytes
     that crossed fedgate are counted from /proc/<pid>/io (rchar + wchar) and its audit;
 then the gateway's peak RSS while ``--parallel`` clients GET, then PUT, through it.
-Best of ``--repeat`` runs each; the (a) and (b) GETs run in turn (boto3, curl presigned,
-fedgate, boto3, ...). Targets (issue 4): proxied GET ≥ 0.9 × direct; redirect: 0 payload bytes through
-fedgate; RSS < 150 MB.
+For scale, curl on the presigned URL through nginx as a plain reverse proxy: what a relay
+written in C gets on the same machine. Best of ``--repeat`` runs each; the GETs run in
+turn (boto3, curl presigned, nginx relay, fedgate, boto3, ...). Targets (issue 4):
+proxied GET ≥ 0.9 × direct; redirect: 0 payload bytes through fedgate; RSS < 150 MB.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from bench.common import (
     curl_put,
     fedgate,
     make_file,
+    nginx_relay,
     save,
     table,
 )
@@ -186,14 +188,18 @@ def main() -> None:
                         raise
             # (a) and (b) GETs in turn, so that a change in the machine's speed during
             # the run hits both sides (the 1 GiB GETs take about a second each).
-            gets: dict[str, list[dict[str, float]]] = {"a": [], "a_curl": [], "b": []}
-            for _ in range(args.repeat):
-                gets["a"].append(timed(size, lambda: boto3_get(client, "src/big.bin")))
-                gets["a_curl"].append(curl_get(get_url))
-                gets["b"].append(curl_get(src, h))
-            get_a, get_a_curl, get_b = (
-                max(gets[k], key=lambda r: r["mb_s"]) for k in ("a", "a_curl", "b")
+            gets: dict[str, list[dict[str, float]]] = {"a": [], "a_curl": [], "b": [], "ngx": []}
+            with nginx_relay(ENDPOINT.split("://", 1)[1]) as relay:
+                relayed_url = relay + get_url.split(ENDPOINT, 1)[1]
+                for _ in range(args.repeat):
+                    gets["a"].append(timed(size, lambda: boto3_get(client, "src/big.bin")))
+                    gets["a_curl"].append(curl_get(get_url))
+                    gets["ngx"].append(curl_get(relayed_url))
+                    gets["b"].append(curl_get(src, h))
+            get_a, get_a_curl, get_b, get_ngx = (
+                max(gets[k], key=lambda r: r["mb_s"]) for k in ("a", "a_curl", "b", "ngx")
             )
+            results["nginx_relay"] = {"get": get_ngx}
             results["direct"] = {
                 "get_boto3": get_a,
                 "put_boto3": put_a,
@@ -265,10 +271,13 @@ def main() -> None:
     rows += [
         ("GET (a) boto3 direct", mbs(get_a), "single stream"),
         ("GET (a) curl presigned direct", mbs(get_a_curl), ""),
+        ("GET nginx relay (for scale)", mbs(get_ngx), "curl presigned through proxy_pass"),
         ("GET (b) fedgate proxied", mbs(get_b), "curl + API key"),
         ("GET (c) fedgate redirect", mbs(get_c), "curl -L + Bearer"),
         ("proxied / boto3 direct", f"{get_b['mb_s'] / get_a['mb_s']:.2f}", "target ≥ 0.90"),
         ("proxied / curl direct", f"{get_b['mb_s'] / get_a_curl['mb_s']:.2f}", "target ≥ 0.90"),
+        ("nginx relay / boto3 direct", f"{get_ngx['mb_s'] / get_a['mb_s']:.2f}", "a C relay"),
+        ("proxied / nginx relay", f"{get_b['mb_s'] / get_ngx['mb_s']:.2f}", ""),
         ("redirect / curl direct", f"{get_c['mb_s'] / get_a_curl['mb_s']:.2f}", ""),
         ("PUT (a) boto3 direct", mbs(put_a), "upload_file: multipart, 10 threads"),
         ("PUT (a) curl presigned direct", mbs(put_a_curl), "one stream"),

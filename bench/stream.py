@@ -35,43 +35,12 @@ from bench.common import (
     fedgate,
     free_port,
     make_file,
+    nginx,
     save,
     table,
     wait_port,
     wrk,
 )
-
-
-@contextmanager
-def nginx(root: Path) -> Iterator[str]:
-    port = free_port()
-    conf_dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
-    (conf_dir / "nginx.conf").write_text(f"""
-worker_processes 1;
-daemon off;
-pid {conf_dir}/nginx.pid;
-error_log {conf_dir}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path {conf_dir}/body;
-  proxy_temp_path {conf_dir}/proxy;
-  fastcgi_temp_path {conf_dir}/fastcgi;
-  uwsgi_temp_path {conf_dir}/uwsgi;
-  scgi_temp_path {conf_dir}/scgi;
-  server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)])
-    wait_port(port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(conf_dir, ignore_errors=True)
 
 
 @contextmanager
