@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from adapters.base import Entry, IsADirectory, StorageError, join, parent_of
 from adapters.gfal_support import Lease
-from adapters.streamed_body import Feed, in_thread
+from adapters.streamed_body import Feed, check_sender, in_thread
 
 if TYPE_CHECKING:
     from adapters.gfal import GfalStorage
@@ -216,9 +216,7 @@ class StreamedPutWriter(GfalWriter):
         self._written += len(data)
 
     def _alive(self) -> None:
-        if self._sender is not None and self._sender.done():
-            self._sender.result()
-            raise StorageError(f"{self._path}: the storage element ended the upload early")
+        check_sender(self._sender, f"{self._path}: the storage element ended the upload early")
 
     def _drain(self) -> None:
         sender = self._sender

@@ -41,7 +41,7 @@ from adapters.base import (
     StorageError,
 )
 from adapters.girder_http import GirderError
-from adapters.streamed_body import Block, Feed, in_thread
+from adapters.streamed_body import Block, Feed, check_sender, in_thread
 
 if TYPE_CHECKING:
     from adapters.girder import GirderStorage
@@ -201,10 +201,7 @@ class GirderWriter:
         return answer
 
     def _alive(self) -> None:
-        """Raise the sender's error if it has stopped (the writer would wait forever)."""
-        if self._sender is not None and self._sender.done():
-            self._sender.result()
-            raise StorageError(f"{self._path}: Girder took the upload before its end")
+        check_sender(self._sender, f"{self._path}: Girder ended the upload before its end")
 
     def _send_spool(self) -> Any:
         total = self._written

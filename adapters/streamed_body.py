@@ -118,3 +118,11 @@ def in_thread(fn: Callable[[], Any], name: str) -> Future[Any]:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+def check_sender(sender: Future[Any] | None, ended_early: str) -> None:
+    """Raise the sender's error if it has stopped: a writer waiting for room in the feed
+    would otherwise wait for a thread that will never take another block."""
+    if sender is not None and sender.done():
+        sender.result()
+        raise StorageError(ended_early)

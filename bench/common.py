@@ -67,14 +67,25 @@ http {{
   server {{ listen 127.0.0.1:{port}; {server} }}
 }}
 """)
-    proc = subprocess.Popen(["nginx", "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)])
-    wait_port(port)
     try:
+        with serving(
+            ["nginx", "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)], port
+        ) as url:
+            yield url
+    finally:
+        shutil.rmtree(conf_dir, ignore_errors=True)
+
+
+@contextmanager
+def serving(cmd: list[str], port: int, quiet: bool = False) -> Iterator[str]:
+    """Run a peer server until the block ends; yields its URL once it listens."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL if quiet else None)
+    try:
+        wait_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(10)
-        shutil.rmtree(conf_dir, ignore_errors=True)
 
 
 def nginx(root: Path) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,8 +36,8 @@ from bench.common import (
     make_file,
     nginx,
     save,
+    serving,
     table,
-    wait_port,
     wrk,
 )
 
@@ -46,16 +45,9 @@ from bench.common import (
 @contextmanager
 def rclone_http(root: Path) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "rclone"), "serve", "http", str(root), "--addr", f"127.0.0.1:{port}"],
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    cmd = [str(VENV_BIN / "rclone"), "serve", "http", str(root), "--addr", f"127.0.0.1:{port}"]
+    with serving(cmd, port, quiet=True) as url:
+        yield url
 
 
 def best(fn, repeat: int = 3) -> dict[str, float]:  # type: ignore[no-untyped-def]
