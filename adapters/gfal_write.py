@@ -211,8 +211,7 @@ class StreamedPutWriter(GfalWriter):
         if self._written + len(data) > self._size:
             self._error = StorageError(f"{self._path}: more bytes than the announced size")
             self._fail()
-        # Held by the feed past this call: a caller's reusable buffer must not change.
-        self._feed.put(data if type(data) is bytes else bytes(data), self._alive)
+        self._feed.put(data, self._alive)
         self._written += len(data)
 
     def _alive(self) -> None:

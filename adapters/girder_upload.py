@@ -112,11 +112,10 @@ class GirderWriter:
             # Opened here, not in the sender: a refusal (parent gone, no permission) is
             # this write's error.
             self._open(self._size)
-        # Held past this call: a caller's reusable buffer must not change under us.
-        block: Block = data if type(data) is bytes else bytes(data)
+        block: Block = data
         if self._written == self._size:
-            view = memoryview(block)
-            block, self._held = view[:-1], view[-1:]
+            view = memoryview(data)
+            block, self._held = view[:-1], bytes(view[-1:])  # held past this call: a copy
         if block:
             self._feed.put(block, self._alive)
 

@@ -39,8 +39,14 @@ class Feed:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BLOCKS)
         self._rest: Block | None = None  # a block's tail left by the previous chunk
 
-    def put(self, block: Block, alive: Callable[[], None]) -> None:
-        """Queue a block; ``alive`` raises the sender's error if it stopped meanwhile."""
+    def put(self, block: Block | bytearray, alive: Callable[[], None]) -> None:
+        """Queue a block; ``alive`` raises the sender's error if it stopped meanwhile.
+
+        The block is sent after this call returns, so a caller's buffer that may change
+        (a bytearray, a view of one) is copied; bytes and views of bytes are kept as
+        they are."""
+        if not (type(block) is bytes or (type(block) is memoryview and type(block.obj) is bytes)):
+            block = bytes(block)
         while True:
             try:
                 self._queue.put(block, timeout=_POLL)

@@ -196,3 +196,17 @@ def test_stream_http_off_keeps_gfal2_for_bytes(xrootd_data: Path) -> None:
         assert read(storage, "g.bin", 10) == data[10:]
     finally:
         shutil.rmtree(xrootd_data / name, ignore_errors=True)
+
+
+def test_feed_copies_a_callers_buffer_but_not_bytes() -> None:
+    # Blocks are sent after put returns: a caller's reusable buffer must be copied,
+    # immutable bytes (and views of them) need not be.
+    feed = Feed()
+    buffer = bytearray(b"abc")
+    feed.put(buffer, lambda: None)
+    buffer[:] = b"xyz"
+    assert bytes(feed.take(3)) == b"abc"
+    data = b"defg"
+    feed.put(memoryview(data)[1:], lambda: None)
+    kept = feed.take(3)
+    assert isinstance(kept, memoryview) and kept.obj is data and bytes(kept) == b"efg"
