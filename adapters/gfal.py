@@ -145,8 +145,10 @@ class GfalStorage:
             if self.scheme in HTTP_SCHEMES and options.stream_http and not options.x509_proxy
             else None
         )
-        # Whether the SE percent-decodes a MOVE's Destination (see gfal_write); probed once.
+        # Whether the SE percent-decodes a MOVE's Destination (see gfal_write), and whether
+        # it takes a PUT without a redirect (see gfal_http); each probed once.
         self._move_decodes: bool | None = None
+        self._puts_directly: bool | None = None
         self._probe_lock = threading.Lock()
         can_presign = options.macaroons and self.scheme in TLS_SCHEMES
         self.capabilities = Capabilities(
@@ -320,18 +322,21 @@ class GfalStorage:
                         self._move_decodes = move_decodes_destination(self, ctx, parent_of(path))
                 if not self._move_decodes:
                     return SpoolWriter(self, path)
-            if self.http is not None and size_hint and self._puts_directly(ctx, path):
+            if self.http is not None and size_hint and self._takes_direct_puts(ctx, path):
                 return StreamedPutWriter(self, path, size_hint)
         return GfalWriter(self, path)
 
-    def _puts_directly(self, ctx: Any, path: str) -> bool:
+    def _takes_direct_puts(self, ctx: Any, path: str) -> bool:
         assert self.http is not None
-        probe = join(parent_of(path), f"{UPLOAD_PREFIX}probe-{uuid.uuid4().hex}")
-        try:
-            return self.http.puts_directly(probe)
-        finally:
-            with contextlib.suppress(self.gfal.GError):
-                ctx.unlink(self.url(probe))
+        with self._probe_lock:
+            if self._puts_directly is None:
+                probe = join(parent_of(path), f"{UPLOAD_PREFIX}probe-{uuid.uuid4().hex}")
+                try:
+                    self._puts_directly = self.http.try_put(probe)  # None: ask again
+                finally:
+                    with contextlib.suppress(self.gfal.GError):
+                        ctx.unlink(self.url(probe))
+            return bool(self._puts_directly)
 
     def mkdir(self, path: str) -> Entry:
         if not path:

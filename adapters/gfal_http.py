@@ -19,7 +19,7 @@ proxies are gfal2's business.
 
 GET follows redirects (urllib3 drops the Authorization header when one leaves the host).
 A PUT is never redirected: its body is consumed as it goes. Some SEs (dCache doors) redirect
-every PUT, so :meth:`HttpData.puts_directly` tries a one-byte PUT once per view; where it is
+every PUT, so a one-byte PUT (:meth:`HttpData.try_put`) is tried once per view; where it is
 redirected, uploads go through gfal2 as before.
 
 XrdHttp 5.5 answers an open-ended range (``bytes=0-``) with an empty body, so ranges are
@@ -54,11 +54,11 @@ class HttpData:
         import urllib3
 
         self._urllib3 = urllib3
-        self._base = base
-        self._scheme = _PLAIN.get(scheme, scheme)
+        plain = _PLAIN.get(scheme, scheme)
+        self._base = plain + "://" + base.split("://", 1)[1]
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         tls: dict[str, Any] = {}
-        if self._scheme == "https":
+        if plain == "https":
             if options.insecure:
                 tls["cert_reqs"] = "CERT_NONE"
             elif os.path.isdir(GRID_CA_DIR):
@@ -69,12 +69,9 @@ class HttpData:
             timeout=urllib3.Timeout(connect=options.connect_timeout, read=options.timeout),
             **tls,
         )
-        self._puts_directly: bool | None = None
 
     def url(self, path: str) -> str:
-        url = path_url(self._base, path)
-        scheme, rest = url.split("://", 1)
-        return f"{_PLAIN.get(scheme, scheme)}://{rest}"
+        return path_url(self._base, path)
 
     def close(self) -> None:
         self._pool.clear()
@@ -141,22 +138,20 @@ class HttpData:
             raise StorageError(f"{path}: the storage element redirected the upload")
         self._check(response, path, (200, 201, 204))
 
-    def puts_directly(self, probe: str) -> bool:
-        """Whether a PUT lands without a redirect (tried once with a one-byte file at the
-        hidden path ``probe``, which the caller removes). Not cached on failure."""
-        if self._puts_directly is None:
-            headers = {**self._auth, "Content-Length": "1"}
-            try:
-                response = self._request("PUT", probe, headers=headers, body=b"p", redirect=False)
-            except StorageError:
-                return False
-            if 200 <= response.status < 300:
-                self._puts_directly = True
-            elif 300 <= response.status < 400:
-                self._puts_directly = False
-            else:
-                return False  # refused for another reason: gfal2 will say why
-        return self._puts_directly
+    def try_put(self, probe: str) -> bool | None:
+        """Whether a PUT lands without a redirect, tried with a one-byte file at the
+        hidden path ``probe`` (the caller removes it); None when the answer says
+        neither (unreachable, refused: gfal2 will say why)."""
+        headers = {**self._auth, "Content-Length": "1"}
+        try:
+            response = self._request("PUT", probe, headers=headers, body=b"p", redirect=False)
+        except StorageError:
+            return None
+        if 200 <= response.status < 300:
+            return True
+        if 300 <= response.status < 400:
+            return False
+        return None
 
     # --- plumbing -------------------------------------------------------------------
 
