@@ -85,7 +85,8 @@ class GfalWriter:
         self._tmp_url = storage.url(self._tmp)
         self._lease = Lease(storage.pool)
         self._written = 0
-        self._removed = False
+        self._removed = False  # abort has tried to unlink the temporary
+        self._unlinked = False  # ... and it was there
         self._error: StorageError | None = None
         try:
             self._start()
@@ -181,10 +182,17 @@ class GfalWriter:
         self._close()
         if not self._removed:
             self._removed = True
-            # Renamed already, never created, or the SE is gone: nothing more to do.
-            with contextlib.suppress(self._storage.gfal.GError):
-                self._lease.ctx.unlink(self._tmp_url)
+            self._unlinked = self._unlink_temporary(self._lease.ctx)
         self._lease.release()
+
+    def _unlink_temporary(self, ctx: Any) -> bool:
+        """Remove the temporary; False if it was not there (renamed already, never
+        created) or the SE is gone: nothing more to do then."""
+        try:
+            ctx.unlink(self._tmp_url)
+        except self._storage.gfal.GError:
+            return False
+        return True
 
 
 class StreamedPutWriter(GfalWriter):
@@ -232,23 +240,20 @@ class StreamedPutWriter(GfalWriter):
     def abort(self) -> None:
         cut = self._sender is not None and not self._sender.done()
         super().abort()
-        if cut:
+        if cut and not self._unlinked:
             self._sweep()
 
     def _sweep(self) -> None:
-        """A cut PUT can still be in the SE's hands after abort's unlink: XRootD creates
-        the file when it reads the headers, which may come after our unlink, and holds
-        it until it notices the cut. Look again for a moment (seen in the tests: a
-        temporary left behind by an upload refused in its first write)."""
-        gerror = self._storage.gfal.GError
+        """A PUT cut before the SE created its file can still create it after abort's
+        unlink: XRootD creates the file when it reads the headers, which may come after
+        our unlink. Look again for a moment (seen in the tests: a temporary left behind
+        by an upload refused in its first write). A file that abort did remove does not
+        come back: the SE had opened it already, and opens it once per request."""
         with self._storage.pool.lease() as ctx:
             for delay in _SWEEP_DELAYS:
                 time.sleep(delay)
-                try:
-                    ctx.unlink(self._tmp_url)
+                if self._unlink_temporary(ctx):
                     return
-                except gerror:
-                    continue
 
     def _close(self) -> None:
         sender, self._sender = self._sender, None
