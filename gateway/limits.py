@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.errors import CarminError, E
+from gateway.socket_send import SEND_IDLE_KEY, SINK_KEY, SocketSink
 
 log = logging.getLogger("fedgate")
 
@@ -52,9 +53,11 @@ def _reset(transport: Any) -> None:
     """Drop the connection now. A plain close would still queue a FIN behind the
     megabytes the reader has not taken; linger 0 makes the kernel send a reset and free
     them."""
+    if transport.is_closing():  # already closed: uvloop's socket object has no fd left
+        return
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
 
@@ -74,6 +77,7 @@ class TimeLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope[SEND_IDLE_KEY] = self.send_idle  # for bodies written past ASGI
         body_done = False
         window_start: float | None = None  # from the first read: auth may come first
         window_bytes = 0
@@ -231,6 +235,14 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope[ABORT_KEY] = functools.partial(_reset, self.transport)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # Bound to this request's cycle: a pipelined request replaces self.cycle while
+        # this one may still be answering.
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # not for an upgrade
+            self.scope[SINK_KEY] = SocketSink(self.transport, cycle)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

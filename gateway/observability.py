@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics, routes_native, routes_tokens
+from gateway.socket_send import SENT_DIRECT_KEY
 from gateway.state import Gateway
 from tokens.revocation import Revocation
 
@@ -231,6 +232,9 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive_counted, send_counted)
         finally:
+            direct = scope.get(SENT_DIRECT_KEY, 0)  # body bytes written past ASGI
+            if direct:
+                metrics.BYTES_OUT.labels(mount()).inc(direct)
             elapsed = time.perf_counter() - started
             if direction:
                 metrics.ACTIVE_TRANSFERS.labels(direction).dec()

@@ -22,10 +22,10 @@ from gateway.ranges import Unsatisfiable, parse_range
 from gateway.redirects import maybe_redirect
 from gateway.transfer import (
     ClosingStreamingResponse,
+    DownloadResponse,
     batches_in_thread,
     counted,
     iterate_in_thread,
-    read_ahead,
 )
 
 ACTIONS = ("exists", "properties", "list", "md5", "content")
@@ -194,11 +194,14 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
     def done(n: int, ok: bool) -> None:
         op.audit("ok" if ok else "error:stream", 206 if rng else 200, n)
 
-    return ClosingStreamingResponse(
-        counted(read_ahead(iterator), end - start, done),
+    return DownloadResponse(
+        iterator,
+        end - start,
+        done,
         status_code=206 if rng else 200,
         headers=headers,
         media_type=entry.mime_type or "application/octet-stream",
+        socket_send=op.gw.settings.socket_send,
     )
 
 

@@ -8,7 +8,8 @@ event loop through gateway/block_pipe.py, so the loop is off the backend's criti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TypeVar
 
 from anyio import (
@@ -22,9 +23,21 @@ from starlette.types import Receive, Scope, Send
 from adapters.base import Entry, Writer
 from gateway.block_pipe import BlockPipe, ReadAhead, WriterFailed
 from gateway.errors import CarminError, E
-from gateway.limits import BODY_BLOCK_KEY
+from gateway.limits import ABORT_KEY, BODY_BLOCK_KEY
+from gateway.socket_send import (
+    MIN_DIRECT,
+    SEND_IDLE_KEY,
+    SENT_DIRECT_KEY,
+    SINK_KEY,
+    BodyWriter,
+    ClientGone,
+    SocketSink,
+    reset,
+)
 
+log = logging.getLogger("fedgate")
 T = TypeVar("T")
+DEFAULT_SEND_IDLE = 120.0  # seconds; TimeLimits puts the configured value in the scope
 # Bytes handed to the writer thread at a time, unless the writer says otherwise with a
 # ``block_size`` attribute (see adapters.base.Writer), and blocks queued in between. Per
 # upload the gateway holds about (PIPELINE_DEPTH + 2) blocks: the one gathering in the
@@ -137,6 +150,79 @@ class ClosingStreamingResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await _aclose(self.body_iterator)
+
+
+class DownloadResponse(ClosingStreamingResponse):
+    """A file body from a backend iterator, of a known length.
+
+    Written to the client's socket by the transfer's own thread when our server protocol
+    offers it (gateway/socket_send.py), through ASGI otherwise: read ahead by one thread
+    and sent chunk by chunk. Either way ``done(bytes, complete)`` is called once, and a
+    body that fails mid-way never looks complete to the client."""
+
+    def __init__(
+        self,
+        iterator: Iterator[bytes],
+        length: int,
+        done: Callable[[int, bool], None],
+        status_code: int,
+        headers: Mapping[str, str],
+        media_type: str,
+        socket_send: bool = True,
+    ) -> None:
+        # The ASGI path's generators run only if iterated: the direct path never does.
+        super().__init__(
+            counted(read_ahead(iterator), length, done),
+            status_code=status_code,
+            headers=headers,
+            media_type=media_type,
+        )
+        self._iterator = iterator
+        self._length = length
+        self._done = done
+        self._socket_send = socket_send
+        self._scope: Scope = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope
+        await super().__call__(scope, receive, send)
+
+    async def stream_response(self, send: Send) -> None:
+        scope = self._scope
+        sink: SocketSink | None = scope.get(SINK_KEY)
+        if sink is None or not self._socket_send or self._length < MIN_DIRECT:
+            await super().stream_response(send)
+            return
+        head = {"type": "http.response.start", "status": self.status_code}
+        await send({**head, "headers": self.raw_headers})
+        sock = sink.take()
+        if sock is None:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        writer = BodyWriter(self._iterator, sock, self._length)
+        try:
+            await writer.run(scope.get(SEND_IDLE_KEY, DEFAULT_SEND_IDLE))
+        except BaseException as exc:
+            scope[SENT_DIRECT_KEY] = writer.sent
+            reset(sock)
+            sock.close()
+            abort = scope.get(ABORT_KEY)
+            if callable(abort):
+                abort()
+            await _close(self._iterator)
+            self._done(writer.sent, False)
+            if isinstance(exc, ClientGone):
+                log.warning("%s (%s %s)", exc, scope.get("method"), scope.get("path"))
+                return
+            raise
+        sock.close()
+        scope[SENT_DIRECT_KEY] = writer.sent
+        self._done(writer.sent, True)
+        await _close(self._iterator)
+        sink.written(writer.sent)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[Entry, int]:

@@ -78,11 +78,13 @@ def local_settings(tmp: Path, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def running(settings: Settings, env: dict[str, str] | None = None) -> Iterator[Running]:
+def running(
+    settings: Settings, env: dict[str, str] | None = None, http: Any = "auto"
+) -> Iterator[Running]:
     gw = Gateway(settings, env=env or master_env())
     key = gw.first_start()
     assert key is not None
-    thread = ServerThread(create_app(settings, gw))
+    thread = ServerThread(create_app(settings, gw), http=http)
     port = thread.start()
     try:
         url = f"http://127.0.0.1:{port}"

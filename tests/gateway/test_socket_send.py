@@ -1,0 +1,184 @@
+"""Download bodies written straight to the client's socket (gateway/socket_send.py), on a
+real uvicorn running our protocol class, as `fedgate serve` does: byte-exact, keep-alive
+goes on afterwards, and a body that fails, overruns or stalls is cut, never complete."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.base import StorageError
+from adapters.posix import PosixStorage
+from gateway import transfer
+from gateway.limits import GuardedHttpTools
+from tests.gateway.test_observability import scrape, value
+from tests.server import Running, local_settings, running
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[Running]:
+    with running(local_settings(tmp_path, send_idle_timeout=2), http=GuardedHttpTools) as r:
+        yield r
+
+
+@pytest.fixture
+def writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Records each body written past ASGI (its length), so a test knows which path ran."""
+    seen: list[int] = []
+
+    class Recording(transfer.BodyWriter):
+        def __init__(self, chunks: Iterator[bytes], sock: socket.socket, expected: int) -> None:
+            seen.append(expected)
+            super().__init__(chunks, sock, expected)
+
+    monkeypatch.setattr(transfer, "BodyWriter", Recording)
+    return seen
+
+
+def put(gw: Running, name: str, data: bytes) -> None:
+    (gw.data / name).write_bytes(data)
+
+
+def request(sock: socket.socket, target: str, key: str, extra: str = "") -> None:
+    head = f"GET /rest/path/local/{target} HTTP/1.1\r\nHost: t\r\napikey: {key}\r\n"
+    sock.sendall(f"{head}{extra}\r\n".encode())
+
+
+def read_response(sock: socket.socket, buffered: bytearray) -> tuple[bytes, dict[str, str], bytes]:
+    """One response off a keep-alive connection: (status line, headers, body)."""
+    while b"\r\n\r\n" not in buffered:
+        data = sock.recv(65536)
+        assert data, "connection closed before the response head"
+        buffered += data
+    head, _, rest = bytes(buffered).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers["content-length"])
+    body = bytearray(rest)
+    while len(body) < length:
+        data = sock.recv(1 << 20)
+        assert data, f"connection closed after {len(body)} of {length} body bytes"
+        body += data
+    buffered[:] = body[length:]
+    return lines[0].encode(), headers, bytes(body[:length])
+
+
+def test_bodies_are_exact_and_the_connection_stays_usable(gw: Running, writers: list[int]) -> None:
+    big = os.urandom(5 * MiB + 123)
+    put(gw, "big.bin", big)
+    put(gw, "small.txt", b"small")
+    with socket.create_connection(("127.0.0.1", int(gw.url.rsplit(":", 1)[1]))) as sock:
+        buffered = bytearray()
+        request(sock, "big.bin?action=content", gw.key)
+        status, headers, body = read_response(sock, buffered)
+        assert status.startswith(b"HTTP/1.1 200") and body == big
+        # The same connection: a range through the socket, then a small body via ASGI.
+        request(sock, "big.bin?action=content", gw.key, "Range: bytes=1000-3000999\r\n")
+        status, headers, body = read_response(sock, buffered)
+        assert status.startswith(b"HTTP/1.1 206")
+        assert headers["content-range"] == f"bytes 1000-3000999/{len(big)}"
+        assert body == big[1000:3001000]
+        request(sock, "small.txt?action=content", gw.key)
+        assert read_response(sock, buffered)[2] == b"small"
+    assert writers == [len(big), 3_000_000]  # the small body went through ASGI
+
+
+def test_head_sends_no_body(gw: Running, writers: list[int]) -> None:
+    put(gw, "big.bin", os.urandom(2 * MiB))
+    with gw.client() as c:
+        r = c.head("/path/local/big.bin?action=content")
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["content-length"] == str(2 * MiB)
+        assert c.get("/path/local/big.bin?action=content").content[:4]  # same connection
+    assert writers == [2 * MiB]
+
+
+def test_response_bytes_are_counted(gw: Running, writers: list[int]) -> None:
+    put(gw, "big.bin", os.urandom(3 * MiB))
+    before = scrape(gw.url)
+    with gw.client() as c:
+        assert len(c.get("/path/local/big.bin?action=content").content) == 3 * MiB
+    after = scrape(gw.url)
+    name = "fedgate_http_response_bytes_total"
+    grown = value(after, name, mount="local") - value(before, name, mount="local")
+    assert grown >= 3 * MiB  # plus the /metrics scrape's own bytes are not under "local"
+    assert grown < 3 * MiB + 4096
+    assert writers == [3 * MiB]
+
+
+def _broken_read(monkeypatch: pytest.MonkeyPatch, extra: bool) -> None:
+    real = PosixStorage.open_read
+
+    def open_read(self: PosixStorage, path: str, start: int = 0, end: int | None = None):  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[bytes]:
+            inner = real(self, path, start, end)
+            yield next(inner)
+            yield next(inner)
+            if extra:
+                yield from inner
+                yield b"one byte too many"
+            else:
+                raise StorageError("backend went away")
+
+        return chunks()
+
+    monkeypatch.setattr(PosixStorage, "open_read", open_read)
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["backend-fails", "backend-overruns"])
+def test_a_body_that_goes_wrong_is_cut(
+    gw: Running, writers: list[int], monkeypatch: pytest.MonkeyPatch, extra: bool
+) -> None:
+    data = os.urandom(8 * MiB)
+    put(gw, "big.bin", data)
+    _broken_read(monkeypatch, extra)
+    received = bytearray()
+    with gw.client() as c, c.stream("GET", "/path/local/big.bin?action=content") as r:
+        assert r.status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            for chunk in r.iter_raw():
+                received += chunk
+    assert len(received) < len(data)
+    assert bytes(received) == data[: len(received)]
+    assert writers == [len(data)]
+    # The gateway is fine afterwards.
+    monkeypatch.undo()
+    with gw.client() as c:
+        assert c.get("/path/local/big.bin?action=content").content == data
+
+
+def test_a_reader_that_takes_nothing_is_cut_off(gw: Running, writers: list[int]) -> None:
+    put(gw, "big.bin", os.urandom(64 * MiB))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.connect(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])))
+    with sock:
+        request(sock, "big.bin?action=content", gw.key)
+        time.sleep(4)  # send_idle_timeout is 2 s
+        received = 0
+        sock.settimeout(10)
+        try:
+            while data := sock.recv(1 << 20):
+                received += len(data)
+        except ConnectionResetError:
+            pass
+    assert received < 64 * MiB
+    assert writers == [64 * MiB]
+
+
+def test_socket_send_can_be_turned_off(tmp_path: Path, writers: list[int]) -> None:
+    settings = local_settings(tmp_path, socket_send=False)
+    with running(settings, http=GuardedHttpTools) as gw:
+        data = os.urandom(2 * MiB)
+        put(gw, "big.bin", data)
+        with gw.client() as c:
+            assert c.get("/path/local/big.bin?action=content").content == data
+    assert writers == []  # every body went through ASGI
