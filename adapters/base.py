@@ -204,7 +204,13 @@ class Storage(Protocol):
         """Yield the bytes in [start, end) (end exclusive, None = to the end of file).
 
         Errors about the path (NotFound, IsADirectory) are raised by this call, not
-        lazily; an error while iterating means the stream is broken."""
+        lazily; an error while iterating means the stream is broken.
+
+        A storage may have a ``read_ahead`` attribute: how many chunks the gateway should
+        have a second thread pull ahead while it sends. Backends that answer one request
+        per chunk (gfal2's ``pread``, iRODS) set it to 1 so the next request overlaps the
+        send; those streaming from a socket (S3, http) read ahead in the kernel's socket
+        buffers already, and a thread would only add a hand-off per chunk."""
         ...
 
     def open_write(self, path: str, size_hint: int | None = None) -> Writer:

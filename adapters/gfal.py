@@ -145,6 +145,8 @@ class GfalStorage:
             if self.scheme in HTTP_SCHEMES and options.stream_http and not options.x509_proxy
             else None
         )
+        # pread is one request per chunk: the next one runs while the gateway sends.
+        self.read_ahead = 0 if self.http is not None else 1
         # Whether the SE percent-decodes a MOVE's Destination (see gfal_write), and whether
         # it takes a PUT without a redirect (see gfal_http); each probed once.
         self._move_decodes: bool | None = None

@@ -91,6 +91,8 @@ class IrodsStorage:
         native_delegation=True,
     )
 
+    read_ahead = 1  # a read is one request to the server: the next overlaps the send
+
     def __init__(self, adapter: IrodsAdapter, session: Any) -> None:
         self.adapter = adapter
         self.session = session

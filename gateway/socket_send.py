@@ -24,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -88,11 +89,15 @@ class BodyWriter:
     transfer holds it for as long as the client takes; anyio's pool must not be starved
     by slow readers). ``sent`` counts the bytes the socket took, for the audit."""
 
-    def __init__(self, chunks: Iterator[bytes], sock: socket.socket, expected: int) -> None:
+    def __init__(
+        self, chunks: Iterator[bytes], sock: socket.socket, expected: int, prefetch: int = 0
+    ) -> None:
         self._chunks = chunks
+        self._prefetch = prefetch
         self._sock = sock
         self._expected = expected
         self._stop = threading.Event()
+        self._source: Iterable[bytes] = chunks
         self.sent = 0
 
     def _write(self, idle: float) -> None:
@@ -101,7 +106,7 @@ class BodyWriter:
         sock = self._sock
         sock.settimeout(idle)  # per send(): a limit on idle time, not on a whole chunk
         announced = 0
-        for chunk in self._chunks:
+        for chunk in self._source:
             if self._stop.is_set():
                 raise ClientGone("response cancelled")
             announced += len(chunk)
@@ -129,11 +134,15 @@ class BodyWriter:
         error: list[BaseException] = []
 
         def body() -> None:
+            prefetch = Prefetch(self._chunks, self._prefetch) if self._prefetch else None
+            self._source = prefetch or self._chunks
             try:
                 self._write(idle)
             except BaseException as exc:  # re-raised on the loop
                 error.append(exc)
             finally:
+                if prefetch is not None:
+                    prefetch.stop()
                 loop.call_soon_threadsafe(finished.set)
 
         threading.Thread(target=body, name="fedgate-download", daemon=True).start()
@@ -147,6 +156,53 @@ class BodyWriter:
                     await finished.wait()
         if error:
             raise error[0]
+
+
+class Prefetch:
+    """A backend's chunks pulled by a thread of their own, up to ``depth`` ahead of the
+    writer. For backends that answer one request per read (gfal2's ``pread``, iRODS),
+    the next read then runs while the writer sends; a backend streaming from a socket
+    reads ahead in the kernel's buffers anyway."""
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[bytes], depth: int) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(chunks,), name="fedgate-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                if not self._put(chunk):
+                    return
+        except BaseException as exc:  # set before the end marker, so __iter__ raises it
+            self._error = exc
+        self._put(self._END)
+
+    def _put(self, item: object) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)  # re-checks the stop flag now and then
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (item := self._queue.get()) is not self._END:
+            yield item  # type: ignore[misc]
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """Until the thread has returned: the backend iterator is its own till then."""
+        self._stopped.set()
+        self._thread.join()
 
 
 def reset(sock: socket.socket) -> None:

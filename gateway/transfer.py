@@ -169,6 +169,7 @@ class DownloadResponse(ClosingStreamingResponse):
         headers: Mapping[str, str],
         media_type: str,
         socket_send: bool = True,
+        prefetch: int = 0,
     ) -> None:
         # The ASGI path's generators run only if iterated: the direct path never does.
         super().__init__(
@@ -181,6 +182,7 @@ class DownloadResponse(ClosingStreamingResponse):
         self._length = length
         self._done = done
         self._socket_send = socket_send
+        self._prefetch = prefetch  # the storage's hint (adapters.base.Storage.open_read)
         self._scope: Scope = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -201,27 +203,31 @@ class DownloadResponse(ClosingStreamingResponse):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        writer = BodyWriter(self._iterator, sock, self._length)
+        sent = 0
         try:
-            await writer.run(scope.get(SEND_IDLE_KEY, DEFAULT_SEND_IDLE))
+            writer = BodyWriter(self._iterator, sock, self._length, self._prefetch)
+            try:
+                await writer.run(scope.get(SEND_IDLE_KEY, DEFAULT_SEND_IDLE))
+            finally:
+                sent = scope[SENT_DIRECT_KEY] = writer.sent
         except BaseException as exc:
-            scope[SENT_DIRECT_KEY] = writer.sent
+            # Cut, whatever went wrong: the duplicate alone would keep the connection
+            # open after uvicorn closes its own descriptor, and the client waiting.
             reset(sock)
             sock.close()
             abort = scope.get(ABORT_KEY)
             if callable(abort):
                 abort()
             await _close(self._iterator)
-            self._done(writer.sent, False)
+            self._done(sent, False)
             if isinstance(exc, ClientGone):
                 log.warning("%s (%s %s)", exc, scope.get("method"), scope.get("path"))
                 return
             raise
         sock.close()
-        scope[SENT_DIRECT_KEY] = writer.sent
-        self._done(writer.sent, True)
+        self._done(sent, True)
         await _close(self._iterator)
-        sink.written(writer.sent)
+        sink.written(sent)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -17,6 +17,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import MountConfig, Settings
+from gateway.limits import GuardedHttpTools
 from gateway.state import Gateway
 
 
@@ -79,8 +80,10 @@ def local_settings(tmp: Path, **overrides: Any) -> Settings:
 
 @contextmanager
 def running(
-    settings: Settings, env: dict[str, str] | None = None, http: Any = "auto"
+    settings: Settings, env: dict[str, str] | None = None, http: Any = GuardedHttpTools
 ) -> Iterator[Running]:
+    """The gateway on a real uvicorn, with the protocol class `fedgate serve` runs (so
+    downloads take the same path as in production: gateway/socket_send.py)."""
     gw = Gateway(settings, env=env or master_env())
     key = gw.first_start()
     assert key is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from adapters.base import StorageError
 from adapters.posix import PosixStorage
-from gateway import transfer
+from gateway import socket_send, transfer
 from gateway.limits import GuardedHttpTools
 from tests.gateway.test_observability import scrape, value
 from tests.server import Running, local_settings, running
@@ -35,9 +36,11 @@ def writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
 
     class Recording(transfer.BodyWriter):
-        def __init__(self, chunks: Iterator[bytes], sock: socket.socket, expected: int) -> None:
+        def __init__(
+            self, chunks: Iterator[bytes], sock: socket.socket, expected: int, prefetch: int
+        ) -> None:
             seen.append(expected)
-            super().__init__(chunks, sock, expected)
+            super().__init__(chunks, sock, expected, prefetch)
 
     monkeypatch.setattr(transfer, "BodyWriter", Recording)
     return seen
@@ -182,3 +185,52 @@ def test_socket_send_can_be_turned_off(tmp_path: Path, writers: list[int]) -> No
         with gw.client() as c:
             assert c.get("/path/local/big.bin?action=content").content == data
     assert writers == []  # every body went through ASGI
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["exact", "backend-fails"])
+def test_a_storage_that_asks_for_read_ahead_gets_it(
+    gw: Running, writers: list[int], monkeypatch: pytest.MonkeyPatch, extra: bool
+) -> None:
+    """gfal (root://) and iRODS answer one request per chunk and ask for a second thread
+    to read ahead: same bytes, same cut on failure, and the thread is gone afterwards."""
+    threads: list[int] = []
+    real_init = socket_send.Prefetch.__init__
+
+    def counting(self: socket_send.Prefetch, chunks: Iterator[bytes], depth: int) -> None:
+        threads.append(depth)
+        real_init(self, chunks, depth)
+
+    monkeypatch.setattr(socket_send.Prefetch, "__init__", counting)
+    monkeypatch.setattr(PosixStorage, "read_ahead", 1, raising=False)
+    data = os.urandom(6 * MiB)
+    put(gw, "big.bin", data)
+    if extra:
+        _broken_read(monkeypatch, extra=False)
+    with gw.client() as c:
+        if extra:
+            with pytest.raises(httpx.HTTPError):
+                c.get("/path/local/big.bin?action=content")
+        else:
+            assert c.get("/path/local/big.bin?action=content").content == data
+    assert threads == [1] and writers == [len(data)]
+    deadline = time.monotonic() + 5
+    while any(t.name == "fedgate-prefetch" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the read-ahead thread outlived its response"
+        time.sleep(0.05)
+
+
+def test_a_failure_before_the_first_byte_still_closes_the_connection(
+    gw: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The duplicate socket alone would keep the connection open after uvicorn closed
+    its own descriptor: the client would wait for the body forever."""
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("broken before the first byte")
+
+    monkeypatch.setattr(transfer, "BodyWriter", fail)
+    put(gw, "big.bin", os.urandom(2 * MiB))
+    client = httpx.Client(base_url=gw.api, headers={"apikey": gw.key}, timeout=5)
+    with client as c, pytest.raises(httpx.HTTPError) as caught:
+        c.get("/path/local/big.bin?action=content")
+    assert not isinstance(caught.value, httpx.TimeoutException)
