@@ -76,9 +76,9 @@ class Settings:
     body_idle_timeout: int = 60
     body_min_rate: int = 1024
     send_idle_timeout: int = 120
-    # File bodies written to the client's socket by the transfer's thread
-    # (gateway/socket_send.py); false sends every body through ASGI.
-    socket_send: bool = True
+    # File bodies written to / read from the client's socket by the transfer's thread
+    # (gateway/socket_send.py, gateway/socket_receive.py); false: all through ASGI.
+    socket_bodies: bool = True
     token_default_lifetime: int = 1200
     token_max_lifetime: int = 21600
     token_issuer: str = "fedgate"  # noqa: S105 - a name, not a secret

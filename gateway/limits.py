@@ -27,10 +27,12 @@ import time
 from typing import Any
 
 import anyio
+import httptools
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.errors import CarminError, E
+from gateway.socket_receive import BODY_LIMITS_KEY, SOURCE_KEY, SocketSource
 from gateway.socket_send import SEND_IDLE_KEY, SINK_KEY, SocketSink
 
 log = logging.getLogger("fedgate")
@@ -77,7 +79,8 @@ class TimeLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope[SEND_IDLE_KEY] = self.send_idle  # for bodies written past ASGI
+        scope[SEND_IDLE_KEY] = self.send_idle  # for bodies written or read past ASGI
+        scope[BODY_LIMITS_KEY] = (self.body_idle, self.min_rate)
         body_done = False
         window_start: float | None = None  # from the first read: auth may come first
         window_bytes = 0
@@ -202,6 +205,7 @@ class _BodyParts:
 class GuardedHttpTools(_HeadDeadline, _Fast):
     scope: Any
     _body_timer: Any = None
+    body_seen = 0  # body bytes of the current request parsed so far
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -211,6 +215,7 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
         cycle = self.cycle
         if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
             return
+        self.body_seen += len(body)
         parts = cycle.body
         if type(parts) is not _BodyParts:  # uvicorn starts each message with a bytearray
             parts = cycle.body = _BodyParts(parts)
@@ -221,10 +226,18 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
         elif self._body_timer is None:
             self._body_timer = self.loop.call_later(BODY_FLUSH, self._deliver_body)
 
-    def _deliver_body(self) -> None:
+    def stop_body_timer(self) -> None:
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
+
+    def reset_parser(self) -> None:
+        """A fresh parser for the next request, after a body was read past this one
+        (gateway/socket_receive.py): the old one still waits for those bytes."""
+        self.parser = httptools.HttpRequestParser(self)
+
+    def _deliver_body(self) -> None:
+        self.stop_body_timer()
         if self.cycle is not None:
             self.cycle.message_event.set()
 
@@ -234,6 +247,7 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.body_seen = 0
         self.scope[ABORT_KEY] = functools.partial(_reset, self.transport)
 
     def on_headers_complete(self) -> None:
@@ -243,6 +257,7 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # not for an upgrade
             self.scope[SINK_KEY] = SocketSink(self.transport, cycle)
+            self.scope[SOURCE_KEY] = SocketSource(self, cycle)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics, routes_native, routes_tokens
+from gateway.socket_receive import RECEIVED_DIRECT_KEY
 from gateway.socket_send import SENT_DIRECT_KEY
 from gateway.state import Gateway
 from tokens.revocation import Revocation
@@ -235,6 +236,9 @@ class AccessMiddleware:
             direct = scope.get(SENT_DIRECT_KEY, 0)  # body bytes written past ASGI
             if direct:
                 metrics.BYTES_OUT.labels(mount()).inc(direct)
+            direct = scope.get(RECEIVED_DIRECT_KEY, 0)  # and read past it
+            if direct:
+                metrics.BYTES_IN.labels(mount()).inc(direct)
             elapsed = time.perf_counter() - started
             if direction:
                 metrics.ACTIVE_TRANSFERS.labels(direction).dec()

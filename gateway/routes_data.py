@@ -201,7 +201,7 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
         status_code=206 if rng else 200,
         headers=headers,
         media_type=entry.mime_type or "application/octet-stream",
-        socket_send=op.gw.settings.socket_send,
+        socket_send=op.gw.settings.socket_bodies,
         prefetch=getattr(storage, "read_ahead", 0),
     )
 

@@ -101,7 +101,7 @@ async def _put_raw(op: Op, storage: Storage) -> Response:
         await to_thread.run_sync(writer.abort)
         raise CarminError(E.TOO_LARGE, f"body larger than the {limit}-byte limit")
     try:
-        entry, nbytes = await receive_into(writer, request, limit)
+        entry, nbytes = await receive_into(writer, request, limit, op.gw.settings.socket_bodies)
     except StorageError as exc:
         raise op.storage_error(exc) from None
     return _created(op, entry, nbytes)

@@ -24,6 +24,16 @@ from adapters.base import Entry, Writer
 from gateway.block_pipe import BlockPipe, ReadAhead, WriterFailed
 from gateway.errors import CarminError, E
 from gateway.limits import ABORT_KEY, BODY_BLOCK_KEY
+from gateway.socket_receive import (
+    BODY_LIMITS_KEY,
+    RECEIVED_DIRECT_KEY,
+    SOURCE_KEY,
+    BodyCut,
+    BodyStalled,
+    SocketSource,
+    Taken,
+    run_reader,
+)
 from gateway.socket_send import (
     MIN_DIRECT,
     SEND_IDLE_KEY,
@@ -231,7 +241,9 @@ class DownloadResponse(ClosingStreamingResponse):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[Entry, int]:
+async def receive_into(
+    writer: Writer, request: Request, limit: int, socket_bodies: bool = True
+) -> tuple[Entry, int]:
     """Stream the request body into ``writer`` and commit it; abort on any failure.
 
     Receiving and writing overlap: the event loop keeps reading the socket while the
@@ -248,6 +260,11 @@ async def receive_into(writer: Writer, request: Request, limit: int) -> tuple[En
     pipe = BlockPipe(PIPELINE_DEPTH)
     block = getattr(writer, "block_size", UPLOAD_BUFFER)
     request.scope[BODY_BLOCK_KEY] = block  # our server protocol gathers reads to this
+    source: SocketSource | None = request.scope.get(SOURCE_KEY)
+    if socket_bodies and source is not None and expected is not None and expected <= limit:
+        taken = source.take(expected)
+        if taken is not None:
+            return await _receive_from_socket(writer, request, source, taken, block)
 
     async def read_body() -> None:
         nonlocal received
@@ -297,3 +314,31 @@ async def abort(writer: Writer) -> None:
     # Shielded: a cancelled request (client gone, server stopping) must still clean up.
     with CancelScope(shield=True):
         await to_thread.run_sync(writer.abort)
+
+
+async def _receive_from_socket(
+    writer: Writer, request: Request, source: SocketSource, taken: Taken, block: int
+) -> tuple[Entry, int]:
+    """receive_into's path when the protocol lets the upload's thread read the socket
+    (gateway/socket_receive.py): the same outcomes, the same errors."""
+    idle, min_rate = request.scope.get(BODY_LIMITS_KEY, (60.0, 1024))
+    complete = False
+    try:
+        try:
+            received = await run_reader(taken, block, writer.write, idle, min_rate)
+            complete = True
+        finally:
+            taken.sock.close()
+            source.finish(complete)
+        request.scope[RECEIVED_DIRECT_KEY] = taken.remaining
+        entry = await to_thread.run_sync(writer.commit)
+        return entry, received
+    except BodyCut:
+        await abort(writer)
+        raise CarminError(E.BAD_BODY, "upload interrupted: nothing was written") from None
+    except BodyStalled as exc:
+        await abort(writer)
+        raise CarminError(E.BODY_TIMEOUT, f"{exc}: nothing was written") from None
+    except BaseException:
+        await abort(writer)
+        raise

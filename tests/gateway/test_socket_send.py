@@ -178,7 +178,7 @@ def test_a_reader_that_takes_nothing_is_cut_off(gw: Running, writers: list[int])
 
 
 def test_socket_send_can_be_turned_off(tmp_path: Path, writers: list[int]) -> None:
-    settings = local_settings(tmp_path, socket_send=False)
+    settings = local_settings(tmp_path, socket_bodies=False)
     with running(settings, http=GuardedHttpTools) as gw:
         data = os.urandom(2 * MiB)
         put(gw, "big.bin", data)

@@ -1,0 +1,188 @@
+"""Upload bodies read from the client's socket by the upload's own thread.
+
+The counterpart of gateway/socket_send.py. Through ASGI every socket read of a body
+(64–256 KiB) goes through the HTTP parser, is gathered into a block by the protocol, and
+crosses the event loop and each middleware before the upload's writer thread gets it.
+When our server protocol (gateway/limits.py) offers it, a body with a Content-Length is
+read instead by one thread straight from a duplicate of the connection's socket, into
+blocks of the writer's size, which it writes itself (the kernel's receive buffer lets the
+client go on sending meanwhile). The protocol stops reading the socket for that time and
+gets the connection back, with a fresh parser, once exactly the announced bytes are read.
+
+The rules of the ASGI path hold: a body cut short (client gone), or slower than
+``body_min_rate`` over a ``body_idle_timeout`` window, or idle for that long, is never
+committed; such a connection is closed after the error answer, since the rest of its
+body was never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio import CancelScope
+
+SOURCE_KEY = "fedgate.socket_source"
+RECEIVED_DIRECT_KEY = "fedgate.received_direct"
+BODY_LIMITS_KEY = "fedgate.body_limits"  # (idle seconds, minimum bytes/s), from TimeLimits
+# A smaller remainder goes through ASGI: reading it directly would not pay for the
+# duplicate socket and the thread.
+MIN_DIRECT = 1024 * 1024
+
+
+class BodyStalled(Exception):
+    """No byte for the idle limit, or slower than the minimum rate over a window."""
+
+
+class BodyCut(Exception):
+    """The client closed or reset the connection before the end of the body."""
+
+
+@dataclass
+class Taken:
+    first: bytes  # body bytes the parser had already gathered
+    sock: socket.socket
+    remaining: int  # bytes still to read from the socket
+
+
+class SocketSource:
+    """What a protocol offers one request: the rest of its body, read from the socket."""
+
+    def __init__(self, protocol: Any, cycle: Any) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+
+    def take(self, length: int) -> Taken | None:
+        """The connection's socket to read the rest of a ``length``-byte body from, or
+        None when the body must come through ASGI. Called on the event loop before the
+        app has received any of the body."""
+        protocol, cycle = self._protocol, self._cycle
+        transport = protocol.transport
+        if (
+            protocol.cycle is not cycle
+            or cycle.disconnected
+            or cycle.response_started
+            or transport.is_closing()
+            or transport.get_extra_info("sslcontext") is not None
+        ):
+            return None
+        seen = protocol.body_seen
+        if len(cycle.body) != seen or length - seen < MIN_DIRECT:  # some went to the app
+            return None
+        raw = transport.get_extra_info("socket")
+        if raw is None:
+            return None
+        try:
+            sock = socket.socket(fileno=os.dup(raw.fileno()))
+        except (OSError, ValueError):
+            return None
+        protocol.stop_body_timer()
+        protocol.flow.pause_reading()  # the socket's bytes are ours until finish()
+        if cycle.waiting_for_100_continue:  # as uvicorn's receive() does
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        first = bytes(cycle.body)
+        cycle.body = bytearray()
+        return Taken(first, sock, length - seen)
+
+    def finish(self, complete: bool) -> None:
+        """Hand the connection back. After a whole body the parser, which still waits
+        for the bytes we read, is replaced and reading resumes (keep-alive goes on);
+        otherwise the connection is closed once the answer is sent."""
+        protocol, cycle = self._protocol, self._cycle
+        cycle.more_body = False
+        if complete and protocol.cycle is cycle:
+            protocol.reset_parser()
+            protocol.flow.resume_reading()
+        else:
+            cycle.keep_alive = False
+
+
+def read_body(
+    taken: Taken,
+    block: int,
+    write: Callable[[bytes], None],
+    idle: float,
+    min_rate: int,
+    stop: threading.Event,
+) -> int:
+    """Read the rest of the body into blocks of ``block`` bytes and ``write`` each;
+    returns the body's length. Raises BodyCut, BodyStalled, or the writer's error."""
+    sock = taken.sock
+    sock.settimeout(idle)  # per recv(): the idle limit
+    buf = bytearray(max(block, len(taken.first)))
+    view = memoryview(buf)
+    filled = len(taken.first)
+    view[:filled] = taken.first
+    total = filled
+    remaining = taken.remaining
+    window_start, window_bytes = time.monotonic(), 0
+    while remaining:
+        if stop.is_set():
+            raise BodyCut("upload cancelled")
+        if filled == len(buf):
+            write(bytes(view[:filled]))
+            filled = 0
+        try:
+            n = sock.recv_into(view[filled:], min(remaining, len(buf) - filled))
+        except TimeoutError:
+            raise BodyStalled(f"no request body byte for {idle:g} s") from None
+        except OSError as exc:
+            raise BodyCut(f"connection lost: {exc.strerror or exc}") from None
+        if n == 0:
+            raise BodyCut("the client closed the connection before the end of the body")
+        filled += n
+        total += n
+        remaining -= n
+        window_bytes += n
+        now = time.monotonic()
+        if now - window_start >= idle:
+            if window_bytes < min_rate * (now - window_start):
+                raise BodyStalled(f"request body slower than {min_rate} bytes/s")
+            window_start, window_bytes = now, 0
+    if filled:
+        write(bytes(view[:filled]))
+    return total
+
+
+async def run_reader(
+    taken: Taken, block: int, write: Callable[[bytes], None], idle: float, min_rate: int
+) -> int:
+    """read_body in a thread of its own (an upload holds it for as long as the client
+    takes). On cancellation the socket is shut down, which wakes the thread, and the
+    thread is waited for: the writer is the thread's until it returns."""
+    loop = asyncio.get_running_loop()
+    finished = anyio.Event()
+    result: list[int] = []
+    error: list[BaseException] = []
+    stop = threading.Event()
+
+    def body() -> None:
+        try:
+            result.append(read_body(taken, block, write, idle, min_rate, stop))
+        except BaseException as exc:  # re-raised on the loop
+            error.append(exc)
+        finally:
+            loop.call_soon_threadsafe(finished.set)
+
+    threading.Thread(target=body, name="fedgate-upload-read", daemon=True).start()
+    try:
+        await finished.wait()
+    finally:
+        if not finished.is_set():  # cancelled
+            stop.set()
+            with contextlib.suppress(OSError):
+                taken.sock.shutdown(socket.SHUT_RDWR)
+            with CancelScope(shield=True):
+                await finished.wait()
+    if error:
+        raise error[0]
+    return result[0]
