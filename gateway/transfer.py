@@ -261,7 +261,18 @@ async def receive_into(
     block = getattr(writer, "block_size", UPLOAD_BUFFER)
     request.scope[BODY_BLOCK_KEY] = block  # our server protocol gathers reads to this
     source: SocketSource | None = request.scope.get(SOURCE_KEY)
-    if socket_bodies and source is not None and expected is not None and expected <= limit:
+    # One Content-Length and no other framing: the socket then holds exactly that many
+    # body bytes (anything else is the parser's to judge, through ASGI).
+    framed = len(request.headers.getlist("content-length")) == 1 and (
+        "transfer-encoding" not in request.headers
+    )
+    if (
+        socket_bodies
+        and source is not None
+        and framed
+        and expected is not None
+        and expected <= limit
+    ):
         taken = source.take(expected)
         if taken is not None:
             return await _receive_from_socket(writer, request, source, taken, block)
