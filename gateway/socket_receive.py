@@ -17,8 +17,6 @@ body was never read.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import socket
 import threading
@@ -27,8 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-from anyio import CancelScope
+from gateway.socket_thread import run_in_thread
 
 SOURCE_KEY = "fedgate.socket_source"
 RECEIVED_DIRECT_KEY = "fedgate.received_direct"
@@ -156,33 +153,11 @@ def read_body(
 async def run_reader(
     taken: Taken, block: int, write: Callable[[bytes], None], idle: float, min_rate: int
 ) -> int:
-    """read_body in a thread of its own (an upload holds it for as long as the client
-    takes). On cancellation the socket is shut down, which wakes the thread, and the
-    thread is waited for: the writer is the thread's until it returns."""
-    loop = asyncio.get_running_loop()
-    finished = anyio.Event()
-    result: list[int] = []
-    error: list[BaseException] = []
+    """read_body in a thread of its own (cancellation: see gateway/socket_thread.py)."""
     stop = threading.Event()
-
-    def body() -> None:
-        try:
-            result.append(read_body(taken, block, write, idle, min_rate, stop))
-        except BaseException as exc:  # re-raised on the loop
-            error.append(exc)
-        finally:
-            loop.call_soon_threadsafe(finished.set)
-
-    threading.Thread(target=body, name="fedgate-upload-read", daemon=True).start()
-    try:
-        await finished.wait()
-    finally:
-        if not finished.is_set():  # cancelled
-            stop.set()
-            with contextlib.suppress(OSError):
-                taken.sock.shutdown(socket.SHUT_RDWR)
-            with CancelScope(shield=True):
-                await finished.wait()
-    if error:
-        raise error[0]
-    return result[0]
+    return await run_in_thread(
+        lambda: read_body(taken, block, write, idle, min_rate, stop),
+        taken.sock,
+        stop,
+        "fedgate-upload-read",
+    )

@@ -21,18 +21,14 @@ stops the thread at once (shutdown of the socket) before the backend stream is c
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import queue
 import socket
-import struct
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import anyio
-from anyio import CancelScope
+from gateway.socket_thread import run_in_thread
 
 # Scope keys: the offer our protocol classes make, the send idle limit TimeLimits puts
 # there, and the bytes written past ASGI (for the byte metrics).
@@ -97,16 +93,15 @@ class BodyWriter:
         self._sock = sock
         self._expected = expected
         self._stop = threading.Event()
-        self._source: Iterable[bytes] = chunks
         self.sent = 0
 
-    def _write(self, idle: float) -> None:
+    def _send(self, chunks: Iterable[bytes], idle: float) -> None:
         """Raises the backend's error, ClientGone, or OSError when the backend's stream
         is longer or shorter than announced; the caller then resets the connection."""
         sock = self._sock
         sock.settimeout(idle)  # per send(): a limit on idle time, not on a whole chunk
         announced = 0
-        for chunk in self._source:
+        for chunk in chunks:
             if self._stop.is_set():
                 raise ClientGone("response cancelled")
             announced += len(chunk)
@@ -126,36 +121,17 @@ class BodyWriter:
             raise OSError("backend returned fewer bytes than announced")
 
     async def run(self, idle: float) -> None:
-        """Write the whole body; raises what ``_write`` raised. On cancellation the
-        socket is shut down, which wakes the thread at once, and the thread is waited
-        for: the backend iterator is the thread's until it returns."""
-        loop = asyncio.get_running_loop()
-        finished = anyio.Event()
-        error: list[BaseException] = []
+        """Write the whole body; raises what ``_send`` raised (cancellation: see
+        gateway/socket_thread.py)."""
+        await run_in_thread(lambda: self._write(idle), self._sock, self._stop, "fedgate-download")
 
-        def body() -> None:
-            prefetch = Prefetch(self._chunks, self._prefetch) if self._prefetch else None
-            self._source = prefetch or self._chunks
-            try:
-                self._write(idle)
-            except BaseException as exc:  # re-raised on the loop
-                error.append(exc)
-            finally:
-                if prefetch is not None:
-                    prefetch.stop()
-                loop.call_soon_threadsafe(finished.set)
-
-        threading.Thread(target=body, name="fedgate-download", daemon=True).start()
+    def _write(self, idle: float) -> None:
+        prefetch = Prefetch(self._chunks, self._prefetch) if self._prefetch else None
         try:
-            await finished.wait()
+            self._send(prefetch or self._chunks, idle)
         finally:
-            if not finished.is_set():  # cancelled
-                self._stop.set()
-                reset(self._sock)
-                with CancelScope(shield=True):
-                    await finished.wait()
-        if error:
-            raise error[0]
+            if prefetch is not None:
+                prefetch.stop()
 
 
 class Prefetch:
@@ -203,12 +179,3 @@ class Prefetch:
         """Until the thread has returned: the backend iterator is its own till then."""
         self._stopped.set()
         self._thread.join()
-
-
-def reset(sock: socket.socket) -> None:
-    """Cut the connection with a reset: the client must not take a short body for a
-    whole one, and unread megabytes are dropped instead of queued behind a FIN."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)

@@ -42,8 +42,8 @@ from gateway.socket_send import (
     BodyWriter,
     ClientGone,
     SocketSink,
-    reset,
 )
+from gateway.socket_thread import reset
 
 log = logging.getLogger("fedgate")
 T = TypeVar("T")

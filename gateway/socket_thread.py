@@ -1,0 +1,62 @@
+"""One thread moving a body between a backend and a duplicate of the client's socket
+(gateway/socket_send.py, gateway/socket_receive.py), awaited from the event loop.
+
+The thread is our own, not anyio's pool: a transfer holds it for as long as the client
+takes, and slow clients must not starve every other request of the pool's threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+from anyio import CancelScope
+
+T = TypeVar("T")
+
+
+async def run_in_thread(
+    fn: Callable[[], T], sock: socket.socket, stop: threading.Event, name: str
+) -> T:
+    """``fn()`` in a thread of its own; raises what it raised. On cancellation ``stop`` is
+    set and the socket reset, which wakes the thread at once, and the thread is waited
+    for: what it works with (backend stream, writer) is its own until it returns."""
+    loop = asyncio.get_running_loop()
+    finished = anyio.Event()
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # re-raised on the loop
+            error.append(exc)
+        finally:
+            loop.call_soon_threadsafe(finished.set)
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    try:
+        await finished.wait()
+    finally:
+        if not finished.is_set():  # cancelled
+            stop.set()
+            reset(sock)
+            with CancelScope(shield=True):
+                await finished.wait()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def reset(sock: socket.socket) -> None:
+    """Cut the connection with a reset: the client must not take a short body for a
+    whole one, and unread megabytes are dropped instead of queued behind a FIN."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
