@@ -100,7 +100,6 @@ from adapters.gfal_support import (
     with_authz,
 )
 from adapters.gfal_write import (
-    CHUNK,
     UPLOAD_PREFIX,
     GfalWriter,
     SpoolWriter,
@@ -110,6 +109,11 @@ from adapters.gfal_write import (
 )
 
 __all__ = ["UPLOAD_PREFIX", "GfalAdapter", "GfalOptions", "GfalStorage", "create"]
+
+# Bytes per pread (gfal2's XRootD and file plugins): each is a round trip, and side by
+# side 4 MiB gave root:// GETs 0.74–0.93 × direct gfal2 where 1 MiB gave 0.60–0.79. With
+# the gateway's one chunk of read-ahead a transfer holds about three of them.
+PREAD_CHUNK = 4 * 1024 * 1024
 
 _MAX_BOUND = 64  # credentials whose context pools are kept
 
@@ -298,7 +302,7 @@ class GfalStorage:
             offset = start
             while offset < stop:
                 try:
-                    data = handle.pread_bytes(offset, min(CHUNK, stop - offset))
+                    data = handle.pread_bytes(offset, min(PREAD_CHUNK, stop - offset))
                 except self.gfal.GError as exc:
                     raise self.error(exc, path) from None
                 if not data:
