@@ -5,9 +5,9 @@ The counterpart of gateway/socket_send.py. Through ASGI every socket read of a b
 crosses the event loop and each middleware before the upload's writer thread gets it.
 When our server protocol (gateway/limits.py) offers it, a body with a Content-Length is
 read instead by one thread straight from a duplicate of the connection's socket, into
-blocks of the writer's size, which it writes itself (the kernel's receive buffer lets the
-client go on sending meanwhile). The protocol stops reading the socket for that time and
-gets the connection back, with a fresh parser, once exactly the announced bytes are read.
+blocks of the writer's size, which a second thread writes meanwhile (WriteBehind). The
+protocol stops reading the socket for that time and gets the connection back, with a
+fresh parser, once exactly the announced bytes are read.
 
 The rules of the ASGI path hold: a body cut short (client gone), or slower than
 ``body_min_rate`` over a ``body_idle_timeout`` window, or idle for that long, is never
@@ -18,6 +18,7 @@ body was never read.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
@@ -103,6 +104,39 @@ class SocketSource:
             cycle.keep_alive = False
 
 
+class WriteBehind:
+    """The writer's calls in a thread of their own, one block behind the socket reads: a
+    backend that pays a round trip per write (iRODS, gfal2 over root://) writes while the
+    next block arrives, and a writer that hashes (md5 on the way) uses the other core.
+    One block waits in between at most: an upload holds about three blocks."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=1)  # None: the end
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fedgate-upload", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            if self.error is None:  # after a failure, blocks are taken and dropped
+                try:
+                    self._write(block)
+                except BaseException as exc:  # raised by the reader's next put()
+                    self.error = exc
+
+    def put(self, block: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(block)
+
+    def close(self) -> None:
+        """Until the thread has returned: every queued block written, or dropped after a
+        failure. The writer is then free for commit or abort."""
+        self._queue.put(None)
+        self._thread.join()
+
+
 def read_body(
     taken: Taken,
     block: int,
@@ -111,8 +145,27 @@ def read_body(
     min_rate: int,
     stop: threading.Event,
 ) -> int:
-    """Read the rest of the body into blocks of ``block`` bytes and ``write`` each;
-    returns the body's length. Raises BodyCut, BodyStalled, or the writer's error."""
+    """Read the rest of the body into blocks of ``block`` bytes, written by a WriteBehind
+    thread; returns the body's length. Raises BodyCut, BodyStalled, or the writer's
+    error, always after the writer's thread has returned."""
+    behind = WriteBehind(write)
+    try:
+        total = _read_into(taken, block, behind.put, idle, min_rate, stop)
+    finally:
+        behind.close()
+    if behind.error is not None:
+        raise behind.error
+    return total
+
+
+def _read_into(
+    taken: Taken,
+    block: int,
+    put: Callable[[bytes], None],
+    idle: float,
+    min_rate: int,
+    stop: threading.Event,
+) -> int:
     sock = taken.sock
     sock.settimeout(idle)  # per recv(): the idle limit
     buf = bytearray(max(block, len(taken.first)))
@@ -126,7 +179,7 @@ def read_body(
         if stop.is_set():
             raise BodyCut("upload cancelled")
         if filled == len(buf):
-            write(bytes(view[:filled]))
+            put(bytes(view[:filled]))
             filled = 0
         try:
             n = sock.recv_into(view[filled:], min(remaining, len(buf) - filled))
@@ -146,7 +199,7 @@ def read_body(
                 raise BodyStalled(f"request body slower than {min_rate} bytes/s")
             window_start, window_bytes = now, 0
     if filled:
-        write(bytes(view[:filled]))
+        put(bytes(view[:filled]))
     return total
 
 

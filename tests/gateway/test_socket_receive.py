@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,3 +147,36 @@ def test_socket_bodies_can_be_turned_off(tmp_path: Path, readers: list[int]) -> 
         assert read_response(sock, bytearray())[0].startswith(b"HTTP/1.1 201")
         assert (gw.data / "up.bin").read_bytes() == body
     assert readers == []
+
+
+def test_a_writer_that_fails_mid_body_commits_nothing(
+    gw: Running, readers: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's thread (WriteBehind) fails on its third block: the answer is an
+    error, nothing appears, and no upload thread is left behind."""
+    from adapters.base import StorageError
+    from adapters.posix import PosixWriter
+
+    real = PosixWriter.write
+    calls: list[int] = []
+
+    def failing(self: PosixWriter, data: bytes) -> None:
+        calls.append(len(data))
+        if len(calls) == 3:
+            raise StorageError("disk went away")
+        real(self, data)
+
+    monkeypatch.setattr(PosixWriter, "write", failing)
+    with connect(gw) as sock:
+        sock.sendall(put_head(gw, "up.bin", 16 * MiB))
+        with contextlib.suppress(OSError):  # the gateway may stop reading and close
+            sock.sendall(os.urandom(16 * MiB))
+        status, _, answer = read_response(sock, bytearray())
+    assert status.split()[1] in (b"500", b"502", b"503", b"507"), answer
+    assert "errorCode" in json.loads(answer)
+    assert files(gw.data) == []
+    assert len(readers) == 1 and len(calls) == 3
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("fedgate-upload") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "an upload thread outlived its request"
+        time.sleep(0.05)
