@@ -25,6 +25,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -99,7 +100,6 @@ class BodyWriter:
         """Raises the backend's error, ClientGone, or OSError when the backend's stream
         is longer or shorter than announced; the caller then resets the connection."""
         sock = self._sock
-        sock.settimeout(idle)  # per send(): a limit on idle time, not on a whole chunk
         announced = 0
         for chunk in chunks:
             if self._stop.is_set():
@@ -107,9 +107,17 @@ class BodyWriter:
             announced += len(chunk)
             if announced > self._expected:
                 raise OSError("backend returned more bytes than announced")
+            # Each chunk must be taken within the idle limit, as through ASGI (where the
+            # limit bounds each send of a chunk): a reader trickling a few bytes a second
+            # would otherwise hold the backend stream and this thread for ever.
+            deadline = time.monotonic() + idle
             view = memoryview(chunk)
             while view:
+                left = deadline - time.monotonic()
                 try:
+                    if left <= 0:
+                        raise TimeoutError
+                    sock.settimeout(left)
                     n = sock.send(view)
                 except TimeoutError:
                     raise ClientGone(f"client took no data for {idle:g} s") from None

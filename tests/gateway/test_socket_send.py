@@ -234,3 +234,31 @@ def test_a_failure_before_the_first_byte_still_closes_the_connection(
     with client as c, pytest.raises(httpx.HTTPError) as caught:
         c.get("/path/local/big.bin?action=content")
     assert not isinstance(caught.value, httpx.TimeoutException)
+
+
+def test_a_reader_that_trickles_is_cut_off(gw: Running, writers: list[int]) -> None:
+    """A reader taking a few KiB a second never leaves the socket idle, but each chunk
+    must be taken within send_idle_timeout (2 s here), as through ASGI."""
+    put(gw, "big.bin", os.urandom(64 * MiB))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])))
+    received, cut = 0, False
+    started = time.monotonic()
+    with sock:
+        request(sock, "big.bin?action=content", gw.key)
+        sock.settimeout(5)
+        while time.monotonic() - started < 20:
+            try:
+                data = sock.recv(4096)
+            except (ConnectionResetError, TimeoutError):
+                cut = True
+                break
+            if not data:
+                cut = True
+                break
+            received += len(data)
+            time.sleep(0.05)  # ~80 KiB/s: a 1 MiB chunk takes 12 s
+    assert cut and received < 64 * MiB
+    assert time.monotonic() - started < 15
+    assert writers == [64 * MiB]
