@@ -202,6 +202,32 @@ class _BodyParts:
         return b"".join(self._parts)
 
 
+# What the socket paths (gateway/socket_send.py, gateway/socket_receive.py) use of
+# uvicorn's request cycle, which is not public API: a uvicorn without all of it gets
+# the ASGI path, not a crash. Checked on the first request (pyproject bounds uvicorn to
+# the versions tested).
+_CYCLE_FIELDS = (
+    "scope",
+    "body",
+    "more_body",
+    "disconnected",
+    "keep_alive",
+    "response_started",
+    "chunked_encoding",
+    "expected_content_length",
+    "waiting_for_100_continue",
+)
+_fits: list[bool] = []
+
+
+def _cycle_fits(cycle: Any) -> bool:
+    if not _fits:
+        _fits.append(all(hasattr(cycle, name) for name in _CYCLE_FIELDS))
+        if not _fits[0]:
+            log.warning("this uvicorn's request cycle differs: bodies go through ASGI")
+    return _fits[0]
+
+
 class GuardedHttpTools(_HeadDeadline, _Fast):
     scope: Any
     _body_timer: Any = None
@@ -255,7 +281,7 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
         # Bound to this request's cycle: a pipelined request replaces self.cycle while
         # this one may still be answering.
         cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:  # not for an upgrade
+        if cycle is not None and cycle.scope is self.scope and _cycle_fits(cycle):
             self.scope[SINK_KEY] = SocketSink(self.transport, cycle)
             self.scope[SOURCE_KEY] = SocketSource(self, cycle)
 

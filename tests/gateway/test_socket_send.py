@@ -261,3 +261,21 @@ def test_a_reader_that_trickles_is_cut_off(gw: Running, writers: list[int]) -> N
     assert cut and received < 64 * MiB
     assert time.monotonic() - started < 15
     assert writers == [64 * MiB]
+
+
+def test_a_uvicorn_whose_request_cycle_differs_gets_the_asgi_path(
+    gw: Running, writers: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import limits
+
+    monkeypatch.setattr(limits, "_fits", [False])  # as if a field were missing
+    data = os.urandom(2 * MiB)
+    put(gw, "big.bin", data)
+    with gw.client() as c:
+        assert c.get("/path/local/big.bin?action=content").content == data
+        r = c.put("/path/local/up.bin", content=data)
+        assert r.status_code == 201, r.text
+    assert writers == []
+    assert (gw.data / "up.bin").read_bytes() == data
+    monkeypatch.setattr(limits, "_fits", [])  # the check itself, on a cycle without fields
+    assert limits._cycle_fits(object()) is False
