@@ -17,7 +17,6 @@ body was never read.
 
 from __future__ import annotations
 
-import os
 import queue
 import socket
 import threading
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.socket_thread import run_in_thread
+from gateway.socket_thread import duplicate, run_in_thread
 
 SOURCE_KEY = "fedgate.socket_source"
 RECEIVED_DIRECT_KEY = "fedgate.received_direct"
@@ -69,18 +68,13 @@ class SocketSource:
             or cycle.disconnected
             or cycle.response_started
             or transport.is_closing()
-            or transport.get_extra_info("sslcontext") is not None
         ):
             return None
         seen = protocol.body_seen
         if len(cycle.body) != seen or length - seen < MIN_DIRECT:  # some went to the app
             return None
-        raw = transport.get_extra_info("socket")
-        if raw is None:
-            return None
-        try:
-            sock = socket.socket(fileno=os.dup(raw.fileno()))
-        except (OSError, ValueError):
+        sock = duplicate(transport)
+        if sock is None:
             return None
         protocol.stop_body_timer()
         protocol.flow.pause_reading()  # the socket's bytes are ours until finish()

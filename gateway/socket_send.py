@@ -21,7 +21,6 @@ stops the thread at once (shutdown of the socket) before the backend stream is c
 
 from __future__ import annotations
 
-import os
 import queue
 import socket
 import threading
@@ -29,7 +28,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from gateway.socket_thread import run_in_thread
+from gateway.socket_thread import duplicate, run_in_thread
 
 # Scope keys: the offer our protocol classes make, the send idle limit TimeLimits puts
 # there, and the bytes written past ASGI (for the byte metrics).
@@ -61,19 +60,10 @@ class SocketSink:
             or cycle.disconnected
             or cycle.chunked_encoding is not False
             or cycle.scope.get("method") == "HEAD"
-            or transport.get_extra_info("sslcontext") is not None
             or transport.get_write_buffer_size() != 0
         ):
             return None
-        raw = transport.get_extra_info("socket")
-        if raw is None:
-            return None
-        try:
-            # The duplicate shares the file status flags (O_NONBLOCK stays, as the loop
-            # needs): our writes wait for room through the timeout's poll instead.
-            return socket.socket(fileno=os.dup(raw.fileno()))
-        except OSError:
-            return None
+        return duplicate(transport)
 
     def written(self, n: int) -> None:
         """Account the bytes written past the protocol, so that it completes the

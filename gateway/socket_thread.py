@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import struct
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio import CancelScope
@@ -51,6 +52,22 @@ async def run_in_thread(
     if error:
         raise error[0]
     return result[0]
+
+
+def duplicate(transport: Any) -> socket.socket | None:
+    """A duplicate of a plain-TCP transport's socket, or None (TLS, or no socket left).
+
+    The duplicate shares the file status flags (O_NONBLOCK stays, as the loop needs):
+    our threads wait for the socket through the timeout's poll instead."""
+    if transport.get_extra_info("sslcontext") is not None:
+        return None
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return None
+    try:
+        return socket.socket(fileno=os.dup(raw.fileno()))
+    except (OSError, ValueError):  # uvloop's socket object raises ValueError once closed
+        return None
 
 
 def reset(sock: socket.socket) -> None:
