@@ -341,7 +341,7 @@ async def _receive_from_socket(
         finally:
             taken.sock.close()
             source.finish(complete)
-        request.scope[RECEIVED_DIRECT_KEY] = taken.remaining
+        request.scope[RECEIVED_DIRECT_KEY] = received  # with what the parser had gathered
         entry = await to_thread.run_sync(writer.commit)
         return entry, received
     except BodyCut:

@@ -180,3 +180,21 @@ def test_a_writer_that_fails_mid_body_commits_nothing(
     while any(t.name.startswith("fedgate-upload") for t in threading.enumerate()):
         assert time.monotonic() < deadline, "an upload thread outlived its request"
         time.sleep(0.05)
+
+
+def test_request_bytes_are_counted_whole(gw: Running, readers: list[int]) -> None:
+    """Bytes the parser had gathered before the thread took over never went through ASGI:
+    the metric counts them too."""
+    from tests.gateway.test_observability import scrape, value
+
+    body = os.urandom(3 * MiB)
+    before = scrape(gw.url)
+    with connect(gw) as sock:
+        sock.sendall(put_head(gw, "up.bin", len(body)) + body[:5000])
+        time.sleep(0.2)  # the first bytes reach the parser before the app takes over
+        sock.sendall(body[5000:])
+        assert read_response(sock, bytearray())[0].startswith(b"HTTP/1.1 201")
+    after = scrape(gw.url)
+    name = "fedgate_http_request_bytes_total"
+    assert value(after, name, mount="local") - value(before, name, mount="local") == len(body)
+    assert len(readers) == 1 and readers[0] < len(body)
