@@ -22,6 +22,7 @@ from adapters.base import (
     StorageError,
     parent_of,
 )
+from adapters.irods_pipeline import PipelinedWrites
 
 if TYPE_CHECKING:
     from adapters.irods import IrodsAdapter, IrodsStorage
@@ -171,6 +172,7 @@ class IrodsWriter:
         self._full = full
         self._tmp = tmp
         self._fh: Any = fh
+        self._pipeline = PipelinedWrites.attach(fh)
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._done = False
@@ -189,7 +191,10 @@ class IrodsWriter:
         block = b"".join(self._pending)
         self._pending, self._pending_size = [], 0
         try:
-            self._fh.write(block)
+            if self._pipeline is not None:
+                self._pipeline.write(block)
+            else:
+                self._fh.write(block)
         except Exception as exc:
             raise translate(exc, self._path) from exc
 
@@ -197,6 +202,8 @@ class IrodsWriter:
         st = self._storage
         try:
             self._flush()
+            if self._pipeline is not None:
+                self._pipeline.drain()
             fh, self._fh = self._fh, None
             fh.close()
             if st._is_coll(self._full):
@@ -243,6 +250,8 @@ class IrodsWriter:
     def abort(self) -> None:
         self._pending, self._pending_size = [], 0
         fh, self._fh = self._fh, None
+        if fh is not None and self._pipeline is not None:
+            self._pipeline.discard()
         if fh is not None:
             try:
                 fh.close()
