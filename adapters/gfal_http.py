@@ -41,6 +41,7 @@ from adapters.base import (
     StorageError,
 )
 from adapters.gfal_support import GfalOptions, path_url
+from adapters.response_socket import ResponseStream
 
 READ_BLOCK = 1024 * 1024
 GRID_CA_DIR = "/etc/grid-security/certificates"
@@ -95,7 +96,9 @@ class HttpData:
         except BaseException:
             response.close()
             raise
-        return self._stream(response, path, stop - start)
+        return ResponseStream(
+            self._stream(response, path, stop - start), response, stop - start, response.close
+        )
 
     def _stream(self, response: Any, path: str, size: int) -> Iterator[bytes]:
         done = False

@@ -29,6 +29,7 @@ from adapters.base import (
     parent_of,
     streamed_checksum,
 )
+from adapters.response_socket import ResponseStream
 from adapters.s3_support import MIB, S3Settings, S3Writer, client_error_code, translate
 
 if TYPE_CHECKING:
@@ -230,7 +231,13 @@ class S3Storage:
                     raise IsADirectory(f"{path}: is a directory") from exc
                 raise NotFound(f"{path}: no such file or directory") from exc
             raise self._fail(exc, path) from exc
-        return self._stream(path, response["Body"])
+        body = response["Body"]
+        return ResponseStream(
+            self._stream(path, body),
+            getattr(body, "_raw_stream", None),  # botocore's urllib3 response
+            int(response.get("ContentLength", -1)),
+            body.close,
+        )
 
     def _stream(self, path: str, body: Any) -> Iterator[bytes]:
         try:

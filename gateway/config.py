@@ -79,6 +79,9 @@ class Settings:
     # File bodies written to / read from the client's socket by the transfer's thread
     # (gateway/socket_send.py, gateway/socket_receive.py); false: all through ASGI.
     socket_bodies: bool = True
+    # On that path, download bodies from a backend's plain HTTP socket are moved by the
+    # kernel with splice(2) (gateway/socket_splice.py); false: copied through the thread.
+    splice_bodies: bool = True
     token_default_lifetime: int = 1200
     token_max_lifetime: int = 21600
     token_issuer: str = "fedgate"  # noqa: S105 - a name, not a secret

@@ -202,6 +202,7 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
         headers=headers,
         media_type=entry.mime_type or "application/octet-stream",
         socket_send=op.gw.settings.socket_bodies,
+        splice=op.gw.settings.splice_bodies,
         prefetch=getattr(storage, "read_ahead", 0),
     )
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from gateway.socket_splice import ClientLost, available, splice_body
 from gateway.socket_thread import duplicate, run_in_thread
 
 # Scope keys: the offer our protocol classes make, the send idle limit TimeLimits puts
@@ -77,25 +78,33 @@ class BodyWriter:
     by slow readers). ``sent`` counts the bytes the socket took, for the audit."""
 
     def __init__(
-        self, chunks: Iterator[bytes], sock: socket.socket, expected: int, prefetch: int = 0
+        self,
+        chunks: Iterator[bytes],
+        sock: socket.socket,
+        expected: int,
+        prefetch: int = 0,
+        splice: bool = True,
     ) -> None:
         self._chunks = chunks
         self._prefetch = prefetch
+        self._splice = splice and available()
         self._sock = sock
         self._expected = expected
         self._stop = threading.Event()
         self.sent = 0
 
-    def _send(self, chunks: Iterable[bytes], idle: float) -> None:
+    def _send(self, chunks: Iterable[bytes], idle: float, expected: int | None = None) -> None:
         """Raises the backend's error, ClientGone, or OSError when the backend's stream
-        is longer or shorter than announced; the caller then resets the connection."""
+        is longer or shorter than announced (``expected``, by default the whole body);
+        the caller then resets the connection."""
+        expected = self._expected if expected is None else expected
         sock = self._sock
         announced = 0
         for chunk in chunks:
             if self._stop.is_set():
                 raise ClientGone("response cancelled")
             announced += len(chunk)
-            if announced > self._expected:
+            if announced > expected:
                 raise OSError("backend returned more bytes than announced")
             # Each chunk must be taken within the idle limit, as through ASGI (where the
             # limit bounds each send of a chunk): a reader trickling a few bytes a second
@@ -115,8 +124,28 @@ class BodyWriter:
                     raise ClientGone(f"client connection lost: {exc.strerror or exc}") from None
                 self.sent += n
                 view = view[n:]
-        if announced != self._expected:
+        if announced != expected:
             raise OSError("backend returned fewer bytes than announced")
+
+    def _spliced(self, idle: float) -> bool:
+        """The body moved socket to socket by the kernel, when the backend's stream
+        offers its socket (gateway/socket_splice.py); False: nothing was taken."""
+        take = getattr(self._chunks, "take_socket", None)
+        body = take() if callable(take) else None
+        if body is None:
+            return False
+        if len(body.head) + body.length != self._expected:
+            raise OSError("backend's body differs from the announced length")
+        self._send([body.head] if body.head else [], idle, len(body.head))
+
+        def count(n: int) -> None:
+            self.sent += n
+
+        try:
+            splice_body(body, self._sock, idle, self._stop, count)
+        except ClientLost as exc:
+            raise ClientGone(str(exc)) from None
+        return True
 
     async def run(self, idle: float) -> None:
         """Write the whole body; raises what ``_send`` raised (cancellation: see
@@ -124,6 +153,8 @@ class BodyWriter:
         await run_in_thread(lambda: self._write(idle), self._sock, self._stop, "fedgate-download")
 
     def _write(self, idle: float) -> None:
+        if self._splice and not self._prefetch and self._spliced(idle):
+            return
         prefetch = Prefetch(self._chunks, self._prefetch) if self._prefetch else None
         try:
             self._send(prefetch or self._chunks, idle)

@@ -180,6 +180,7 @@ class DownloadResponse(ClosingStreamingResponse):
         media_type: str,
         socket_send: bool = True,
         prefetch: int = 0,
+        splice: bool = True,
     ) -> None:
         # The ASGI path's generators run only if iterated: the direct path never does.
         super().__init__(
@@ -193,6 +194,7 @@ class DownloadResponse(ClosingStreamingResponse):
         self._done = done
         self._socket_send = socket_send
         self._prefetch = prefetch  # the storage's hint (adapters.base.Storage.open_read)
+        self._splice = splice
         self._scope: Scope = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -215,7 +217,9 @@ class DownloadResponse(ClosingStreamingResponse):
             return
         sent = 0
         try:
-            writer = BodyWriter(self._iterator, sock, self._length, self._prefetch)
+            writer = BodyWriter(
+                self._iterator, sock, self._length, self._prefetch, splice=self._splice
+            )
             try:
                 await writer.run(scope.get(SEND_IDLE_KEY, DEFAULT_SEND_IDLE))
             finally:

@@ -37,10 +37,15 @@ def writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     class Recording(transfer.BodyWriter):
         def __init__(
-            self, chunks: Iterator[bytes], sock: socket.socket, expected: int, prefetch: int
+            self,
+            chunks: Iterator[bytes],
+            sock: socket.socket,
+            expected: int,
+            prefetch: int,
+            splice: bool = True,
         ) -> None:
             seen.append(expected)
-            super().__init__(chunks, sock, expected, prefetch)
+            super().__init__(chunks, sock, expected, prefetch, splice=splice)
 
     monkeypatch.setattr(transfer, "BodyWriter", Recording)
     return seen
