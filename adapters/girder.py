@@ -80,7 +80,6 @@ from adapters.girder_http import (
 )
 from adapters.girder_names import encode, girder_name, shown_name
 from adapters.girder_upload import GirderWriter, mime_of, parent_missing, unservable
-from adapters.response_socket import ResponseStream
 
 # Download read size: 4 MiB instead of 1 MiB cut fedgate's CPU per GiB by ~15% (fewer
 # thread hops and socket writes per byte; bench/girder.py), for 4 MiB held per download.
@@ -325,9 +324,7 @@ class GirderStorage:
         if _total_size(response) not in (None, size):
             response.close()
             raise _Changed(f"{path}: changed while it was being opened")
-        return ResponseStream(
-            self._stream(response, end - start), response.raw, end - start, response.close
-        )
+        return self._stream(response, end - start)
 
     @staticmethod
     def _stream(response: Any, length: int) -> Iterator[bytes]:

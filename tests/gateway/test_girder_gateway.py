@@ -280,34 +280,3 @@ def test_bearer_token_reaches_a_name_with_a_space(
     tok = token(gw, f"storage.read:/girder/{folder}")
     got = httpx.get(gw.api + f"/path/girder/{folder}/a b.txt?action=content", headers=bearer(tok))
     assert got.content == b"spaced"
-
-
-def test_a_download_is_spliced_from_girder(
-    client: httpx.Client, folder: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """requests' urllib3 response hands its socket to the kernel (gateway/socket_splice.py);
-    whole bodies and ranges arrive exact."""
-    from gateway import socket_send
-
-    spliced: list[int] = []
-    real = socket_send.splice_body
-
-    def recording(body: Any, *args: Any) -> None:
-        spliced.append(len(body.head) + body.length)
-        real(body, *args)
-
-    monkeypatch.setattr(socket_send, "splice_body", recording)
-    data = bytes(range(256)) * (6 * 1024 * 1024 // 256) + b"tail"
-    put = client.put(
-        f"/path/girder/{folder}/big.bin",
-        content=data,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert put.status_code == 201, put.text
-    r = client.get(f"/path/girder/{folder}/big.bin?action=content")
-    assert r.status_code == 200 and r.content == data
-    r = client.get(
-        f"/path/girder/{folder}/big.bin?action=content", headers={"Range": "bytes=10-2000009"}
-    )
-    assert r.status_code == 206 and r.content == data[10:2000010]
-    assert spliced == [len(data), 2_000_000]
