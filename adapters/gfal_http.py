@@ -41,7 +41,6 @@ from adapters.base import (
     StorageError,
 )
 from adapters.gfal_support import GfalOptions, path_url
-from adapters.response_socket import ResponseStream
 
 READ_BLOCK = 1024 * 1024
 GRID_CA_DIR = "/etc/grid-security/certificates"
@@ -96,9 +95,9 @@ class HttpData:
         except BaseException:
             response.close()
             raise
-        return ResponseStream(
-            self._stream(response, path, stop - start), response, stop - start, response.close
-        )
+        # Not offered for splicing (adapters/response_socket.py): measured side by side,
+        # XrdHttp's GETs came 8 % slower spliced than copied, at lower CPU.
+        return self._stream(response, path, stop - start)
 
     def _stream(self, response: Any, path: str, size: int) -> Iterator[bytes]:
         done = False
