@@ -29,6 +29,7 @@ from adapters.s3 import create
 from gateway.config import MountConfig
 from tests.gateway.test_data_api import is_error
 from tests.gateway.test_delegation import bearer, token
+from tests.gateway.test_socket_splice import record_splices
 from tests.server import Running, local_settings, running
 from tests.testbeds import running_testbed
 
@@ -446,16 +447,7 @@ def test_a_proxied_get_is_spliced_from_seaweedfs(
 ) -> None:
     """boto3's response socket goes to the kernel (gateway/socket_splice.py): whole
     bodies and ranges arrive exact."""
-    from gateway import socket_send
-
-    spliced: list[int] = []
-    real = socket_send.splice_body
-
-    def recording(body: Any, *args: Any) -> None:
-        spliced.append(len(body.head) + body.length)
-        real(body, *args)
-
-    monkeypatch.setattr(socket_send, "splice_body", recording)
+    spliced = record_splices(monkeypatch)
     data = bytes(range(256)) * (12 * MIB // 256) + b"tail"
     assert client.put(f"/path/s3/{folder}/big", content=data, headers=OCTET).status_code == 201
     r = client.get(f"/path/s3/{folder}/big?action=content")

@@ -140,6 +140,18 @@ def _broken_read(monkeypatch: pytest.MonkeyPatch, extra: bool) -> None:
     monkeypatch.setattr(PosixStorage, "open_read", open_read)
 
 
+def assert_cut(gw: Running, path: str, data: bytes) -> None:
+    """A 200 whose body breaks off: a prefix of ``data``, then a transport error."""
+    received = bytearray()
+    with gw.client() as c, c.stream("GET", path) as r:
+        assert r.status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            for chunk in r.iter_raw():
+                received += chunk
+    assert len(received) < len(data)
+    assert bytes(received) == data[: len(received)]
+
+
 @pytest.mark.parametrize("extra", [False, True], ids=["backend-fails", "backend-overruns"])
 def test_a_body_that_goes_wrong_is_cut(
     gw: Running, writers: list[int], monkeypatch: pytest.MonkeyPatch, extra: bool
@@ -147,14 +159,7 @@ def test_a_body_that_goes_wrong_is_cut(
     data = os.urandom(8 * MiB)
     put(gw, "big.bin", data)
     _broken_read(monkeypatch, extra)
-    received = bytearray()
-    with gw.client() as c, c.stream("GET", "/path/local/big.bin?action=content") as r:
-        assert r.status_code == 200
-        with pytest.raises(httpx.HTTPError):
-            for chunk in r.iter_raw():
-                received += chunk
-    assert len(received) < len(data)
-    assert bytes(received) == data[: len(received)]
+    assert_cut(gw, "/path/local/big.bin?action=content", data)
     assert writers == [len(data)]
     # The gateway is fine afterwards.
     monkeypatch.undo()
