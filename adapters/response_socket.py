@@ -16,11 +16,11 @@ it. The response's connection is closed at the end, never reused: nothing else k
 much of it was read.
 
 Which backends offer it is measured, not assumed (1 GiB GETs side by side, spliced
-against copied): S3 on SeaweedFS ran faster at less CPU (1028–1315 against 872–1351 MB/s,
-0.20–0.32 against 0.29–0.43 CPU-s/GiB), so the S3 adapter offers its socket. XrdHttp's
-GETs ran ~8 % slower spliced (at less CPU) and Girder's no faster at more CPU: servers
-that write in small pieces cost the splice loop more wake-ups than they save, so the
-gfal and Girder adapters keep the copying path.
+against copied): S3 on SeaweedFS ran as fast at a third less CPU (0.21 against 0.31
+CPU-s/GiB; throughput the same within the machine's noise), so the S3 adapter offers its
+socket. XrdHttp's GETs ran ~8 % slower spliced (at less CPU) and Girder's no faster at
+more CPU: servers that write in small pieces cost the splice loop more wake-ups than
+they save, so the gfal and Girder adapters keep the copying path.
 """
 
 from __future__ import annotations
