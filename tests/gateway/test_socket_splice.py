@@ -189,14 +189,18 @@ class _Origin(http.server.BaseHTTPRequestHandler):
 
     body: ClassVar[bytes] = b""
     short: ClassVar[bool] = False
+    finished: ClassVar[int] = 0  # answers that ended with the client gone
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
-        self.wfile.write(self.body[: len(self.body) // 2] if self.short else self.body)
-        self.wfile.flush()
+        try:
+            self.wfile.write(self.body[: len(self.body) // 2] if self.short else self.body)
+            self.wfile.flush()
+        except OSError:
+            type(self).finished += 1
         self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
@@ -223,6 +227,7 @@ def origin(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
     monkeypatch.setattr(PosixStorage, "open_read", open_read)
     _Origin.short = False
+    _Origin.finished = 0
     yield record_splices(monkeypatch)
     server.shutdown()
     server.server_close()
@@ -274,3 +279,27 @@ def test_tls_and_coded_bodies_keep_the_copying_path() -> None:
         headers = {"content-encoding": "gzip"}
 
     assert ResponseStream(iter(()), Fake(), 10, lambda: None).take_socket() is None
+
+
+def test_a_client_that_leaves_mid_body_frees_the_transfer(gw: Running, origin: list[int]) -> None:
+    """The client hangs up after a few MiB: the gateway stops moving bytes, closes the
+    storage's connection (the origin's write fails instead of waiting), and serves on."""
+    data = os.urandom(64 * MiB)
+    _serve(gw, data)
+    sock = socket.create_connection(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])))
+    sock.sendall(
+        f"GET /rest/path/local/f.bin?action=content HTTP/1.1\r\nHost: t\r\n"
+        f"apikey: {gw.key}\r\n\r\n".encode()
+    )
+    got = 0
+    while got < 4 * MiB:
+        got += len(sock.recv(1 << 20))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    deadline = time.monotonic() + 10
+    while _Origin.finished < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _Origin.finished == 1, "the storage's connection was left open"
+    with gw.client() as c:
+        assert c.get("/path/local/f.bin?action=content").content == data
+    assert origin == [len(data), len(data)]
