@@ -79,7 +79,7 @@ class Settings:
     # File bodies written to / read from the client's socket by the transfer's thread
     # (gateway/socket_send.py, gateway/socket_receive.py); false: all through ASGI.
     socket_bodies: bool = True
-    # On that path, download bodies from a backend's plain HTTP socket are moved by the
+    # On that path, download bodies from an S3 endpoint over plain HTTP are moved by the
     # kernel with splice(2) (gateway/socket_splice.py); false: copied through the thread.
     splice_bodies: bool = True
     token_default_lifetime: int = 1200
