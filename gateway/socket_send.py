@@ -28,8 +28,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from gateway.socket_splice import ClientLost, available, splice_body
-from gateway.socket_thread import duplicate, run_in_thread
+from gateway.socket_splice import available, splice_body
+from gateway.socket_thread import ClientGone, duplicate, run_in_thread
 
 # Scope keys: the offer our protocol classes make, the send idle limit TimeLimits puts
 # there, and the bytes written past ASGI (for the byte metrics).
@@ -39,10 +39,6 @@ SENT_DIRECT_KEY = "fedgate.sent_direct"
 # Below this a body goes through ASGI: the saving per chunk does not pay for the
 # duplicate socket and the thread.
 MIN_DIRECT = 256 * 1024
-
-
-class ClientGone(Exception):
-    """The client reset the connection or took no data for the idle limit."""
 
 
 class SocketSink:
@@ -141,10 +137,7 @@ class BodyWriter:
         def count(n: int) -> None:
             self.sent += n
 
-        try:
-            splice_body(body, self._sock, idle, self._stop, count)
-        except ClientLost as exc:
-            raise ClientGone(str(exc)) from None
+        splice_body(body, self._sock, idle, self._stop, count)
         return True
 
     async def run(self, idle: float) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from adapters.base import BackendTimeout, BackendUnavailable
 from adapters.response_socket import SocketBody
+from gateway.socket_thread import ClientGone
 
 PIPE_SIZE = 1024 * 1024  # bytes in flight per transfer (the default pipe holds 64 KiB)
 _POLL_MS = 500  # how often a wait looks at the stop flag
@@ -32,10 +33,6 @@ _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "splice") else 0
 
 def available() -> bool:
     return hasattr(os, "splice")
-
-
-class ClientLost(Exception):
-    """The client's side failed or stalled (mapped to ClientGone by the caller)."""
 
 
 def splice_body(
@@ -82,7 +79,7 @@ def _move(
     last_in = time.monotonic()
     while left or in_pipe:
         if stop.is_set():
-            raise ClientLost("response cancelled")
+            raise ClientGone("response cancelled")
         full = False
         while left and in_pipe < room:
             try:
@@ -119,16 +116,16 @@ def _drain(
     waited_since = time.monotonic()
     while done < in_pipe:
         if stop.is_set():
-            raise ClientLost("response cancelled")
+            raise ClientGone("response cancelled")
         try:
             n = os.splice(rfd, dst_fd, in_pipe - done, flags=_FLAGS)
         except BlockingIOError:
             if time.monotonic() - waited_since >= send_idle:
-                raise ClientLost(f"client took no data for {send_idle:g} s") from None
+                raise ClientGone(f"client took no data for {send_idle:g} s") from None
             _wait_client(dst_fd)
             continue
         except OSError as exc:
-            raise ClientLost(f"client connection lost: {exc.strerror or exc}") from None
+            raise ClientGone(f"client connection lost: {exc.strerror or exc}") from None
         done += n
         sent(n)
         waited_since = time.monotonic()
@@ -148,11 +145,11 @@ def _wait_client(dst_fd: int) -> None:
 
 
 def _wait_storage(src_fd: int, dst_fd: int) -> None:
-    """Until the storage has bytes, at most _POLL_MS; raises ClientLost if the client's
+    """Until the storage has bytes, at most _POLL_MS; raises ClientGone if the client's
     connection is gone meanwhile (its POLLHUP/POLLERR come without asking)."""
     poller = select.poll()
     poller.register(src_fd, select.POLLIN)
     poller.register(dst_fd, 0)
     for fd, events in poller.poll(_POLL_MS):
         if fd == dst_fd and events & (select.POLLHUP | select.POLLERR):
-            raise ClientLost("client connection lost")
+            raise ClientGone("client connection lost")

@@ -21,6 +21,11 @@ from anyio import CancelScope
 T = TypeVar("T")
 
 
+class ClientGone(Exception):
+    """The client reset the connection, took no data for the idle limit, or the
+    response was cancelled (raised by the threads writing a body to it)."""
+
+
 async def run_in_thread(
     fn: Callable[[], T], sock: socket.socket, stop: threading.Event, name: str
 ) -> T:
