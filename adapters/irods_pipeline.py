@@ -31,14 +31,17 @@ class PipelinedWrites:
     """The writes of one open data object, with at most one answer outstanding."""
 
     def __init__(self, conn: Any, desc: int) -> None:
+        # Imported here, not per block: python-irodsclient is an optional dependency.
         from irods.api_number import api_number
-        from irods.message import iRODSMessage
+        from irods.message import OpenedDataObjRequest, StringStringMap, iRODSMessage
 
         self._conn = conn
         self._desc = desc
         self._sock: socket.socket = conn.socket
         self._api = api_number["DATA_OBJ_WRITE_AN"]
         self._header = iRODSMessage.pack_header
+        self._request = OpenedDataObjRequest
+        self._no_options = StringStringMap
         self._outstanding: int | None = None  # bytes of the write whose answer is unread
 
     @classmethod
@@ -56,16 +59,14 @@ class PipelinedWrites:
 
     def write(self, data: bytes) -> None:
         """Send ``data`` at the object's current offset, then check the previous answer."""
-        from irods.message import OpenedDataObjRequest, StringStringMap
-
-        request = OpenedDataObjRequest(
+        request = self._request(
             l1descInx=self._desc,
             len=len(data),
             whence=0,
             oprType=0,
             offset=0,
             bytesWritten=0,
-            KeyValPair_PI=StringStringMap(),
+            KeyValPair_PI=self._no_options(),
         )
         body = request.pack().encode()
         head = self._header("RODS_API_REQ", len(body), 0, len(data), self._api)

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from adapters.base import Entry, Writer
 from gateway.block_pipe import BlockPipe, ReadAhead, WriterFailed
+from gateway.config import Settings
 from gateway.errors import CarminError, E
 from gateway.limits import ABORT_KEY, BODY_BLOCK_KEY
 from gateway.socket_receive import (
@@ -40,14 +41,12 @@ from gateway.socket_send import (
     SENT_DIRECT_KEY,
     SINK_KEY,
     BodyWriter,
-    ClientGone,
     SocketSink,
 )
-from gateway.socket_thread import reset
+from gateway.socket_thread import ClientGone, reset
 
 log = logging.getLogger("fedgate")
 T = TypeVar("T")
-DEFAULT_SEND_IDLE = 120.0  # seconds; TimeLimits puts the configured value in the scope
 # Bytes handed to the writer thread at a time, unless the writer says otherwise with a
 # ``block_size`` attribute (see adapters.base.Writer), and blocks queued in between. Per
 # upload the gateway holds about (PIPELINE_DEPTH + 2) blocks: the one gathering in the
@@ -221,7 +220,8 @@ class DownloadResponse(ClosingStreamingResponse):
                 self._iterator, sock, self._length, self._prefetch, splice=self._splice
             )
             try:
-                await writer.run(scope.get(SEND_IDLE_KEY, DEFAULT_SEND_IDLE))
+                # TimeLimits puts the configured limit in the scope; else the default.
+                await writer.run(scope.get(SEND_IDLE_KEY, Settings.send_idle_timeout))
             finally:
                 sent = scope[SENT_DIRECT_KEY] = writer.sent
         except BaseException as exc:
@@ -336,7 +336,8 @@ async def _receive_from_socket(
 ) -> tuple[Entry, int]:
     """receive_into's path when the protocol lets the upload's thread read the socket
     (gateway/socket_receive.py): the same outcomes, the same errors."""
-    idle, min_rate = request.scope.get(BODY_LIMITS_KEY, (60.0, 1024))
+    defaults = (Settings.body_idle_timeout, Settings.body_min_rate)
+    idle, min_rate = request.scope.get(BODY_LIMITS_KEY, defaults)
     complete = False
     try:
         try:
