@@ -16,6 +16,9 @@ Mount options (TOML)::
     insecure          skip TLS verification over https/davs (default false; tests only)
     stream_http       over http/dav, move bytes with urllib3 instead of gfal2's file calls
                       (default true; see adapters/gfal_http.py)
+    raw_reads         over root:// without an X.509 proxy, pread through libgfal2's C API
+                      into fresh buffers instead of the binding's copying ``pread_bytes``
+                      (default true; see adapters/gfal_pread.py)
     max_idle_contexts gfal2 contexts kept per credential (default 4)
 
 Credentials: kind ``"bearer"`` with field ``token``. Over http/dav it is handed to gfal2
@@ -84,6 +87,7 @@ from adapters.base import (
     streamed_checksum,
 )
 from adapters.gfal_http import HttpData
+from adapters.gfal_pread import RawReader, library
 from adapters.gfal_presign import TLS_SCHEMES, request_macaroon
 from adapters.gfal_support import (
     HTTP_SCHEMES,
@@ -148,6 +152,11 @@ class GfalStorage:
             HttpData(self.base, self.scheme, token, options)
             if self.scheme in HTTP_SCHEMES and options.stream_http and not options.x509_proxy
             else None
+        )
+        # The binding's pread copies every byte three times; see gfal_pread.py.
+        lib = library() if self._xrootd and options.raw_reads and not options.x509_proxy else None
+        self.raw = (
+            RawReader(lib, self.error, PREAD_CHUNK, options.max_idle_contexts) if lib else None
         )
         # pread is one request per chunk: the next one runs while the gateway sends.
         self.read_ahead = 0 if self.http is not None else 1
@@ -288,13 +297,16 @@ class GfalStorage:
             entry = self._stat(lease.ctx, path)
             if entry.is_dir:
                 raise IsADirectory(f"{path}: is a directory")
-            if self.http is None:
+            if self.http is None and self.raw is None:
                 handle = lease.ctx.open(self.url(path), "r")
         size = entry.size or 0
         stop = size if end is None else min(end, size)
         if self.http is not None:
             lease.release()
             return self.http.read(path, start, stop)
+        if self.raw is not None:
+            lease.release()
+            return self.raw.open(self.url(path), path, start, stop)
         return self._read(lease, handle, path, start, stop)
 
     def _read(self, lease: Lease, handle: Any, path: str, start: int, stop: int) -> Iterator[bytes]:
@@ -419,6 +431,8 @@ class GfalStorage:
         self.pool.close()
         if self.http is not None:
             self.http.close()
+        if self.raw is not None:
+            self.raw.close()
 
 
 class GfalAdapter:

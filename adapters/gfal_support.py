@@ -254,6 +254,7 @@ class GfalOptions:
     native_checksums: frozenset[str] = frozenset({"adler32", "md5"})
     macaroons: bool = True
     stream_http: bool = True
+    raw_reads: bool = True
     insecure: bool = False
     max_idle_contexts: int = 4
 
@@ -286,7 +287,7 @@ def parse_options(options: Mapping[str, Any]) -> GfalOptions:
     for name in ("token", "x509_proxy"):
         if options.get(name):
             kwargs[name] = str(options[name])
-    for name in ("anonymous", "macaroons", "insecure", "stream_http"):
+    for name in ("anonymous", "macaroons", "insecure", "stream_http", "raw_reads"):
         if name in options:
             kwargs[name] = _bool(options[name], name)
     for name in ("timeout", "connect_timeout", "checksum_timeout", "max_idle_contexts"):

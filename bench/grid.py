@@ -8,7 +8,9 @@ then for one ``--size-mib`` file, per protocol (and, over http, the same GET thr
 as a plain reverse proxy: what a relay written in C gets here, for scale):
 
 (a) direct gfal2 (Python binding, in this process): read = ``open`` + ``pread_bytes``
-    loop of ``--chunk-mib``; write = ``filecopy`` from ``file://`` (gfal-copy's way) and,
+    loop of ``--chunk-mib`` (the target's peer) and, over root:// for scale, libgfal2's
+    ``gfal2_pread`` called through ctypes into fresh buffers, the way fedgate reads
+    (adapters/gfal_pread.py); write = ``filecopy`` from ``file://`` (gfal-copy's way) and,
     for reference, an ``open("w")`` + ``write`` loop (what the adapter does);
 (b) through fedgate: curl with an API key against ``fedgate serve`` with gfal mounts
     (``?action=content`` to /dev/null; ``PUT`` of the local file), the stored file's
@@ -39,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.gfal_pread import RawContext, library
 from bench.common import (
     REPO,
     GiB,
@@ -134,6 +137,23 @@ class Direct:
                 raise RuntimeError(f"short read at {offset}")
             offset += len(data)
         del handle
+
+    def read_c(self, url: str, size: int, chunk: int) -> None:
+        """libgfal2's C pread into fresh buffers, as adapters/gfal_pread.py reads."""
+        lib = library()
+        if lib is None:
+            raise RuntimeError("libgfal2 cannot be loaded through ctypes")
+        ctx = RawContext(lib)
+        fd = lib.open(ctx.ptr, url)
+        try:
+            offset = 0
+            while offset < size:
+                data = lib.pread(ctx.ptr, fd, min(chunk, size - offset), offset)
+                if not data:
+                    raise RuntimeError(f"short read at {offset}")
+                offset += len(data)
+        finally:
+            lib.close(ctx.ptr, fd)
 
     def copy(self, local: Path, url: str) -> None:
         params = self.ctx.transfer_parameters()
@@ -263,6 +283,12 @@ def main() -> None:
                         "direct_read",
                         in_process(size, direct.read, src, size, chunk),
                     )
+                    if proto == "root":
+                        add(
+                            proto,
+                            "direct_read_c",
+                            in_process(size, direct.read_c, src, size, chunk),
+                        )
                     with RssSampler(fg.pid) as rss:
                         got = in_fedgate(fg.pid, curl_get, get_url, h)
                     got["peak_rss_mb"] = rss.peak
@@ -333,6 +359,13 @@ def main() -> None:
             (f"{p} write fedgate / loop", f"{ratios['write_vs_loop']:.2f}", "same gfal2 call"),
             (f"{p} fedgate peak RSS", f"{r['fedgate_read']['peak_rss_mb']:.0f} MB", "read"),
         ]
+        if "direct_read_c" in r:
+            c_read = r["direct_read_c"]["mb_s"]
+            rows.append(
+                (f"{p} read  libgfal2 C pread", f"{c_read:.0f} MB/s",
+                 f"for scale (gfal2_pread into buffers, as fedgate reads): "
+                 f"fedgate {r['fedgate_read']['mb_s'] / c_read:.2f} × this")
+            )  # fmt: skip
         if "nginx_relay_read" in r:
             relayed = r["nginx_relay_read"]["mb_s"]
             rows.append(

@@ -118,11 +118,13 @@ async def batches_in_thread(iterator: Iterator[T], size: int = 500) -> AsyncIter
 
 async def counted(
     chunks: AsyncIterator[bytes], expected: int | None, done: Callable[[int, bool], None]
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | memoryview]:
     """Pass chunks through, count them, and report (bytes, complete) when finished.
 
     If the backend yields more than ``expected`` bytes the stream is broken off rather
-    than sending a body that disagrees with its Content-Length."""
+    than sending a body that disagrees with its Content-Length. A chunk that is not
+    ``bytes`` (gfal2's root:// reads fill bytearrays, adapters/gfal_pread.py) goes on as a
+    memoryview: Starlette sends bytes and memoryviews, and would ``.encode()`` anything else."""
     sent = 0
     ok = False
     try:
@@ -130,7 +132,7 @@ async def counted(
             sent += len(chunk)
             if expected is not None and sent > expected:
                 raise OSError("backend returned more bytes than announced")
-            yield chunk
+            yield chunk if isinstance(chunk, bytes) else memoryview(chunk)
         ok = expected is None or sent == expected
         if not ok:
             raise OSError("backend returned fewer bytes than announced")
