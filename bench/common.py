@@ -185,49 +185,37 @@ def fedgate(
         shutil.rmtree(state, ignore_errors=True)
 
 
+def run_curl(args: list[str], headers: dict[str, str] | None = None) -> str:
+    """curl's ``-w`` output. Headers go in on stdin (``-H @-``), so API keys and tokens
+    are neither in the process list nor in the error raised when curl fails, which
+    carries curl's own message instead of the command line."""
+    cmd = ["curl", *args]
+    lines = "".join(f"{k}: {v}\n" for k, v in (headers or {}).items())
+    if lines:
+        cmd[1:1] = ["-H", "@-"]
+    res = subprocess.run(cmd, input=lines, capture_output=True, text=True)
+    if res.returncode != 0:
+        url = args[-1].split("?", 1)[0]
+        raise RuntimeError(f"curl {url} failed ({res.returncode}): {res.stderr.strip()}")
+    return res.stdout
+
+
 def curl_get(
     url: str, headers: dict[str, str] | None = None, follow: bool = False, out: str = "/dev/null"
 ) -> dict[str, float]:
-    cmd = [
-        "curl",
-        "-s",
-        "-S",
-        "-f",
-        "-o",
-        out,
-        "-w",
-        "%{speed_download} %{time_starttransfer} %{time_total} %{size_download}",
-    ]
+    args = ["-s", "-S", "-f", "-o", out, "-w"]
+    args.append("%{speed_download} %{time_starttransfer} %{time_total} %{size_download}")
     if follow:
-        cmd.append("-L")
-    for k, v in (headers or {}).items():
-        cmd += ["-H", f"{k}: {v}"]
-    res = subprocess.run(cmd + [url], capture_output=True, text=True, check=True)
-    speed, ttfb, total, size = (float(x) for x in res.stdout.split())
+        args.append("-L")
+    speed, ttfb, total, size = (float(x) for x in run_curl([*args, url], headers).split())
     return {"mb_s": speed / 1e6, "ttfb": ttfb, "total": total, "bytes": size}
 
 
 def curl_put(url: str, path: Path, headers: dict[str, str] | None = None) -> dict[str, float]:
-    cmd = [
-        "curl",
-        "-s",
-        "-S",
-        "-f",
-        "-o",
-        "/dev/null",
-        "-X",
-        "PUT",
-        "-T",
-        str(path),
-        "-w",
-        "%{speed_upload} %{time_total}",
-        "-H",
-        "Content-Type: application/octet-stream",
-    ]
-    for k, v in (headers or {}).items():
-        cmd += ["-H", f"{k}: {v}"]
-    res = subprocess.run(cmd + [url], capture_output=True, text=True, check=True)
-    speed, total = (float(x) for x in res.stdout.split())
+    args = ["-s", "-S", "-f", "-o", "/dev/null", "-X", "PUT", "-T", str(path)]
+    args += ["-w", "%{speed_upload} %{time_total}"]
+    headers = {"Content-Type": "application/octet-stream", **(headers or {})}
+    speed, total = (float(x) for x in run_curl([*args, url], headers).split())
     return {"mb_s": speed / 1e6, "total": total}
 
 

@@ -278,22 +278,28 @@ def main() -> None:
                         in_process(size, direct.write_loop, big, loop_url, chunk),
                     )
                     assert direct.size(src) == size and direct.size(loop_url) == size
-                    add(
-                        proto,
-                        "direct_read",
-                        in_process(size, direct.read, src, size, chunk),
-                    )
-                    if proto == "root":
-                        add(
-                            proto,
-                            "direct_read_c",
-                            in_process(size, direct.read_c, src, size, chunk),
-                        )
-                    with RssSampler(fg.pid) as rss:
-                        got = in_fedgate(fg.pid, curl_get, get_url, h)
-                    got["peak_rss_mb"] = rss.peak
-                    assert got["bytes"] == size, "fedgate returned a short body"
-                    add(proto, "fedgate_read", got)
+
+                    # Every other run fedgate reads first, so neither side always
+                    # follows the writes.
+                    for side in ("direct", "fedgate")[:: 1 if rep % 2 == 0 else -1]:
+                        if side == "direct":
+                            add(
+                                proto,
+                                "direct_read",
+                                in_process(size, direct.read, src, size, chunk),
+                            )
+                            if proto == "root":
+                                add(
+                                    proto,
+                                    "direct_read_c",
+                                    in_process(size, direct.read_c, src, size, chunk),
+                                )
+                            continue
+                        with RssSampler(fg.pid) as rss:
+                            got = in_fedgate(fg.pid, curl_get, get_url, h)
+                        got["peak_rss_mb"] = rss.peak
+                        assert got["bytes"] == size, "fedgate returned a short body"
+                        add(proto, "fedgate_read", got)
                     if proto == "http":
                         # For scale: the same GET through nginx as a plain relay.
                         path = src.split(http_host, 1)[1]

@@ -49,6 +49,7 @@ from bench.common import (
     fedgate,
     make_file,
     nginx_relay,
+    run_curl,
     save,
     table,
 )
@@ -116,14 +117,14 @@ def post_json(url: str, data: dict[str, str], headers: dict[str, str]) -> Any:
 def curl_redirect_put(url: str, path: Path, tok: str) -> dict[str, float]:
     """PUT that asks for a redirect; curl holds the body back (Expect: 100-continue),
     gets the 307 and sends the file to the presigned URL."""
-    cmd = [
-        "curl", "-sS", "-f", "-L", "-o", "/dev/null", "-T", str(path),
-        "-H", f"Authorization: Bearer {tok}", "-H", "X-Fedgate-Redirect: always",
-        "-H", "Expect: 100-continue", "-w", "%{speed_upload} %{time_total} %{num_redirects}",
-        url,
-    ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    speed, total, redirects = res.stdout.split()
+    args = ["-sS", "-f", "-L", "-o", "/dev/null", "-T", str(path)]
+    args += ["-w", "%{speed_upload} %{time_total} %{num_redirects}", url]
+    headers = {
+        "Authorization": f"Bearer {tok}",
+        "X-Fedgate-Redirect": "always",
+        "Expect": "100-continue",
+    }
+    speed, total, redirects = run_curl(args, headers).split()
     assert redirects == "1", "the PUT was not redirected"
     return {"mb_s": float(speed) / 1e6, "total": float(total)}
 
@@ -182,18 +183,29 @@ def main() -> None:
         with fedgate({"s3": mount}) as fg:
             h = {"apikey": fg.key}
             src = f"{fg.url}/path/s3/src/big.bin?action=content"
-            for folder in ("proxied", "redirect", "par"):  # CARMIN: the parent must exist
-                mkdir = urllib.request.Request(
-                    f"{fg.url}/path/s3/{folder}", method="PUT", headers=h
-                )
-                try:
-                    urllib.request.urlopen(mkdir, timeout=30).close()
-                except urllib.error.HTTPError as exc:
-                    if exc.code != 409:  # 409: left by an earlier run, fine
-                        raise
-            # (a) and (b) GETs in turn, so that a change in the machine's speed during
+            # CARMIN: the parent must exist. Folder markers go in with boto3: SeaweedFS
+            # lists the folders an earlier run emptied for a while and then drops them,
+            # so a mkdir through fedgate could answer 409 (exists) for a folder about to
+            # vanish, and the PUTs into it minutes later failed with 409 (no parent).
+            for folder in ("proxied", "redirect", "par"):
+                client.put_object(Bucket=BUCKET, Key=f"{folder}/", Body=b"")
+            # All GETs in turn, so that a change in the machine's speed during
             # the run hits both sides (the 1 GiB GETs take about a second each).
-            gets: dict[str, list[dict[str, float]]] = {"a": [], "a_curl": [], "b": [], "ngx": []}
+            gets: dict[str, list[dict[str, float]]] = {
+                "a": [], "a_curl": [], "b": [], "ngx": [], "c": []
+            }  # fmt: skip
+            # (c) redirect: a job's token, exchanged for the fedgate API key
+            tok = post_json(
+                fg.url + "/token",
+                {
+                    "grant_type": GRANT,
+                    "subject_token": fg.key,
+                    "subject_token_type": API_KEY_TYPE,
+                    "scope": "storage.read:/s3 storage.modify:/s3",
+                },
+                {},
+            )["access_token"]
+            auth = {"Authorization": f"Bearer {tok}"}
             with nginx_relay(ENDPOINT.split("://", 1)[1]) as relay:
                 relayed_url = relay + get_url.split(ENDPOINT, 1)[1]
                 # Untimed: the first read of the object after a cache drop comes from
@@ -205,13 +217,14 @@ def main() -> None:
                     ("a_curl", lambda: curl_get(get_url)),
                     ("ngx", lambda: curl_get(relayed_url)),
                     ("b", lambda: curl_get(src, h)),
+                    ("c", lambda: curl_get(src, auth, follow=True)),
                 ]
                 for i in range(args.get_repeat):
                     # Every other round in reverse, so no side always runs first or last.
                     for name, run in runners if i % 2 == 0 else runners[::-1]:
                         gets[name].append(run())
-            get_a, get_a_curl, get_b, get_ngx = (
-                max(gets[k], key=lambda r: r["mb_s"]) for k in ("a", "a_curl", "b", "ngx")
+            get_a, get_a_curl, get_b, get_ngx, get_c = (
+                max(gets[k], key=lambda r: r["mb_s"]) for k in ("a", "a_curl", "b", "ngx", "c")
             )
             paired = zip(gets["a"], gets["b"], strict=True)
             round_ratios = sorted(b["mb_s"] / a["mb_s"] for a, b in paired)
@@ -229,19 +242,8 @@ def main() -> None:
             # (b) proxied
             put_b = best(lambda: curl_put(f"{fg.url}/path/s3/proxied/put.bin", big, h), args.repeat)
             # (c) redirect
-            tok = post_json(
-                fg.url + "/token",
-                {
-                    "grant_type": GRANT,
-                    "subject_token": fg.key,
-                    "subject_token_type": API_KEY_TYPE,
-                    "scope": "storage.read:/s3 storage.modify:/s3",
-                },
-                {},
-            )["access_token"]
-            auth = {"Authorization": f"Bearer {tok}"}
             before = io_bytes(fg.pid)
-            get_c = curl_get(src, auth, follow=True)
+            curl_get(src, auth, follow=True)  # one more, to count what crosses fedgate
             get_c_io = io_bytes(fg.pid) - before
             before = io_bytes(fg.pid)
             put_c = curl_redirect_put(f"{fg.url}/path/s3/redirect/put.bin", big, tok)
