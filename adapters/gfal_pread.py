@@ -20,13 +20,17 @@ import ctypes
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
 from adapters.base import StorageError
 from adapters.gfal_support import ContextPool, Lease
 
 log = logging.getLogger("fedgate.adapters.gfal")
+
+IN_FLIGHT = 2  # preads kept running per read (each on a handle of its own)
 
 
 class RawError(Exception):
@@ -167,37 +171,57 @@ class RawReader:
 
     def open(self, url: str, path: str, start: int, stop: int) -> Iterator[bytes]:
         """Opens now, so a refused open fails before any byte is promised; the returned
-        iterator closes the file and gives the context back when it ends or is closed."""
-        lease = Lease(self.pool)
-        try:
-            fd = self.lib.open(lease.ctx.ptr, url)
-        except RawError as exc:
-            lease.release()
-            raise self._translate(exc, path) from None
-        except BaseException:
-            lease.release()
-            raise
-        return self._chunks(lease, fd, path, start, stop)
+        iterator closes the file and gives the context back when it ends or is closed.
 
-    def _chunks(self, lease: Lease, fd: int, path: str, start: int, stop: int) -> Iterator[bytes]:
-        ctx = lease.ctx.ptr
+        A read of more than one chunk opens the file twice and keeps a pread in flight
+        on each handle (two on one handle run one after the other)."""
+        lease = Lease(self.pool)
+        fds: list[int] = []
         try:
-            offset = start
-            while offset < stop:
+            for _ in range(IN_FLIGHT if stop - start > self._chunk else 1):
+                fds.append(self.lib.open(lease.ctx.ptr, url))
+        except BaseException as exc:
+            for fd in fds:
+                self.lib.close(lease.ctx.ptr, fd)
+            lease.release()
+            if isinstance(exc, RawError):
+                raise self._translate(exc, path) from None
+            raise
+        return self._chunks(lease, fds, path, start, stop)
+
+    def _chunks(
+        self, lease: Lease, fds: list[int], path: str, start: int, stop: int
+    ) -> Iterator[bytes]:
+        ctx = lease.ctx.ptr
+        workers = ThreadPoolExecutor(len(fds), thread_name_prefix="fedgate-pread")
+        pending: deque[tuple[int, Future[bytearray]]] = deque()
+        offset, issued = start, 0
+        try:
+            while offset < stop or pending:
+                while offset < stop and len(pending) < len(fds):
+                    want = min(self._chunk, stop - offset)
+                    fd = fds[issued % len(fds)]
+                    pending.append((want, workers.submit(self.lib.pread, ctx, fd, want, offset)))
+                    offset += want
+                    issued += 1
+                want, future = pending.popleft()
                 try:
-                    data = self.lib.pread(ctx, fd, min(self._chunk, stop - offset), offset)
+                    data = future.result()
                 except RawError as exc:
                     raise self._translate(exc, path) from None
-                if not data:
-                    return  # truncated since the stat
-                offset += len(data)
-                # A bytearray, typed as the bytes its consumers take it as: the socket
-                # send, hashing and gzip read any buffer, and the ASGI body path passes it
-                # as a memoryview (gateway/transfer.py counted). A bytes() copy would put
-                # back a pass this module removes.
-                yield cast(bytes, data)
+                if data:
+                    # A bytearray, typed as the bytes its consumers take it as: the
+                    # socket send, hashing and gzip read any buffer, and the ASGI body
+                    # path passes it as a memoryview (gateway/transfer.py counted). A
+                    # bytes() copy would put back a pass this module removes.
+                    yield cast(bytes, data)
+                if len(data) < want:
+                    return  # truncated since the stat: nothing after this is the file's
         finally:
-            self.lib.close(ctx, fd)
+            # The handles are closed only once no pread is left on them.
+            workers.shutdown(wait=True, cancel_futures=True)
+            for fd in fds:
+                self.lib.close(ctx, fd)
             lease.release()
 
     def close(self) -> None:

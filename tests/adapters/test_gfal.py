@@ -336,17 +336,57 @@ def test_root_reads_fall_back_to_the_binding_without_libgfal2(
     assert read(storage, "f.bin") == b"\x00\xffbinary"
 
 
-def test_a_root_file_cut_short_during_a_read_ends_the_stream_at_its_new_end(
+def test_a_root_file_cut_short_after_its_stat_ends_the_stream_at_its_new_end(
     folder: str, xrootd_data: Path
 ) -> None:
     data = os.urandom(9 * 1024 * 1024)
     on_disk = xrootd_data / folder / "shrinks.bin"
     on_disk.write_bytes(data)
     storage = bind(ROOT_URL, folder)
-    chunks = storage.open_read("shrinks.bin")  # sized 9 MiB by its stat
-    first = next(chunks)
+    chunks = storage.open_read("shrinks.bin")  # sized 9 MiB by its stat, opened
     with on_disk.open("r+b") as f:
         f.truncate(5 * 1024 * 1024)
-    rest = b"".join(chunks)
-    # One short pread (1 MiB of the 4 asked), then the end: never bytes past the cut.
-    assert first + rest == data[: 5 * 1024 * 1024]
+    got = [bytes(c) for c in chunks]
+    # One whole pread, one short one (1 MiB of the 4 asked), then the end: never bytes
+    # past the cut, never the rest of a short buffer.
+    assert [len(c) for c in got] == [4 * 1024 * 1024, 1024 * 1024]
+    assert b"".join(got) == data[: 5 * 1024 * 1024]
+
+
+def test_a_root_read_keeps_two_preads_in_flight_on_two_handles(folder: str) -> None:
+    storage = bind(ROOT_URL, folder)
+    data = os.urandom(17 * 1024 * 1024 + 5)
+    write(storage, "f.bin", data)
+    assert isinstance(storage, GfalStorage) and storage.raw is not None
+    lib = storage.raw.lib
+    opened: list[int] = []
+    busy, most = 0, 0
+    lock = threading.Lock()
+    real_open, real_pread = lib.open, lib.pread
+
+    def counting_open(ctx: int, url: str) -> int:
+        fd = real_open(ctx, url)
+        opened.append(fd)
+        return fd
+
+    def counting_pread(ctx: int, fd: int, count: int, offset: int) -> bytearray:
+        nonlocal busy, most
+        with lock:
+            busy += 1
+            most = max(most, busy)
+        try:
+            time.sleep(0.05)  # long enough for the next one to start meanwhile
+            return real_pread(ctx, fd, count, offset)
+        finally:
+            with lock:
+                busy -= 1
+
+    lib.open, lib.pread = counting_open, counting_pread  # type: ignore[method-assign]
+    try:
+        assert b"".join(storage.open_read("f.bin")) == data
+        assert len(set(opened)) == 2 and most == 2
+        opened.clear()
+        assert b"".join(storage.open_read("f.bin", 0, 100)) == data[:100]
+        assert len(opened) == 1  # one chunk: one handle
+    finally:
+        del lib.open, lib.pread
