@@ -8,7 +8,8 @@ bench VM, reading 1 GiB from XRootD in 4 MiB preads took 0.56-0.68 CPU-s/GiB at
 ``gfal2_pread`` into an uninitialised ``bytearray`` (docs/decisions.md). Everything else
 (stat, listings, writes, checksums) keeps the binding; this module only opens, preads and
 closes, with contexts of its own (gfal2's xrootd plugin shares XrdCl's connections
-process-wide, so this opens no extra connection).
+process-wide, so this opens no extra connection). A read longer than one chunk keeps two
+preads running, each on a handle of its own (docs/decisions.md says what that bought).
 
 If libgfal2 cannot be loaded this way (another soname, a missing symbol), ``library()``
 returns None and the adapter reads through the binding as before.
