@@ -9,9 +9,10 @@ as a plain reverse proxy: what a relay written in C gets here, for scale):
 
 (a) direct gfal2 (Python binding, in this process): read = ``open`` + ``pread_bytes``
     loop of ``--chunk-mib`` (the target's peer) and, over root:// for scale, libgfal2's
-    ``gfal2_pread`` called through ctypes into fresh buffers, the way fedgate reads
-    (adapters/gfal_pread.py); write = ``filecopy`` from ``file://`` (gfal-copy's way) and,
-    for reference, an ``open("w")`` + ``write`` loop (what the adapter does);
+    ``gfal2_pread`` called through ctypes into fresh buffers, one at a time (fedgate
+    reads this way with two in flight, adapters/gfal_pread.py); write = ``filecopy``
+    from ``file://`` (gfal-copy's way) and, for reference, an ``open("w")`` + ``write``
+    loop (what the adapter does);
 (b) through fedgate: curl with an API key against ``fedgate serve`` with gfal mounts
     (``?action=content`` to /dev/null; ``PUT`` of the local file), the stored file's
     md5 checked against the local one.
@@ -139,7 +140,7 @@ class Direct:
         del handle
 
     def read_c(self, url: str, size: int, chunk: int) -> None:
-        """libgfal2's C pread into fresh buffers, as adapters/gfal_pread.py reads."""
+        """libgfal2's C pread into fresh buffers, one at a time."""
         lib = library()
         if lib is None:
             raise RuntimeError("libgfal2 cannot be loaded through ctypes")
@@ -254,7 +255,6 @@ def main() -> None:
                     mount_url = f"{fg.url}/path/grid-{proto}"
                     put_url = f"{mount_url}/put-{proto}.bin"
                     get_url = f"{mount_url}/src-{proto}.bin?action=content"
-                    add(proto, "direct_write_copy", in_process(size, direct.copy, big, src))
                     # filecopy with overwrite removes the old file just before it writes,
                     # so the new one is stored in the memory the old one freed; fedgate's
                     # atomic replace (temporary, then rename) keeps the old file until
@@ -263,14 +263,16 @@ def main() -> None:
                     # that costs ~5 µs: storing 1 GiB in such pages cost XRootD 2.6-2.9
                     # CPU-s instead of 0.4 (docs/decisions.md, "Memory on the bench VM").
                     # So the old copy is removed after the sync, untimed, right before.
+                    # Every other run fedgate writes first (src exists from run 1 on).
                     old = f"{base}/{folder}/put-{proto}.bin"
-                    add(
-                        proto,
-                        "fedgate_write",
-                        in_fedgate(
-                            fg.pid, curl_put, put_url, big, h, prepare=partial(direct.unlink, old)
-                        ),
-                    )
+                    for side in ("direct", "fedgate")[:: 1 if rep % 2 == 0 else -1]:
+                        if side == "direct":
+                            copied = in_process(size, direct.copy, big, src)
+                            add(proto, "direct_write_copy", copied)
+                            continue
+                        unlink_old = partial(direct.unlink, old)
+                        put = in_fedgate(fg.pid, curl_put, put_url, big, h, prepare=unlink_old)
+                        add(proto, "fedgate_write", put)
                     direct.unlink(loop_url)  # davix cannot open an existing file for writing
                     add(
                         proto,
@@ -369,7 +371,7 @@ def main() -> None:
             c_read = r["direct_read_c"]["mb_s"]
             rows.append(
                 (f"{p} read  libgfal2 C pread", f"{c_read:.0f} MB/s",
-                 f"for scale (gfal2_pread into buffers, as fedgate reads): "
+                 f"for scale (gfal2_pread into fresh buffers, one at a time): "
                  f"fedgate {r['fedgate_read']['mb_s'] / c_read:.2f} × this")
             )  # fmt: skip
         if "nginx_relay_read" in r:
