@@ -17,6 +17,7 @@ returns None and the adapter reads through the binding as before.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -152,7 +153,9 @@ class RawContext:
     def __del__(self) -> None:
         ptr, self.ptr = getattr(self, "ptr", 0), 0
         if ptr:
-            self.lib.free_context(ptr)
+            # At interpreter exit ctypes may already be half torn down: nothing to save.
+            with contextlib.suppress(Exception):
+                self.lib.free_context(ptr)
 
 
 class RawReader:
