@@ -170,7 +170,7 @@ class RawReader:
     ) -> None:
         self.lib = lib
         self._translate = translate
-        self._chunk = chunk
+        self.chunk = chunk
         self.pool = ContextPool(lambda: RawContext(lib), max_idle)
 
     def open(self, url: str, path: str, start: int, stop: int) -> Iterator[bytes]:
@@ -182,7 +182,7 @@ class RawReader:
         lease = Lease(self.pool)
         fds: list[int] = []
         try:
-            for _ in range(IN_FLIGHT if stop - start > self._chunk else 1):
+            for _ in range(IN_FLIGHT if stop - start > self.chunk else 1):
                 fds.append(self.lib.open(lease.ctx.ptr, url))
         except BaseException as exc:
             for fd in fds:
@@ -203,7 +203,7 @@ class RawReader:
         try:
             while offset < stop or pending:
                 while offset < stop and len(pending) < len(fds):
-                    want = min(self._chunk, stop - offset)
+                    want = min(self.chunk, stop - offset)
                     fd = fds[issued % len(fds)]
                     pending.append((want, workers.submit(self.lib.pread, ctx, fd, want, offset)))
                     offset += want
