@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import threading
@@ -199,15 +200,15 @@ class RawReader:
         ctx = lease.ctx.ptr
         workers = ThreadPoolExecutor(len(fds), thread_name_prefix="fedgate-pread")
         pending: deque[tuple[int, Future[bytearray]]] = deque()
-        offset, issued = start, 0
+        handles = itertools.cycle(fds)  # the next pread goes to the handle freed first
+        offset = start
         try:
             while offset < stop or pending:
                 while offset < stop and len(pending) < len(fds):
                     want = min(self.chunk, stop - offset)
-                    fd = fds[issued % len(fds)]
+                    fd = next(handles)
                     pending.append((want, workers.submit(self.lib.pread, ctx, fd, want, offset)))
                     offset += want
-                    issued += 1
                 want, future = pending.popleft()
                 try:
                     data = future.result()
