@@ -14,10 +14,12 @@ PG_URL = "postgresql://postgres@127.0.0.1:55432/fedgate"
 
 
 def server() -> Iterator[str]:
-    """Start the cluster for a test session, stop it at the end."""
-    subprocess.run(["bash", str(PG_SCRIPT), "start"], check=True, capture_output=True)
+    """Start the cluster for a test session; stop it at the end only if this session
+    started it (a cluster that was already running is shared with other sessions)."""
+    started = subprocess.run(["bash", str(PG_SCRIPT), "start"], check=True, capture_output=True)
     yield PG_URL
-    subprocess.run(["bash", str(PG_SCRIPT), "stop"], check=False, capture_output=True)
+    if b"already running" not in started.stdout:
+        subprocess.run(["bash", str(PG_SCRIPT), "stop"], check=False, capture_output=True)
 
 
 def schema_url(server_url: str, prefix: str = "t_") -> Iterator[str]:
