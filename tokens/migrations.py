@@ -120,4 +120,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX native_grants_expires ON native_grants(expires)",
         ),
     ),
+    Migration(
+        3,
+        (
+            # Forensics: which request (the X-Request-ID of the access log), why it was
+            # refused (the rule, in words) and from which client address.
+            "ALTER TABLE audit ADD COLUMN request_id TEXT",
+            "ALTER TABLE audit ADD COLUMN reason TEXT",
+            "ALTER TABLE audit ADD COLUMN client TEXT",
+            "CREATE INDEX audit_request ON audit(request_id)",
+        ),
+    ),
 )
