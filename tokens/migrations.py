@@ -131,4 +131,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX audit_request ON audit(request_id)",
         ),
     ),
+    Migration(
+        4,
+        (
+            # API keys get a life cycle: when each was last used (updated at most once a
+            # minute), and which key a token was exchanged from, so revoking one key
+            # kills the tokens minted from it (tokens also carry it as ``fedgate.key``).
+            "ALTER TABLE api_keys ADD COLUMN last_used {real}",
+            "ALTER TABLE issued_tokens ADD COLUMN key_id TEXT",
+            "CREATE INDEX issued_tokens_key ON issued_tokens(key_id)",
+        ),
+    ),
 )
