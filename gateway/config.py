@@ -85,6 +85,12 @@ class Settings:
     token_default_lifetime: int = 1200
     token_max_lifetime: int = 21600
     token_issuer: str = "fedgate"  # noqa: S105 - a name, not a secret
+    # Seconds a token of fedgate's own is still accepted past its exp (and before its
+    # nbf), for clock skew between replicas; 0-60.
+    token_leeway: int = 10
+    # Audiences accepted in a token's aud besides public_url (which is the aud of the
+    # tokens this gateway mints); see ``audiences``.
+    token_audiences: tuple[str, ...] = ()
     # Keys minted by POST /authenticate expire (each login makes a new one); 0 = never.
     api_key_ttl_days: int = 30
     mounts: tuple[MountConfig, ...] = field(default_factory=tuple)
@@ -94,6 +100,14 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.state_dir).resolve() / 'state.db'}"
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """This gateway's names as a token audience, the default (minted) one first:
+        public_url, then token_audiences; with neither, the issuer name (a gateway that
+        does not know its URL cannot name itself otherwise: docs/decisions.md)."""
+        names = [u.rstrip("/") for u in (self.public_url, *self.token_audiences) if u]
+        return tuple(dict.fromkeys(names)) or (self.token_issuer,)
 
     def mount(self, name: str) -> MountConfig | None:
         for m in self.mounts:
