@@ -91,6 +91,9 @@ class Settings:
     # Audiences accepted in a token's aud besides public_url (which is the aud of the
     # tokens this gateway mints); see ``audiences``.
     token_audiences: tuple[str, ...] = ()
+    # Seconds a presigned URL (307 redirects, /token/native) lives at most: nothing can
+    # recall one, so it stays short; never past the token's own expiry.
+    presign_lifetime: int = 300
     # Keys minted by POST /authenticate expire (each login makes a new one); 0 = never.
     api_key_ttl_days: int = 30
     mounts: tuple[MountConfig, ...] = field(default_factory=tuple)
