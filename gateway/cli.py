@@ -125,43 +125,122 @@ def cmd_vault(args: argparse.Namespace) -> int:
         return 0
     gw = _gateway(args)
     try:
+        if args.vault_cmd == "status":
+            return _vault_status(gw)
         if args.new_key_file:
-            with open(args.new_key_file, encoding="utf-8") as f:
-                new_keys = MasterKeys.parse(f.read(), where=args.new_key_file)
-            count = gw.vault.rotate(new_keys)
-            print(f"re-wrapped {count} secrets under the new master key", file=sys.stderr)
-            print("now point FEDGATE_MASTER_KEY(_FILE) at the new key and restart", file=sys.stderr)
-            return 0
-        if os.environ.get("FEDGATE_MASTER_KEY") or os.environ.get("FEDGATE_MASTER_KEY_FILE"):
-            print("the master key comes from the environment: give --new-key-file", file=sys.stderr)
+            return _rotate_to_key_file(gw, args.new_key_file, args.force)
+        if gw.master_keys.path is None:
+            print(
+                f"fedgate: the master keyring comes from {gw.master_keys.source}, not a file: "
+                "give --new-key-file",
+                file=sys.stderr,
+            )
             return 2
-        return _rotate_default_key_file(gw)
+        return _rotate_key_file_in_place(gw)
     finally:
         gw.close()
 
 
-def _rotate_default_key_file(gw: Any) -> int:
-    """The embedded default keeps its key in <state_dir>/master.key: rotate it in place.
+def _vault_status(gw: Any) -> int:
+    """Where the keyring comes from, its key ids, and how many secrets each one wraps."""
+    from tokens.vault import wrapped_key_usage
 
-    The new keyring (new key first, the old ones after it, so a process still running on
-    the old file can read what is re-wrapped) is written beside the file *before* the
-    database is re-wrapped, and moved over it after: at no moment is a ciphertext in the
-    database without its key on disk."""
+    keys = gw.master_keys
+    usage = wrapped_key_usage(gw.store)
+    print(f"keyring: {keys.source}")
+    for i, key_id in enumerate(keys.ids):
+        role = "current" if i == 0 else "old"
+        print(f"{key_id} {role:7} {usage.pop(key_id, 0)} secrets")
+    for key_id, n in sorted(usage.items()):  # only if the keyring changed since start
+        print(f"{key_id} MISSING {n} secrets")
+    return 0
+
+
+def _rotate_to_key_file(gw: Any, new_key_file: str, force: bool) -> int:
+    """Re-wrap under the current key of a keyring the operator made (several replicas).
+
+    Gateways follow their key file, so the new keyring must be in place before the
+    database is re-wrapped: refused unless the keyring this command read (the one the
+    gateways read) already holds the new key, or ``--force`` (every gateway stopped)."""
     from tokens.masterkey import MasterKeys
 
-    path = Path(gw.settings.state_dir) / "master.key"
-    old_text = path.read_text()
-    new_text = MasterKeys.generate() + "\n" + old_text
-    staged = path.with_name("master.key.next")
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(new_text)
-        f.flush()
-        os.fsync(f.fileno())
-    count = gw.vault.rotate(MasterKeys.parse(new_text, where=str(staged)))
-    os.replace(staged, path)
-    print(f"re-wrapped {count} secrets; {path} now holds the new key first", file=sys.stderr)
+    try:
+        with open(new_key_file, encoding="utf-8") as f:
+            new_keys = MasterKeys.parse(f.read(), where=new_key_file)
+    except OSError as exc:
+        print(f"fedgate: cannot read {new_key_file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    loaded = gw.master_keys
+    if new_keys.current_id not in loaded.ids and not force:
+        print(
+            f"fedgate: the keyring read from {loaded.source} does not hold the new key "
+            f"{new_keys.current_id} yet: give every gateway the new keyring first (it is "
+            "picked up from the key file without a restart), then run this again; "
+            "--force re-wraps anyway (only when every gateway is stopped)",
+            file=sys.stderr,
+        )
+        return 2
+    count = gw.vault.rotate(new_keys)
+    print(
+        f"fedgate: re-wrapped {count} secrets under master key {new_keys.current_id}; "
+        "drop the old keys from the keyring once `fedgate vault status` shows 0 secrets "
+        "under them",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _rotate_key_file_in_place(gw: Any) -> int:
+    """Rotate the key file gateways read (``<state_dir>/master.key`` or a writable
+    ``FEDGATE_MASTER_KEY_FILE``) in place, with gateways running.
+
+    The new keyring (a new key first, the old ones after it) replaces the file
+    atomically *before* the database is re-wrapped: a running gateway meeting the new
+    key id re-reads the file and finds it, and no ciphertext is ever without its key
+    on disk. The old keys stay in the file, so a backup of the database made before
+    the rotation can still be restored with it; `fedgate vault status` shows which
+    keys still wrap something."""
+    from tokens.masterkey import MasterKeys
+
+    path: Path = gw.master_keys.path
+    try:
+        old_text = path.read_text()
+        new_text = MasterKeys.generate() + "\n" + old_text
+        new_keys = MasterKeys.parse(new_text, where=str(path))
+        _replace_file(path, new_text)
+    except OSError as exc:
+        print(f"fedgate: cannot rewrite {path}: {exc.strerror}; nothing changed", file=sys.stderr)
+        return 1
+    count = gw.vault.rotate(new_keys)
+    print(
+        f"fedgate: re-wrapped {count} secrets under master key {new_keys.current_id}; "
+        f"{path} holds it first and the older keys after it; running gateways have "
+        "picked it up (no restart needed)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``text`` aside, flush it to disk, rename it over ``path`` (same mode)."""
+    mode = os.stat(path).st_mode & 0o777
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.next")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -245,11 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("vault", help="key vault maintenance")
     vsub = v.add_subparsers(dest="vault_cmd", required=True)
     vsub.add_parser("genkey", help="print a new random master key")
-    r = vsub.add_parser("rotate", help="re-wrap every stored credential under a new master key")
+    vsub.add_parser("status", help="the keyring's key ids and how many secrets each wraps")
+    r = vsub.add_parser("rotate", help="re-wrap every stored secret under a new master key")
     r.add_argument(
         "--new-key-file",
-        help="file with the new keyring (base64 keys, current first); without it the "
-        "embedded default key file is rotated in place",
+        help="file with the new keyring (base64 keys, current first), already given to "
+        "every gateway; without it the key file the gateways read is rotated in place",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="with --new-key-file: re-wrap even if the gateways' keyring lacks the new key",
     )
     v.set_defaults(func=cmd_vault)
 
@@ -282,6 +367,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"fedgate: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from tokens.errors import VaultError  # not at the top: client commands stay light
+
+        if not isinstance(exc, VaultError):
+            raise
+        # A missing or wrong master key: one line naming the key ids, no traceback.
+        print(f"fedgate: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

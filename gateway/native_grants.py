@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from adapters.base import Delegation, NotFound, Storage, StorageError
 from gateway.config import MountConfig
 from gateway.errors import CarminError
-from tokens.masterkey import MasterKeys
+from tokens.masterkey import MasterKeys, native_grant_aad
 from tokens.revocation import Revocation
 from tokens.service import TokenService
 from tokens.store import Row, Store
@@ -44,7 +44,7 @@ _COLUMNS = "id, jti, user_name, mount, kind, key_id, secret, expires"
 
 
 def _aad(jti: str, mount: str) -> bytes:
-    return b"fedgate-native-grant/v1\0" + jti.encode() + b"\0" + mount.encode()
+    return native_grant_aad(jti, mount)  # shared with KeyVault.rotate, which re-wraps grants
 
 
 def revocable(storage: Storage) -> bool:

@@ -14,11 +14,12 @@ from gateway.config import MountConfig, Settings
 from gateway.errors import CarminError, E
 from gateway.native_grants import NativeGrants
 from tokens.audit import AuditLog
-from tokens.masterkey import MasterKeys
+from tokens.errors import MissingMasterKeyError
+from tokens.masterkey import DEFAULT_FILE, SOURCES, MasterKeys
 from tokens.service import TokenService
 from tokens.store import Store
 from tokens.users import UserService
-from tokens.vault import KeyVault
+from tokens.vault import KeyVault, wrapped_key_usage
 
 log = logging.getLogger("fedgate")
 
@@ -90,6 +91,33 @@ class Mounts:
             self._adapters.clear()
 
 
+def load_keyring(store: Store, env: dict[str, str], state_dir: Path) -> MasterKeys:
+    """The master keyring, checked against what the state holds.
+
+    A new key is only ever made on a state that holds no secret; a state whose secrets
+    are wrapped under a key the keyring lacks is refused (MissingMasterKeyError, one
+    line naming the key ids and where keys are read from) instead of serving 500s, and
+    nothing is written, so restoring the key brings everything back."""
+    usage = wrapped_key_usage(store)
+    try:
+        keys = MasterKeys.load(env, state_dir / DEFAULT_FILE, create=not usage)
+    except MissingMasterKeyError as exc:
+        ids = ", ".join(sorted(usage))
+        raise MissingMasterKeyError(
+            f"the state holds secrets wrapped under master key {ids}, but {exc}; restore "
+            f"that key (keys are read from {SOURCES})"
+        ) from None
+    missing = sorted(set(usage) - set(keys.ids))
+    if missing:
+        raise MissingMasterKeyError(
+            f"the state holds {sum(usage[k] for k in missing)} secrets wrapped under master "
+            f"key {', '.join(missing)}, which the keyring read from {keys.source} lacks "
+            f"(it has {', '.join(keys.ids)}); restore that key, current first or after it "
+            f"(keys are read from {SOURCES})"
+        )
+    return keys
+
+
 class Gateway:
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
@@ -100,7 +128,7 @@ class Gateway:
             os.chmod(state_dir, 0o700)
         self.store = Store.open(settings.database)
         self.store.upgrade()
-        self.master_keys = MasterKeys.load(env, state_dir / "master.key")
+        self.master_keys = load_keyring(self.store, env, state_dir)
         self.users = UserService(self.store)
         self.vault = KeyVault(self.store, self.master_keys)
         self.tokens = TokenService(

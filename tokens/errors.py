@@ -8,6 +8,7 @@
     ├── NotFoundError        a named user does not exist
     ├── ScopeError           a scope string breaks the WLCG grammar (ValueError too)
     ├── VaultError           a ciphertext cannot be decrypted (wrong master key, tampering)
+    │   └── MissingMasterKeyError  the keyring lacks a key stored secrets are wrapped under
     └── TokenError           a token is invalid, or an issue request is refused;
                              ``reason`` is a machine code (see TokenError.REASONS)
 """
@@ -37,6 +38,10 @@ class ScopeError(TokensError, ValueError):
 
 class VaultError(TokensError):
     pass
+
+
+class MissingMasterKeyError(VaultError):
+    """The keyring lacks a key that stored secrets are wrapped under, or there is no key."""
 
 
 class TokenError(TokensError):

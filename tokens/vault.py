@@ -16,11 +16,27 @@ from dataclasses import dataclass
 from adapters.base import Credential
 
 from .errors import VaultError
-from .masterkey import MasterKeys, signing_key_aad, vault_aad
+from .masterkey import MasterKeys, native_grant_aad, signing_key_aad, vault_aad
 from .store import Store
 
 _MAX_STORAGE_ID = 200
 _MAX_CREDENTIAL = 64 * 1024
+# Every table holding ciphertexts under the master keyring, with its key id column.
+_WRAPPED_TABLES = ("vault", "signing_keys", "native_grants")
+
+
+def wrapped_key_usage(store: Store) -> dict[str, int]:
+    """How many stored ciphertexts each master key id wraps (key ids are not secret).
+
+    Empty means the state holds no secret at all: the only state on which a gateway may
+    create a new master key without making something unreadable."""
+    usage: dict[str, int] = {}
+    with store.transaction(write=False) as tx:
+        for table in _WRAPPED_TABLES:
+            rows = tx.query(f"SELECT key_id, COUNT(*) FROM {table} GROUP BY key_id")  # noqa: S608
+            for key_id, n in rows:
+                usage[str(key_id)] = usage.get(str(key_id), 0) + int(n)
+    return usage
 
 
 @dataclass(frozen=True)
@@ -120,16 +136,17 @@ class KeyVault:
     def rotate(self, new_keys: MasterKeys) -> int:
         """Re-encrypt every stored secret under ``new_keys``' current key.
 
-        Covers the vault and the token signing keys, in one transaction: either all
-        are re-wrapped or none. Ciphertexts may be under any key of the current or the
-        new keyring. Returns the number of ciphertexts re-wrapped. Afterwards this vault
-        uses ``new_keys``; other processes need ``new_keys`` before old keys are dropped.
+        Covers the vault, the token signing keys and the native grants, in one
+        transaction: either all are re-wrapped or none. Ciphertexts may be under any key
+        of the current or the new keyring. Returns the number of ciphertexts re-wrapped.
+        Afterwards this vault uses ``new_keys``; other processes need ``new_keys`` (or a
+        key file that holds it) before old keys are dropped.
         """
         reader = new_keys.merged(self._keys)
         count = 0
         with self._store.transaction() as tx:
             if self._store.is_postgres:  # SQLite's BEGIN IMMEDIATE already excludes writers
-                tx.execute("LOCK TABLE vault, signing_keys IN EXCLUSIVE MODE")
+                tx.execute("LOCK TABLE vault, signing_keys, native_grants IN EXCLUSIVE MODE")
             rows = tx.query("SELECT user_name, storage_id, key_id, ciphertext FROM vault")
             for user, storage_id, key_id, blob in rows:
                 aad = vault_aad(user, storage_id)
@@ -150,6 +167,16 @@ class KeyVault:
                 tx.execute(
                     "UPDATE signing_keys SET key_id = ?, private_enc = ? WHERE kid = ?",
                     (new_id, new_blob, kid),
+                )
+                count += 1
+            rows = tx.query("SELECT id, jti, mount, key_id, secret FROM native_grants")
+            for row_id, jti, mount, key_id, blob in rows:
+                aad = native_grant_aad(jti, mount)
+                plain = reader.decrypt(key_id, blob, aad, "a native grant")
+                new_id, new_blob = new_keys.encrypt(plain, aad)
+                tx.execute(
+                    "UPDATE native_grants SET key_id = ?, secret = ? WHERE id = ?",
+                    (new_id, new_blob, row_id),
                 )
                 count += 1
         self._keys = new_keys
