@@ -121,8 +121,9 @@ def test_readyz_fails_per_mount_with_a_timeout(
             "error": "no answer within 1 s",
             "ms": body["mounts"]["hung"]["ms"],
         }
-        # The checks run side by side, each bounded by its own timeout.
-        assert elapsed < 3
+        # Each check is bounded by the readiness timeout (1 s), not by the backend's own
+        # read timeout (30 s): a bound a loaded machine cannot miss by chance.
+        assert elapsed < 20
         # A probe while the hung check is still blocked does not start another one.
         time.sleep(1.1)  # past the shared-result window
         again = httpx.get(r.url + "/readyz", timeout=20).json()

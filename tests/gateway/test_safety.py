@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from adapters.posix import STAGING
+from tests.events import request_log
 from tests.gateway.test_data_api import is_error
 from tests.server import Running
 
@@ -95,16 +95,15 @@ def test_interrupted_upload_keeps_the_old_file(gw: Running) -> None:
         f"PUT /rest/path/local/precious HTTP/1.1\r\nHost: x\r\napikey: {gw.key}\r\n"
         "Content-Type: application/octet-stream\r\nContent-Length: 10000000\r\n\r\n"
     ).encode()
-    raw_request(gw, head + b"x" * 3_000_000, read=False)  # then the connection drops
-    deadline = time.monotonic() + 5
-    while _staging_files(gw.data) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (gw.data / "precious").read_bytes() == b"good version"
-    assert _staging_files(gw.data) == []
-    (gw.data / "new-target").exists()
-    raw_request(gw, head.replace(b"precious", b"fresh") + b"y" * 1000, read=False)
-    time.sleep(0.3)
+    with request_log() as log:
+        raw_request(gw, head + b"x" * 3_000_000, read=False)  # then the connection drops
+        log.wait_for("PUT", "/rest/path/local/precious")  # the gateway is done with it
+        assert (gw.data / "precious").read_bytes() == b"good version"
+        assert _staging_files(gw.data) == []
+        raw_request(gw, head.replace(b"precious", b"fresh") + b"y" * 1000, read=False)
+        log.wait_for("PUT", "/rest/path/local/fresh")
     assert not (gw.data / "fresh").exists()
+    assert _staging_files(gw.data) == []
 
 
 def test_declared_length_longer_than_body_writes_nothing(gw: Running) -> None:
@@ -113,12 +112,12 @@ def test_declared_length_longer_than_body_writes_nothing(gw: Running) -> None:
         "Content-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n"
     ).encode() + b"only ten b"
     host, port = gw.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as s:
+    with request_log() as log, socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(request)
         s.shutdown(socket.SHUT_WR)  # half-close: the body ends early
         with contextlib.suppress(OSError):
             s.recv(1000)
-    time.sleep(0.3)
+        log.wait_for("PUT", "/rest/path/local/short")
     assert not (gw.data / "short").exists()
 
 

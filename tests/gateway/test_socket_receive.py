@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway import transfer
+from tests.events import request_log
 from tests.gateway.test_socket_send import read_response
 from tests.server import Running, local_settings, running
 
@@ -30,15 +31,25 @@ def gw(tmp_path: Path) -> Iterator[Running]:
         yield r
 
 
+class Readers(list[int]):
+    """The bytes left to read of each body read past ASGI; ``started`` is set once the
+    first such read has taken the socket over (a definite event to wait for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+
+
 @pytest.fixture
-def readers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def readers(monkeypatch: pytest.MonkeyPatch) -> Readers:
     """Records each body read past ASGI (the bytes left to read), so a test knows which
     path ran."""
-    seen: list[int] = []
+    seen = Readers()
     real: Callable[..., Any] = transfer.run_reader
 
     async def recording(taken: Any, *args: Any) -> int:
         seen.append(taken.remaining)
+        seen.started.set()
         return int(await real(taken, *args))
 
     monkeypatch.setattr(transfer, "run_reader", recording)
@@ -68,13 +79,15 @@ def get_head(gw: Running, name: str) -> bytes:
     ).encode()
 
 
-def test_body_is_exact_and_the_connection_goes_on(gw: Running, readers: list[int]) -> None:
+def test_body_is_exact_and_the_connection_goes_on(gw: Running, readers: Readers) -> None:
     body = os.urandom(5 * MiB + 77)
     (gw.data / "small.txt").write_bytes(b"small")
     with connect(gw) as sock:
         buffered = bytearray()
         sock.sendall(put_head(gw, "up.bin", len(body)) + body[:1000])
-        time.sleep(0.2)  # some of the body reaches the parser before the thread takes over
+        # Some of the body reached the parser with the head; the rest is sent once the
+        # thread has taken the socket over.
+        assert readers.started.wait(30)
         sock.sendall(body[1000:])
         status, _, answer = read_response(sock, buffered)
         assert status.startswith(b"HTTP/1.1 201"), answer
@@ -82,10 +95,10 @@ def test_body_is_exact_and_the_connection_goes_on(gw: Running, readers: list[int
         sock.sendall(get_head(gw, "small.txt"))
         assert read_response(sock, buffered)[2] == b"small"
     assert (gw.data / "up.bin").read_bytes() == body
-    assert len(readers) == 1 and readers[0] <= len(body)
+    assert len(readers) == 1 and readers[0] < len(body)
 
 
-def test_a_pipelined_request_behind_the_body_is_answered(gw: Running, readers: list[int]) -> None:
+def test_a_pipelined_request_behind_the_body_is_answered(gw: Running, readers: Readers) -> None:
     body = os.urandom(3 * MiB)
     (gw.data / "small.txt").write_bytes(b"small")
     with connect(gw) as sock:
@@ -97,7 +110,7 @@ def test_a_pipelined_request_behind_the_body_is_answered(gw: Running, readers: l
     assert len(readers) == 1
 
 
-def test_expect_100_continue_is_answered(gw: Running, readers: list[int]) -> None:
+def test_expect_100_continue_is_answered(gw: Running, readers: Readers) -> None:
     body = os.urandom(2 * MiB)
     with connect(gw) as sock:
         sock.sendall(put_head(gw, "up.bin", len(body), "Expect: 100-continue\r\n"))
@@ -110,21 +123,20 @@ def test_expect_100_continue_is_answered(gw: Running, readers: list[int]) -> Non
     assert readers == [len(body)]
 
 
-def test_a_cut_body_writes_nothing_and_keeps_the_old_file(gw: Running, readers: list[int]) -> None:
+def test_a_cut_body_writes_nothing_and_keeps_the_old_file(gw: Running, readers: Readers) -> None:
     (gw.data / "keep.bin").write_bytes(b"old")
-    with connect(gw) as sock:
-        sock.sendall(put_head(gw, "keep.bin", 8 * MiB) + os.urandom(3 * MiB))
-        time.sleep(0.3)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and files(gw.data) != ["keep.bin"]:
-        time.sleep(0.05)  # the aborted upload's temporary is removed
-    assert files(gw.data) == ["keep.bin"]
+    with request_log() as log:
+        with connect(gw) as sock:
+            sock.sendall(put_head(gw, "keep.bin", 8 * MiB) + os.urandom(3 * MiB))
+            assert readers.started.wait(30)  # the upload is under way: now cut it
+        log.wait_for("PUT", "/rest/path/local/keep.bin")  # and the gateway is done with it
+    assert files(gw.data) == ["keep.bin"]  # the aborted upload's temporary is gone too
     assert (gw.data / "keep.bin").read_bytes() == b"old"
     assert len(readers) == 1  # read past ASGI
 
 
 def test_a_stalled_body_gets_408_and_the_connection_is_closed(
-    gw: Running, readers: list[int]
+    gw: Running, readers: Readers
 ) -> None:
     with connect(gw) as sock:
         sock.sendall(put_head(gw, "up.bin", 8 * MiB) + os.urandom(2 * MiB))
@@ -140,7 +152,7 @@ def test_a_stalled_body_gets_408_and_the_connection_is_closed(
     assert len(readers) == 1  # read past ASGI, whatever the parser had taken first
 
 
-def test_socket_bodies_can_be_turned_off(tmp_path: Path, readers: list[int]) -> None:
+def test_socket_bodies_can_be_turned_off(tmp_path: Path, readers: Readers) -> None:
     with running(local_settings(tmp_path, socket_bodies=False)) as gw, connect(gw) as sock:
         body = os.urandom(2 * MiB)
         sock.sendall(put_head(gw, "up.bin", len(body)) + body)
@@ -150,7 +162,7 @@ def test_socket_bodies_can_be_turned_off(tmp_path: Path, readers: list[int]) -> 
 
 
 def test_a_writer_that_fails_mid_body_commits_nothing(
-    gw: Running, readers: list[int], monkeypatch: pytest.MonkeyPatch
+    gw: Running, readers: Readers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writer's thread (WriteBehind) fails on its third block: the answer is an
     error, nothing appears, and no upload thread is left behind."""
@@ -182,7 +194,7 @@ def test_a_writer_that_fails_mid_body_commits_nothing(
         time.sleep(0.05)
 
 
-def test_request_bytes_are_counted_whole(gw: Running, readers: list[int]) -> None:
+def test_request_bytes_are_counted_whole(gw: Running, readers: Readers) -> None:
     """Bytes the parser had gathered before the thread took over never went through ASGI:
     the metric counts them too."""
     from tests.gateway.test_observability import scrape, value
@@ -191,7 +203,7 @@ def test_request_bytes_are_counted_whole(gw: Running, readers: list[int]) -> Non
     before = scrape(gw.url)
     with connect(gw) as sock:
         sock.sendall(put_head(gw, "up.bin", len(body)) + body[:5000])
-        time.sleep(0.2)  # the first bytes reach the parser before the app takes over
+        assert readers.started.wait(30)  # the first bytes reached the parser before
         sock.sendall(body[5000:])
         assert read_response(sock, bytearray())[0].startswith(b"HTTP/1.1 201")
     after = scrape(gw.url)

@@ -18,6 +18,7 @@ from adapters.base import StorageError
 from adapters.posix import PosixStorage
 from gateway import socket_send, transfer
 from gateway.limits import GuardedHttpTools
+from tests.events import request_log
 from tests.gateway.test_observability import scrape, value
 from tests.server import Running, local_settings, running
 
@@ -172,9 +173,11 @@ def test_a_reader_that_takes_nothing_is_cut_off(gw: Running, writers: list[int])
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     sock.connect(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])))
-    with sock:
+    with sock, request_log() as log:
         request(sock, "big.bin?action=content", gw.key)
-        time.sleep(4)  # send_idle_timeout is 2 s
+        # The gateway gives up after send_idle_timeout (2 s) without progress: wait for
+        # the request to be over, then take what was sent.
+        log.wait_for("GET", "/rest/path/local/big.bin")
         received = 0
         sock.settimeout(10)
         try:

@@ -111,16 +111,17 @@ def test_tokens_and_revocation_across_replicas(cluster: Cluster) -> None:
         cluster.api(1) + "/token/revoke", data={"token": token}, headers={"apikey": cluster.admin}
     )
     assert revoked.json() == {"revoked": 1}
-    started = time.monotonic()
+    # Every replica refuses it once its revocation poll has passed (0.5 s; bounded with
+    # an injected clock in tests/tokens/test_service.py): here, poll with a deadline a
+    # loaded machine cannot miss, and keep the wall-clock bound out of the assertion.
+    deadline = time.monotonic() + 30
     pending = {0, 1, 2}
-    while pending and time.monotonic() - started < 3:
+    while pending and time.monotonic() < deadline:
         for i in sorted(pending):
             if exists(cluster.api(i), bearer) == 401:
                 pending.discard(i)
         time.sleep(0.02)
-    elapsed = time.monotonic() - started
     assert not pending, f"replicas {pending} still accept a revoked token"
-    assert elapsed < 1.0, f"revocation took {elapsed:.2f} s to reach every replica"
 
 
 def test_concurrent_uploads_through_different_replicas(cluster: Cluster) -> None:

@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+import tokens.users
+from tests.clock import FakeClock
 from tokens.errors import AlreadyExistsError, NotFoundError
 from tokens.store import Store
 from tokens.users import User, UserService
@@ -72,15 +74,18 @@ def test_wrong_secret_with_right_id(store: Store) -> None:
     assert users.authenticate_key(key) is not None
 
 
-def test_new_key_label_ttl_and_revoke(store: Store) -> None:
+def test_new_key_label_ttl_and_revoke(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock().install(monkeypatch, tokens.users)
     users = UserService(store, cache_ttl=0)
     _, k1 = users.add_user("bob")
     k2 = users.new_api_key("bob", label="laptop")
-    k3 = users.new_api_key("bob", ttl=dt.timedelta(seconds=0.3))
+    k3 = users.new_api_key("bob", ttl=dt.timedelta(seconds=30))
     assert all(users.authenticate_key(k) == User("bob") for k in (k1, k2, k3))
     labels = [k.label for k in users.list_keys("bob")]
     assert "laptop" in labels and len(labels) == 3
-    time.sleep(0.4)
+    clock.advance(29)
+    assert users.authenticate_key(k3) == User("bob")
+    clock.advance(1)  # its expiry: a key is valid strictly before it
     assert users.authenticate_key(k3) is None
     assert users.revoke_keys("bob") == 3
     assert users.authenticate_key(k1) is None
