@@ -25,6 +25,9 @@ class TokenClaims:
     kid: str
     chain: tuple[str, ...] = ()  # every ancestor jti, root first, ending with ``parent``
     iss: str = ""
+    # The id (never the secret) of the API key the chain was exchanged from: revoking
+    # that key kills the token without a database walk.
+    key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def to_payload(c: TokenClaims) -> dict[str, Any]:
     if c.parent is not None:
         p["fedgate.parent"] = c.parent
         p["fedgate.chain"] = list(c.chain)
+    if c.key_id is not None:
+        p["fedgate.key"] = c.key_id
     return p
 
 
@@ -72,7 +77,7 @@ def from_payload(p: dict[str, Any], kid: str, issuer: str) -> TokenClaims:
     for name in ("exp", "iat", "nbf"):
         if not isinstance(p[name], int) or isinstance(p[name], bool):
             raise TypeError(name)
-    opt_str = ("aud", "fedgate.execution_id", "fedgate.parent")
+    opt_str = ("aud", "fedgate.execution_id", "fedgate.parent", "fedgate.key")
     for name in ("sub", "jti", "scope", *opt_str):
         if name in p and not isinstance(p[name], str):
             raise TypeError(name)
@@ -96,4 +101,5 @@ def from_payload(p: dict[str, Any], kid: str, issuer: str) -> TokenClaims:
         kid=kid,
         chain=chain,
         iss=p["iss"],
+        key_id=p.get("fedgate.key"),
     )

@@ -1,8 +1,10 @@
 """The set of revoked tokens, persisted in the store and mirrored in memory.
 
-Two kinds of entries: a token id (``jti``), which also kills every token narrowed from
-it (their ``fedgate.chain`` names it), and an execution id, optionally bound to one
-user. Entries expire once no token they could match can still be valid. Each process
+Three kinds of entries: a token id (``jti``), which also kills every token narrowed from
+it (their ``fedgate.chain`` names it); an execution id, optionally bound to one user;
+and an API key id, which kills every token exchanged from that key (``fedgate.key``),
+including one a replica mints in the moment it still trusts the key from its cache.
+Entries expire once no token they could match can still be valid. Each process
 reloads the whole (small) set at most every ``poll`` seconds, so a revocation made by
 another replica is enforced within ``poll`` plus one query.
 """
@@ -30,10 +32,16 @@ class Revocation:
     execution_id: str | None = None
     user: str | None = None
     storage_id: str | None = None
+    key_id: str | None = None
 
 
 def _exec_key(execution_id: str, user: str | None) -> str:
     return execution_id if user is None else f"{user}\n{execution_id}"
+
+
+# A key entry outlives the longest token by this much more: a replica that still had the
+# key cached may mint a token from it a moment after the revocation.
+_KEY_MARGIN_S = 60.0
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -48,12 +56,15 @@ class RevocationSet:
         self._ttl = ttl  # longest a revoked token could otherwise still be accepted
         self._jtis: set[str] = set()
         self._execs: set[str] = set()
+        self._keys: set[str] = set()
         self._loaded_at = -1e18
         self._lock = threading.Lock()
 
     def is_revoked(self, c: TokenClaims) -> bool:
         jtis = self._jtis
         if c.jti in jtis or any(a in jtis for a in c.chain):
+            return True
+        if c.key_id is not None and c.key_id in self._keys:
             return True
         if c.execution_id is not None:
             execs = self._execs
@@ -74,6 +85,7 @@ class RevocationSet:
                 )
             self._jtis = {v for k, v in rows if k == "jti"}
             self._execs = {v for k, v in rows if k == "exec"}
+            self._keys = {v for k, v in rows if k == "key"}
             self._loaded_at = started
         finally:
             self._lock.release()
@@ -125,6 +137,24 @@ class RevocationSet:
                 self._execs.add(exec_value)
         return Revocation(tuple(sorted(affected)), execution_id, user)
 
+    def revoke_key(self, key_id: str) -> Revocation:
+        """Kill every token exchanged from API key ``key_id`` (and narrowed from those)."""
+        self.refresh_if_due()
+        now = time.time()
+        with self._store.transaction() as tx:
+            tx.execute(
+                "INSERT INTO revocations (kind, value, created, expires) VALUES ('key', ?, ?, ?)",
+                (key_id, now, now + self._ttl + _KEY_MARGIN_S),
+            )
+            rows = tx.query(
+                "SELECT jti FROM issued_tokens WHERE key_id = ? AND exp > ?",
+                (key_id, now - self._leeway),
+            )
+            affected = self._not_yet_revoked(tx, {r[0] for r in rows})
+        with self._lock:
+            self._keys.add(key_id)
+        return Revocation(tuple(sorted(affected)), key_id=key_id)
+
     def revoke_storage(self, user: str, storage_id: str) -> Revocation:
         path = "/" + storage_id.strip("/")
         now = time.time()
@@ -157,16 +187,17 @@ class RevocationSet:
             return set()
         ids = sorted(jtis)
         rows = tx.query(
-            "SELECT jti, sub, execution_id, parent FROM issued_tokens "  # noqa: S608
+            "SELECT jti, sub, execution_id, parent, key_id FROM issued_tokens "  # noqa: S608
             f"WHERE jti IN ({_marks(ids)})",
             ids,
         )
-        revoked, execs = self._jtis, self._execs
+        revoked, execs, keys = self._jtis, self._execs, self._keys
         return {
             jti
-            for jti, sub, exe, parent in rows
+            for jti, sub, exe, parent, key in rows
             if jti not in revoked
             and parent not in revoked
+            and key not in keys
             and not (exe is not None and (exe in execs or _exec_key(exe, sub) in execs))
         }
 

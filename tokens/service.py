@@ -11,6 +11,11 @@ Speed: a verified signature is cached (keyed by the SHA-256 of the token), so a 
 token costs a hash, a dict lookup and set checks; time and revocation are checked on
 every call. The revocation set is reloaded from the store at most every
 ``revocation_poll`` seconds, which is how another replica's revocation arrives.
+
+Audience: every token names one (``aud``); by default the first of the service's own
+``audiences`` (the gateway's public URL). ``verify`` refuses a token whose audience is
+none of the service's, unless it is the WLCG "any" value, so a token minted for another
+service that trusts fedgate's keys cannot be replayed here.
 """
 
 from __future__ import annotations
@@ -37,18 +42,33 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-_MAX_TOKEN = 8192
+MAX_TOKEN = 8192
+MAX_USES = 1_000_000
+MAX_LEEWAY = 60
+WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
 _MAX_CHAIN = 16
 _CACHE_MAX = 100_000
-_LABEL_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+# Applied with fullmatch: with ``$``, "exec-1\n" would pass and escape a revocation of
+# "exec-1".
+_LABEL_RE = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces
+JTI_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PURGE_EVERY_S = 60.0
 
 __all__ = ["IssuedToken", "Revocation", "TokenClaims", "TokenError", "TokenService"]
 
 
+def is_label(value: object) -> bool:
+    """Whether ``value`` may be an execution id or an audience: 1-200 printable ASCII."""
+    return isinstance(value, str) and _LABEL_RE.fullmatch(value) is not None
+
+
 def _check_label(value: str | None, what: str) -> None:
-    if value is not None and (not isinstance(value, str) or not _LABEL_RE.match(value)):
+    if value is not None and not is_label(value):
         raise TokenError("invalid_request", f"{what} must be 1-200 printable characters")
+
+
+def _same_audience(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
 
 
 class TokenService:
@@ -61,15 +81,22 @@ class TokenService:
         issuer: str,
         default_lifetime: int = 1200,
         max_lifetime: int = 21600,
-        leeway: int = 60,
+        leeway: int = 10,
         revocation_poll: float = 0.5,
+        audiences: Sequence[str] = (),
     ) -> None:
         if not 0 < default_lifetime <= max_lifetime:
             raise ValueError("need 0 < default_lifetime <= max_lifetime")
-        if not 0 <= leeway <= 60:
-            raise ValueError("leeway must be 0-60 seconds")
+        if not 0 <= leeway <= MAX_LEEWAY:
+            raise ValueError(f"leeway must be 0-{MAX_LEEWAY} seconds")
+        audiences = tuple(audiences) or (issuer,)
+        for aud in audiences:
+            if not is_label(aud):
+                raise ValueError("an audience must be 1-200 printable characters, no spaces")
         self._store = store
         self.issuer = issuer
+        # The first one is the audience of the tokens this service mints by default.
+        self.audiences = audiences
         self.default_lifetime = default_lifetime
         self.max_lifetime = max_lifetime
         self.leeway = leeway
@@ -92,26 +119,39 @@ class TokenService:
         execution_id: str | None = None,
         uses: int | None = None,
         parent: TokenClaims | None = None,
+        key_id: str | None = None,
     ) -> IssuedToken:
         """Mint a token; with ``parent``, a narrowing of it that can never be wider.
 
         A narrowed token's scopes must be covered by the parent's; its expiry is capped
         at the parent's (a longer lifetime is shortened, as RFC 8693 allows); its uses
         default to, and may not exceed, the parent's remaining uses; it inherits the
-        parent's audience and execution id. Consuming a use of a narrowed token also
-        consumes one of each ancestor that has a use count.
+        parent's audience, execution id and API key id. Consuming a use of a narrowed
+        token also consumes one of each ancestor that has a use count.
+
+        ``audience`` defaults to the service's first audience; another value makes a
+        token for another service, which this one refuses. ``key_id``: the API key the
+        token is exchanged from (revoking the key revokes the token).
         """
         scopes = tuple(scopes)
         if not scopes or not all(isinstance(s, Scope) for s in scopes):
             raise TokenError("invalid_scope", "at least one storage scope is required")
         if lifetime is None:
             lifetime = self.default_lifetime
-        if not isinstance(lifetime, int) or lifetime <= 0 or lifetime > self.max_lifetime:
+        if (
+            not isinstance(lifetime, int)
+            or isinstance(lifetime, bool)
+            or not 0 < lifetime <= self.max_lifetime
+        ):
             raise TokenError("invalid_request", f"lifetime must be 1-{self.max_lifetime} seconds")
         _check_label(audience, "audience")
         _check_label(execution_id, "execution id")
-        if uses is not None and (not isinstance(uses, int) or uses < 1):
-            raise TokenError("invalid_request", "uses must be a positive integer")
+        if key_id is not None and not JTI_RE.fullmatch(key_id):
+            raise TokenError("invalid_request", "malformed API key id")
+        if uses is not None and (
+            not isinstance(uses, int) or isinstance(uses, bool) or not 0 < uses <= MAX_USES
+        ):
+            raise TokenError("invalid_request", f"uses must be an integer from 1 to {MAX_USES}")
         now = int(time.time())
         exp = now + lifetime
         chain: tuple[str, ...] = ()
@@ -139,9 +179,13 @@ class TokenService:
                 if uses is not None and uses > left:
                     raise TokenError("invalid_request", f"at most {left} uses can be delegated")
                 uses = left if uses is None else uses
+            if parent.key_id is not None:
+                key_id = parent.key_id
             chain = (*parent.chain, parent.jti)
             if len(chain) > _MAX_CHAIN:
                 raise TokenError("invalid_request", "delegation chain too long")
+        if audience is None:
+            audience = self.audiences[0]
         kid, private = self._signing.current()
         claims = TokenClaims(
             jti=secrets.token_urlsafe(16),
@@ -157,11 +201,12 @@ class TokenService:
             kid=kid,
             chain=chain,
             iss=self.issuer,
+            key_id=key_id,
         )
         with self._store.transaction() as tx:
             tx.execute(
                 "INSERT INTO issued_tokens (jti, sub, parent, execution_id, scope, iat, exp, "
-                "uses_left) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "uses_left, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     claims.jti,
                     user,
@@ -171,6 +216,7 @@ class TokenService:
                     now,
                     exp,
                     uses,
+                    key_id,
                 ),
             )
         token = jwt.encode({"alg": ALG, "kid": kid, "typ": "at+jwt"}, to_payload(claims), private)
@@ -189,8 +235,9 @@ class TokenService:
     def verify(self, token: str, audience: str | None = None) -> TokenClaims:
         """The token's claims if it is valid now; TokenError with a reason otherwise.
 
-        ``audience``: the verifier's own name; a token bound to another audience is
-        refused. A token without ``aud`` is accepted by every verifier.
+        The token's ``aud`` must be one of the service's audiences (or ``audience``,
+        when given: a verifier naming itself), or the WLCG "any" value. A token without
+        ``aud`` (minted before audiences existed) names no audience and is refused.
         """
         claims = self.decode(token)
         now = time.time()
@@ -198,16 +245,24 @@ class TokenService:
             raise TokenError("expired", "token has expired")
         if claims.nbf > now + self.leeway:
             raise TokenError("not_yet_valid", "token is not valid yet (nbf)")
-        if audience is not None and claims.aud is not None and claims.aud != audience:
-            raise TokenError("invalid_token", "token is meant for another audience")
+        if not self.accepts_audience(claims.aud, audience):
+            raise TokenError("invalid_token", "token is meant for another audience (aud)")
         self._revoked.refresh_if_due()
         if self._revoked.is_revoked(claims):
             raise TokenError("revoked", "token has been revoked")
         return claims
 
+    def accepts_audience(self, aud: str | None, audience: str | None = None) -> bool:
+        if aud is None:
+            return False
+        if aud == WLCG_ANY_AUDIENCE:
+            return True
+        names = (audience,) if audience is not None else self.audiences
+        return any(_same_audience(aud, n) for n in names)
+
     def decode(self, token: str) -> TokenClaims:
         """Check the signature and shape only (not time, audience or revocation)."""
-        if not isinstance(token, str) or len(token) > _MAX_TOKEN:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN:
             raise TokenError("invalid_token", "malformed token")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         claims = self._cache.get(digest)
@@ -317,6 +372,28 @@ class TokenService:
         self._notify(event)
         return len(event.jtis)
 
+    def revoke_api_key(self, key_id: str) -> int:
+        """Revoke every token exchanged from API key ``key_id`` (on every replica within
+        ``revocation_poll``); the key itself is deleted by ``UserService.revoke_key``."""
+        if not isinstance(key_id, str) or not JTI_RE.fullmatch(key_id):
+            raise TokenError("invalid_request", "malformed API key id")
+        event = self._revoked.revoke_key(key_id)
+        self._notify(event)
+        return len(event.jtis)
+
+    def is_narrowed_from(self, jti: str, ancestor: str) -> bool:
+        """Whether token ``jti`` is ``ancestor`` or was narrowed from it (at any depth)."""
+        current: str | None = jti
+        with self._store.transaction(write=False) as tx:
+            for _ in range(_MAX_CHAIN + 2):
+                if current is None:
+                    return False
+                if current == ancestor:
+                    return True
+                row = tx.query_one("SELECT parent FROM issued_tokens WHERE jti = ?", (current,))
+                current = row[0] if row else None
+        return False
+
     def revoke_for_storage(self, user: str, storage_id: str) -> int:
         """Revoke ``user``'s live tokens whose scopes reach into ``/<storage_id>``."""
         event = self._revoked.revoke_storage(user, storage_id)
@@ -324,7 +401,7 @@ class TokenService:
         return len(event.jtis)
 
     def _notify(self, event: Revocation) -> None:
-        if not event.jtis and event.execution_id is None:
+        if not event.jtis and event.execution_id is None and event.key_id is None:
             return
         for cb in list(self._callbacks):
             try:

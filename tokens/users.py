@@ -5,7 +5,10 @@ SHA-256 of the secret is stored, compared with ``hmac.compare_digest``. The secr
 256 bits of entropy, so a fast hash is enough; passwords, which people choose, get
 scrypt. Key checks are cached per process for ``cache_ttl`` seconds (keyed by the
 SHA-256 of the whole key, never the key itself), which makes a hot key cost a dict
-lookup; a key revoked in another process stops working within ``cache_ttl``.
+lookup; a key revoked in another process stops working within ``cache_ttl`` (0.5 s).
+
+Each key records when it was last used, written at most once a minute per key (a
+write per request would make every authenticated request a database write).
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import time
 from dataclasses import dataclass
 
 from .errors import AlreadyExistsError, NotFoundError
-from .store import Store
+from .store import Row, Store
 
 KEY_PREFIX = "fgk_"
-_KEY_RE = re.compile(r"^fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{20,128})$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+# Validators are applied with fullmatch: ``$`` would also match before a final "\n".
+_KEY_RE = re.compile(r"fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{20,128})")
+_KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_LAST_USED_EVERY_S = 60.0
 _MAX_PASSWORD = 1024
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _CACHE_MAX = 50_000
@@ -47,10 +53,12 @@ class ApiKeyInfo:
     label: str
     created: float
     expires: float | None
+    last_used: float | None = None
+    user: str = ""
 
 
 def validate_user_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(
             "user name must be 1-64 characters of letters, digits, '.', '_', '@', '-' "
             "and start with a letter or digit"
@@ -104,7 +112,7 @@ def _secret_digest(secret: str) -> str:
 class UserService:
     """Users and API keys in the store; thread-safe."""
 
-    def __init__(self, store: Store, cache_ttl: float = 1.0) -> None:
+    def __init__(self, store: Store, cache_ttl: float = 0.5) -> None:
         self._store = store
         self._cache_ttl = cache_ttl
         self._cache: dict[bytes, tuple[User | None, float]] = {}
@@ -194,7 +202,7 @@ class UserService:
         if not isinstance(password, str) or len(password) > _MAX_PASSWORD:
             return None
         row = None
-        if isinstance(name, str) and _NAME_RE.match(name):
+        if isinstance(name, str) and _NAME_RE.fullmatch(name):
             with self._store.transaction(write=False) as tx:
                 row = tx.query_one(
                     "SELECT name, is_admin, password_hash FROM users WHERE name = ?", (name,)
@@ -222,13 +230,26 @@ class UserService:
         return key
 
     def list_keys(self, name: str) -> list[ApiKeyInfo]:
+        """The user's keys, oldest first (expired ones included, so they can be removed)."""
         with self._store.transaction(write=False) as tx:
             rows = tx.query(
-                "SELECT id, label, created, expires FROM api_keys WHERE user_name = ? "
-                "ORDER BY created",
+                "SELECT id, label, created, expires, last_used, user_name FROM api_keys "
+                "WHERE user_name = ? ORDER BY created, id",
                 (name,),
             )
-        return [ApiKeyInfo(r[0], r[1], float(r[2]), r[3]) for r in rows]
+        return [_key_info(r) for r in rows]
+
+    def get_key(self, key_id: str) -> ApiKeyInfo | None:
+        """A key by its id (the public part of ``fgk_<id>_<secret>``), or None."""
+        if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id):
+            return None
+        with self._store.transaction(write=False) as tx:
+            row = tx.query_one(
+                "SELECT id, label, created, expires, last_used, user_name FROM api_keys "
+                "WHERE id = ?",
+                (key_id,),
+            )
+        return _key_info(row) if row else None
 
     def revoke_keys(self, name: str) -> int:
         with self._store.transaction() as tx:
@@ -237,6 +258,8 @@ class UserService:
         return n
 
     def revoke_key(self, name: str, key_id: str) -> bool:
+        """Delete one of ``name``'s keys. The tokens exchanged from it are revoked by
+        ``TokenService.revoke_api_key``: call both (the gateway's routes and CLI do)."""
         with self._store.transaction() as tx:
             n = tx.execute("DELETE FROM api_keys WHERE user_name = ? AND id = ?", (name, key_id))
         self._clear_cache()
@@ -251,7 +274,7 @@ class UserService:
         hit = self._cache.get(cache_key)
         if hit is not None and hit[1] > now:
             return hit[0]
-        m = _KEY_RE.match(api_key)
+        m = _KEY_RE.fullmatch(api_key)
         if m is None:
             return None
         user, valid_for = self._lookup_key(m.group(1), m.group(2))
@@ -264,7 +287,7 @@ class UserService:
     def _lookup_key(self, key_id: str, secret: str) -> tuple[User | None, float]:
         with self._store.transaction(write=False) as tx:
             row = tx.query_one(
-                "SELECT k.secret_sha256, k.expires, u.name, u.is_admin "
+                "SELECT k.secret_sha256, k.expires, u.name, u.is_admin, k.last_used "
                 "FROM api_keys k JOIN users u ON u.name = k.user_name WHERE k.id = ?",
                 (key_id,),
             )
@@ -277,12 +300,32 @@ class UserService:
         now = time.time()
         if row[1] is not None and float(row[1]) <= now:
             return None, self._cache_ttl
+        if row[4] is None or now - float(row[4]) >= _LAST_USED_EVERY_S:
+            with self._store.transaction() as tx:
+                tx.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (now, key_id))
         valid_for = float(row[1]) - now if row[1] is not None else self._cache_ttl
         return User(row[2], bool(row[3])), valid_for
 
     def _clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()
+
+
+def key_id_of(api_key: str) -> str | None:
+    """The id part of a well-formed API key (not a proof that the key is valid)."""
+    m = _KEY_RE.fullmatch(api_key) if isinstance(api_key, str) else None
+    return m.group(1) if m else None
+
+
+def _key_info(r: Row) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=r[0],
+        label=r[1],
+        created=float(r[2]),
+        expires=float(r[3]) if r[3] is not None else None,
+        last_used=float(r[4]) if r[4] is not None else None,
+        user=r[5],
+    )
 
 
 def _new_key() -> tuple[str, str, str]:

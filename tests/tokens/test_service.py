@@ -153,9 +153,92 @@ def test_forged_tokens_rejected(svc: TokenService) -> None:
 def test_time_checks(svc: TokenService) -> None:
     now = int(time.time())
     assert reason(svc, mint(svc, exp=now - 120, iat=now - 900, nbf=now - 900)) == "expired"
-    svc.verify(mint(svc, exp=now - 30, iat=now - 900, nbf=now - 900))  # within leeway
+    assert svc.leeway == 10  # the default: clock skew, not a minute of extra life
+    assert reason(svc, mint(svc, exp=now - 15, iat=now - 900, nbf=now - 900)) == "expired"
+    svc.verify(mint(svc, exp=now - 5, iat=now - 900, nbf=now - 900))  # within leeway
     assert reason(svc, mint(svc, nbf=now + 300)) == "not_yet_valid"
-    svc.verify(mint(svc, nbf=now + 30))  # clock skew tolerated
+    svc.verify(mint(svc, nbf=now + 5))  # clock skew tolerated
+    with pytest.raises(ValueError):
+        TokenService(svc._store, MK, ISS, leeway=61)
+
+
+def test_audience(store: Store) -> None:
+    svc = TokenService(store, MK, ISS, audiences=("https://gw.example/", "https://alias"))
+    t = svc.issue("alice", RW)
+    assert parts(t.access_token)[1]["aud"] == "https://gw.example/"
+    svc.verify(t.access_token)
+    svc.verify(mint(svc, aud="https://alias/"))  # a trailing slash is not a new name
+    svc.verify(mint(svc, aud="https://wlcg.cern.ch/jwt/v1/any"))
+    for aud in ("https://other.example", "vip", "https://gw.example.evil", None):
+        assert reason(svc, mint(svc, aud=aud)) == "invalid_token", aud
+    assert reason(svc, mint(svc, aud=["https://gw.example/"])) == "invalid_token"
+    # A token minted for another service (RFC 8693 audience) is refused here, and so are
+    # the tokens narrowed from it: they inherit its audience.
+    other = svc.issue("alice", RW, audience="https://storage.example")
+    assert reason(svc, other.access_token) == "invalid_token"
+    svc.verify(other.access_token, audience="https://storage.example")  # what that service does
+    child = svc.issue("alice", RW[:1], parent=svc.verify(t.access_token))
+    assert child.claims.aud == "https://gw.example/"
+    with pytest.raises(TokenError) as ei:
+        svc.issue("alice", RW[:1], parent=t.claims, audience="https://storage.example")
+    assert ei.value.reason == "invalid_target"
+    with pytest.raises(ValueError):
+        TokenService(store, MK, ISS, audiences=("has space",))
+
+
+def test_labels_are_matched_whole(svc: TokenService) -> None:
+    for bad in ("exec-1\n", "exec\n1", "", "x" * 201, "é"):
+        with pytest.raises(TokenError) as ei:
+            svc.issue("alice", RW, execution_id=bad)
+        assert ei.value.reason == "invalid_request"
+        with pytest.raises(TokenError):
+            svc.issue("alice", RW, audience=bad)
+    for bad_uses in (10**23, 1_000_001, True, 0, -1):
+        with pytest.raises(TokenError) as ei:
+            svc.issue("alice", RW, uses=bad_uses)
+        assert ei.value.reason == "invalid_request"
+    assert svc.issue("alice", RW, uses=1_000_000).claims.uses == 1_000_000
+    with pytest.raises(TokenError):
+        svc.issue("alice", RW, lifetime=True)
+
+
+def test_revoke_api_key_kills_its_tokens_everywhere(
+    svc: TokenService, replica: TokenService
+) -> None:
+    a = svc.issue("alice", RW, key_id="00112233aabbccdd")
+    child = replica.issue("alice", RW[:1], parent=a.claims)
+    assert child.claims.key_id == "00112233aabbccdd"  # inherited, cannot be changed
+    other = svc.issue("alice", RW, key_id="ffeeddccbbaa9988")
+    plain = svc.issue("alice", RW)
+    for t in (a, child, other, plain):
+        replica.verify(t.access_token)  # cached as good on the replica
+    assert svc.revoke_api_key("00112233aabbccdd") == 2
+    assert svc.revoke_api_key("00112233aabbccdd") == 0  # counted once
+    for s in (svc, replica):
+        s._revoked._loaded_at = -1e18  # the replica's next poll
+        assert reason(s, a.access_token) == "revoked"
+        assert reason(s, child.access_token) == "revoked"
+        s.verify(other.access_token)
+        s.verify(plain.access_token)
+    # A replica that still trusted the key from its cache mints a token after the
+    # revocation: it is dead on arrival.
+    late = replica.issue("alice", RW, key_id="00112233aabbccdd")
+    assert reason(svc, late.access_token) == "revoked"
+    with pytest.raises(TokenError):
+        svc.revoke_api_key("not a key id")
+
+
+def test_is_narrowed_from(svc: TokenService) -> None:
+    root = svc.issue("alice", RW)
+    mid = svc.issue("alice", RW, parent=root.claims)
+    leaf = svc.issue("alice", RW[:1], parent=mid.claims)
+    sibling = svc.issue("alice", RW)
+    assert svc.is_narrowed_from(leaf.claims.jti, root.claims.jti)
+    assert svc.is_narrowed_from(leaf.claims.jti, mid.claims.jti)
+    assert svc.is_narrowed_from(mid.claims.jti, mid.claims.jti)
+    assert not svc.is_narrowed_from(root.claims.jti, mid.claims.jti)
+    assert not svc.is_narrowed_from(sibling.claims.jti, root.claims.jti)
+    assert not svc.is_narrowed_from("unknown", root.claims.jti)
 
 
 def test_hot_verify_is_fast(svc: TokenService) -> None:
