@@ -137,8 +137,10 @@ class Gateway:
             issuer=settings.token_issuer,
             default_lifetime=settings.token_default_lifetime,
             max_lifetime=settings.token_max_lifetime,
+            leeway=settings.token_leeway,
+            audiences=settings.audiences,
         )
-        self.audit = AuditLog(self.store)
+        self.audit = AuditLog(self.store, retention_days=settings.audit_retention_days)
         self.mounts = Mounts(settings, self.vault)
         self.grants = NativeGrants(self.store, self.master_keys, self.mounts, self.tokens)
 
