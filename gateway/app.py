@@ -18,10 +18,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway import (
     observability,
     routes_data,
+    routes_live_tokens,
     routes_platform,
     routes_resolve,
     routes_tokens,
     routes_upload,
+    ui,
 )
 from gateway.config import Settings
 from gateway.errors import CarminError, E, error_response
@@ -74,6 +76,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/path/{completePath:path}", routes_upload.put_path, methods=["PUT"]),
         Route("/path/{completePath:path}", routes_data.delete_path, methods=["DELETE"]),
         *routes_tokens.routes(),
+        *routes_live_tokens.routes(),
         *routes_resolve.routes(),
     ]
 
@@ -94,6 +97,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
     routes += observability.routes()
     routes += routes_tokens.root_routes()
+    routes += ui.routes(settings.api_prefix)  # the web page at / (gateway/ui)
     if settings.api_prefix:
         routes.append(Route(settings.api_prefix + "/openapi.json", openapi, methods=["GET"]))
         routes.append(Mount(settings.api_prefix, routes=api_routes()))

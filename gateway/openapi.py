@@ -158,6 +158,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
         f"{prefix}/token": {
+            "get": {
+                "summary": "The caller's live tokens: ids, executions, scopes, expiry "
+                "(never the tokens); revoke them with POST /token/revoke",
+                "security": [{"apikey": []}],
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": {"$ref": "#/components/schemas/LiveToken"}}
+                    ),
+                    **_errors(401),
+                },
+            },
             "post": {
                 "summary": "OAuth 2.0 Token Exchange (RFC 8693): a short-lived scoped token",
                 "security": [],

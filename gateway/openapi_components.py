@@ -188,6 +188,19 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
                     "updated": {"type": "integer"},
                 },
             },
+            "LiveToken": {
+                "type": "object",
+                "required": ["jti", "scope", "issuedAt", "expiresAt"],
+                "properties": {
+                    "jti": {"type": "string", "description": "token id (for revocation)"},
+                    "executionId": {"type": "string"},
+                    "scope": {"type": "string"},
+                    "issuedAt": {"type": "integer", "description": "epoch seconds"},
+                    "expiresAt": {"type": "integer", "description": "epoch seconds"},
+                    "usesLeft": {"type": "integer"},
+                    "parent": {"type": "string", "description": "jti it was narrowed from"},
+                },
+            },
             "NativeCredential": {
                 "type": "object",
                 "properties": {
