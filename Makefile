@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install dev-install test-deps test lint typecheck check bench clean
+.PHONY: run install dev-install test-deps ui-test-deps test lint typecheck check bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ test-deps: dev-install
 	bash scripts/install-system-deps.sh
 	bash scripts/gfal2-venv.sh $(VENV)
 	@for s in scripts/testbeds/*.sh; do echo "== install $$s"; bash $$s install || exit 1; done
+	$(MAKE) ui-test-deps
+
+# axe-core for the browser tests (tests/ui), pinned by tests/ui/package-lock.json.
+ui-test-deps:
+	cd tests/ui && npm ci --no-audit --no-fund --loglevel=error
 
 lint:
 	$(BIN)/ruff check gateway adapters tokens tests bench
