@@ -96,6 +96,8 @@ class Settings:
     presign_lifetime: int = 300
     # Keys minted by POST /authenticate expire (each login makes a new one); 0 = never.
     api_key_ttl_days: int = 30
+    # Days the audit log keeps a row; older rows are deleted hourly; 0 = keep forever.
+    audit_retention_days: int = 0
     mounts: tuple[MountConfig, ...] = field(default_factory=tuple)
 
     @property

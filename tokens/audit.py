@@ -5,15 +5,26 @@ a background thread writes the buffer in batches every ``flush_interval`` second
 transaction per batch), which keeps thousands of requests per second cheap. ``close``
 writes what is left. Anything that looks like a fedgate API key or a JWT is masked
 before it is stored, as a last line of defence: callers must not pass secrets anyway.
+
+Rows older than ``retention_days`` (0: kept forever) are deleted by the same thread, at
+most once per ``purge_every`` seconds of its ``clock``, in small batches so a first purge
+of a large table never holds the write lock for long.
+
+``OPERATIONS`` is the one vocabulary of operations: what the audit records and what
+``/explain`` accepts, each with the scope activity it needs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import re
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .store import Store
@@ -28,8 +39,26 @@ _SECRETS = (
 )
 _COLUMNS = (
     "time, event, user_name, token_id, mount, path, operation, result, status, bytes, "
-    "execution_id, detail"
+    "execution_id, detail, request_id, reason, client"
 )
+_PURGE_BATCH = 5000
+_DAY = 86_400.0
+
+# Operation name (as the audit records it) -> the scope activity it needs. ``write`` and
+# ``unpack`` need ``modify`` as well when their target already exists (REPLACING).
+OPERATIONS: Mapping[str, str] = {
+    "exists": "read",
+    "properties": "read",
+    "list": "read",
+    "md5": "read",
+    "content": "read",
+    "resolve": "read",
+    "mkdir": "create",
+    "write": "create",
+    "unpack": "create",
+    "delete": "modify",
+}
+REPLACING = frozenset({"write", "unpack"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,44 @@ class AuditEvent:
     bytes: int | None = None
     execution_id: str | None = None
     detail: str | None = None
+    request_id: str | None = None  # the request's X-Request-ID, as in the access log
+    reason: str | None = None  # why it was refused: the rule, in words
+    client: str | None = None  # the client's address
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON output (HTTP and CLI): unset fields left out, ISO 8601 time."""
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        out["time"] = iso_time(self.time)
+        return out
+
+
+def iso_time(epoch: float) -> str:
+    """``2026-12-03T08:10:11.123456Z``: UTC, microseconds."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from an ISO 8601 date or date-time (no offset means UTC) or from
+    a number of epoch seconds; ``ValueError`` with a message for anything else."""
+    value = text.strip()
+    if not value or len(value) > 64:
+        raise ValueError("a time must be ISO 8601, e.g. 2026-12-03T08:00:00Z")
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(number) or abs(number) > 1e11:
+            raise ValueError("a time in epoch seconds must be a finite number below 1e11")
+        return number
+    try:
+        # RFC 3339 allows a lower-case t and z; fromisoformat does not.
+        parsed = dt.datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-03T08:00:00Z)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
 
 
 def _scrub(value: str | None) -> str | None:
@@ -72,9 +139,25 @@ def scrub(event: AuditEvent) -> AuditEvent:
 class AuditLog:
     """Buffered, batched audit writer and reader; thread-safe."""
 
-    def __init__(self, store: Store, flush_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        flush_interval: float = 0.5,
+        *,
+        retention_days: int = 0,
+        purge_every: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(retention_days, bool) or not isinstance(retention_days, int):
+            raise ValueError("audit retention must be a whole number of days")
+        if retention_days < 0:
+            raise ValueError("audit retention must be 0 (keep forever) or a number of days")
         self._store = store
         self._interval = flush_interval
+        self.retention_days = retention_days
+        self.purge_every = purge_every
+        self.clock = clock  # replaceable: tests move time forward instead of sleeping
+        self._last_purge = -math.inf
         self._buffer: deque[AuditEvent] = deque()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -111,6 +194,34 @@ class AuditLog:
                 self.flush()
             except Exception:  # keep the events and retry at the next tick
                 log.exception("audit flush failed; will retry")
+            if self.retention_days and self.clock() - self._last_purge >= self.purge_every:
+                try:
+                    self.purge()
+                except Exception:
+                    log.exception("audit purge failed; will retry")
+
+    def purge(self) -> int:
+        """Delete the rows older than the retention (none when it is 0); returns how many."""
+        now = self.clock()
+        self._last_purge = now  # a failing purge waits for the next period too
+        if not self.retention_days:
+            return 0
+        cutoff = now - self.retention_days * _DAY
+        total = 0
+        while True:
+            with self._store.transaction() as tx:
+                n = tx.execute(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? LIMIT ?)",
+                    (cutoff, _PURGE_BATCH),
+                )
+            total += n
+            if n < _PURGE_BATCH:
+                break
+        if total:
+            log.info(
+                "audit retention: %d rows older than %d days deleted", total, self.retention_days
+            )
+        return total
 
     def flush(self) -> None:
         """Write every buffered event now (events stay buffered if the write fails)."""
@@ -124,7 +235,7 @@ class AuditLog:
                     with self._store.transaction() as tx:
                         tx.executemany(
                             f"INSERT INTO audit ({_COLUMNS}) "  # noqa: S608
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             rows,
                         )
                 except Exception:
@@ -149,6 +260,9 @@ class AuditLog:
             e.bytes,
             e.execution_id,
             e.detail,
+            e.request_id,
+            e.reason,
+            e.client,
         )
 
     def query(
@@ -159,6 +273,8 @@ class AuditLog:
         execution_id: str | None = None,
         mount: str | None = None,
         event: str | None = None,
+        request_id: str | None = None,
+        result: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -173,6 +289,8 @@ class AuditLog:
             ("execution_id", execution_id),
             ("mount", mount),
             ("event", event),
+            ("request_id", request_id),
+            ("result", result),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -204,6 +322,9 @@ class AuditLog:
                 bytes=r[9],
                 execution_id=r[10],
                 detail=r[11],
+                request_id=r[12],
+                reason=r[13],
+                client=r[14],
             )
             for r in rows
         ]
