@@ -24,6 +24,7 @@ from gateway import (
     routes_tokens,
     routes_upload,
     ui,
+    webdav,
 )
 from gateway.config import Settings
 from gateway.errors import CarminError, E, error_response
@@ -97,6 +98,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
     routes += observability.routes()
     routes += routes_tokens.root_routes()
+    routes += webdav.routes(settings.webdav_prefix)  # the WebDAV door (gateway/webdav)
     routes += ui.routes(settings.api_prefix)  # the web page at / (gateway/ui)
     if settings.api_prefix:
         routes.append(Route(settings.api_prefix + "/openapi.json", openapi, methods=["GET"]))

@@ -59,6 +59,8 @@ class Settings:
     port: int = 8000
     workers: int = 1
     api_prefix: str = "/rest"
+    # URL prefix of the WebDAV door (gateway/webdav): the same mounts; "" turns it off.
+    webdav_prefix: str = "/webdav"
     state_dir: str = ".fedgate"
     database_url: str = ""  # default: sqlite under state_dir
     public_url: str = ""  # how clients reach us, for Location headers; default: from request
@@ -223,5 +225,11 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None) -> Setti
     if prefix and not prefix.startswith("/"):
         prefix = "/" + prefix
     server["api_prefix"] = prefix
+    dav = str(server.get("webdav_prefix", defaults.webdav_prefix)).rstrip("/")
+    if dav and not dav.startswith("/"):
+        dav = "/" + dav
+    if dav and prefix and (dav == prefix or dav.startswith(prefix + "/")):
+        raise ConfigError(f"[server] webdav_prefix {dav!r} must not lie under api_prefix")
+    server["webdav_prefix"] = dav
     mounts = tuple(_mount(name, raw) for name, raw in sorted(mounts_raw.items()))
     return Settings(**server, mounts=mounts)

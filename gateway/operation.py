@@ -43,12 +43,21 @@ def request_path(request: Request) -> paths.CarminPath:
 class Op:
     """One storage operation: authorised, audited, its storage errors mapped to CARMIN."""
 
-    def __init__(self, request: Request, operation: str) -> None:
+    def __init__(
+        self,
+        request: Request,
+        operation: str,
+        *,
+        principal: Principal | None = None,
+        path: paths.CarminPath | None = None,
+    ) -> None:
+        # ``principal``: a caller the route authenticated its own way (the WebDAV door's
+        # Basic); ``path``: a second path of the same request (a MOVE's destination).
         self.gw = gateway_of(request)
         self.request = request
         self.operation = operation
-        self.principal: Principal = authenticate(request)
-        self.cpath = request_path(request)
+        self.principal: Principal = principal or authenticate(request)
+        self.cpath = path or request_path(request)
         self.mount: MountConfig | None = None
         self.started = time.monotonic()
 

@@ -59,7 +59,7 @@ async def get_path(request: Request) -> Response:
         digest = await op.call(storage.checksum, op.cpath.inner, "md5")
         op.audit("ok", 200)
         return JSONResponse({"md5": digest})
-    return await _content(op, storage, entry)
+    return await content(op, storage, entry)
 
 
 async def _exists(op: Op) -> Response:
@@ -145,7 +145,15 @@ def _content_disposition(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
-async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
+def entity_tag(entry: Entry) -> str:
+    """A strong ETag from what identifies the bytes without reading them (size and
+    modification time): the same on the CARMIN API and the WebDAV door."""
+    return '"' + hashlib.sha256(f"{entry.size or 0}-{entry.mtime}".encode()).hexdigest()[:32] + '"'
+
+
+async def content(op: Op, storage: Storage, entry: Entry, *, redirect: bool = True) -> Response:
+    """A file's bytes (Range, If-Range) or a folder's tar.gz; ``redirect=False`` never
+    answers with a redirect to the storage (the WebDAV door streams by default)."""
     request = op.request
     name = entry.name or op.cpath.mount
     if entry.is_dir:
@@ -161,7 +169,7 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
         )
     size = entry.size or 0
     last_modified = formatdate(entry.mtime or 0, usegmt=True)
-    etag = '"' + hashlib.sha256(f"{size}-{entry.mtime}".encode()).hexdigest()[:32] + '"'
+    etag = entity_tag(entry)
     try:
         rng = parse_range(
             request.headers.get("range"),
@@ -176,9 +184,10 @@ async def _content(op: Op, storage: Storage, entry: Entry) -> Response:
             f"range not satisfiable: the file has {exc.size} bytes",
             headers={"Content-Range": f"bytes */{exc.size}"},
         ) from None
-    redirect = await maybe_redirect(op, storage, entry)
-    if redirect is not None:
-        return redirect
+    if redirect:
+        moved = await maybe_redirect(op, storage, entry)
+        if moved is not None:
+            return moved
     start, end = (rng.start, rng.end) if rng else (0, size)
     iterator = await op.call(storage.open_read, op.cpath.inner, start, end)
     headers = {

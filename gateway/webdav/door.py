@@ -1,0 +1,390 @@
+"""The door's methods: each one is a CARMIN operation (gateway/operation.py) with
+WebDAV framing. See the package docstring for what each method answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
+from urllib.parse import unquote, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.base import Entry, NotFound, Storage, StorageError, join
+from gateway import paths, routes_data, routes_upload
+from gateway.auth import authorize
+from gateway.errors import CarminError, E
+from gateway.operation import Op, stat_entry
+from gateway.transfer import ClosingStreamingResponse, batches_in_thread
+from gateway.webdav import digests, multistatus
+from gateway.webdav.credentials import authenticate_dav, challenge
+
+METHODS = ["OPTIONS", "GET", "HEAD", "PUT", "MKCOL", "DELETE", "PROPFIND", "MOVE"]
+_ALLOW = ", ".join(METHODS)
+# A PROPFIND body only says which properties to send; every answer carries the same
+# small set, so the body is checked for size and form but not otherwise used.
+MAX_PROPFIND_BODY = 64 * 1024
+
+
+def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        message.rstrip("\n") + "\n",
+        status_code=status,
+        media_type="text/plain; charset=utf-8",
+        headers=headers,
+    )
+
+
+def _error(exc: CarminError) -> Response:
+    response = _text(exc.spec.status, exc.message, exc.headers)
+    if exc.spec.status == 401:
+        challenge(response)
+    return response
+
+
+async def dispatch(request: Request) -> Response:
+    handler = _HANDLERS.get(request.method)
+    if handler is None:  # the route's method list keeps others out; belt and braces
+        return _text(405, f"{request.method} is not supported", {"Allow": _ALLOW})
+    try:
+        return await handler(request)
+    except CarminError as exc:
+        return _error(exc)
+
+
+def _op(request: Request, operation: str) -> Op:
+    return Op(request, operation, principal=authenticate_dav(request))
+
+
+def _href(prefix: str, cpath: paths.CarminPath, is_dir: bool) -> str:
+    return multistatus.href(prefix, cpath.platform_path, is_dir)
+
+
+def _prefix(op: Op) -> str:
+    return op.gw.settings.webdav_prefix
+
+
+# --- OPTIONS --------------------------------------------------------------------------
+
+
+async def options(request: Request) -> Response:
+    # Clients probe the door before they authenticate (davix, Windows): no credentials.
+    return Response(
+        status_code=200,
+        headers={
+            "DAV": "1",
+            "Allow": _ALLOW,
+            "MS-Author-Via": "DAV",
+            "Accept-Ranges": "bytes",
+            "Content-Length": "0",
+        },
+    )
+
+
+# --- GET / HEAD -----------------------------------------------------------------------
+
+
+async def _readable(op: Op) -> tuple[Storage, Entry]:
+    op.authorize("read")
+    storage = await op.storage()
+    return storage, await op.stat(storage)
+
+
+async def get(request: Request) -> Response:
+    op = _op(request, "content")
+    if op.cpath.is_root:
+        return await _root_index(op)
+    storage, entry = await _readable(op)
+    if entry.is_dir:
+        return await _index(op, storage, entry)
+    wanted = digests.wanted(request.headers.get("want-digest"))
+    digest = await digests.header(op, storage, wanted) if wanted else None
+    response = await routes_data.content(op, storage, entry, redirect=_redirect_asked(request))
+    if digest:
+        response.headers["Digest"] = digest
+    return response
+
+
+def _redirect_asked(request: Request) -> bool:
+    # Streaming is the door's default: a DAV client is not expected to follow a 307 to
+    # a storage (curl does not). X-Fedgate-Redirect: always opts in, as on CARMIN.
+    return request.headers.get("x-fedgate-redirect", "").lower() == "always"
+
+
+async def head(request: Request) -> Response:
+    op = _op(request, "properties")
+    if op.cpath.is_root:
+        op.audit("ok", 200)
+        return Response(status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    storage, entry = await _readable(op)
+    if entry.is_dir:
+        op.audit("ok", 200)
+        return Response(status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    headers = {
+        "Content-Length": str(entry.size or 0),
+        "Content-Type": entry.mime_type or "application/octet-stream",
+        "Last-Modified": formatdate(entry.mtime or 0, usegmt=True),
+        "ETag": routes_data.entity_tag(entry),
+        "Accept-Ranges": "bytes",
+    }
+    wanted = digests.wanted(request.headers.get("want-digest"))
+    if wanted:
+        headers["Digest"] = await digests.header(op, storage, wanted)
+    op.audit("ok", 200)
+    # A HEAD answer carries the GET's Content-Length and no body; Starlette would
+    # otherwise put Content-Length: 0 for the empty content.
+    response = Response(status_code=200)
+    response.raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
+    return response
+
+
+async def _index(op: Op, storage: Storage, entry: Entry) -> Response:
+    """A folder asked with GET (a browser): a plain HTML listing, streamed."""
+    iterator = await op.call(storage.list, op.cpath.inner)
+    base = _href(_prefix(op), op.cpath, True)
+
+    async def body() -> AsyncIterator[bytes]:
+        count = 0
+        try:
+            yield multistatus.index_head(op.cpath.platform_path)
+            async for batch in batches_in_thread(iterator):
+                count += len(batch)
+                yield multistatus.index_rows(base, batch)
+            yield multistatus.index_tail()
+        finally:
+            op.audit("ok", 200, count)
+
+    return ClosingStreamingResponse(body(), media_type="text/html; charset=utf-8")
+
+
+async def _root_index(op: Op) -> Response:
+    mounts = _visible_mounts(op)
+    base = _prefix(op) + "/"
+    rows = [Entry(path=m, is_dir=True) for m in mounts]
+    op.audit("ok", 200)
+    html = multistatus.index_head("/") + multistatus.index_rows(base, rows)
+    return Response(html + multistatus.index_tail(), media_type="text/html; charset=utf-8")
+
+
+def _visible_mounts(op: Op) -> list[str]:
+    visible = []
+    for mount in op.gw.settings.mounts:
+        try:
+            authorize(op.principal, mount, "read", paths.CarminPath(mount.name, ""))
+        except CarminError:
+            continue
+        visible.append(mount.name)
+    return visible
+
+
+# --- PUT ------------------------------------------------------------------------------
+
+
+async def put(request: Request) -> Response:
+    op = _op(request, "write")
+    if op.cpath.is_root or not op.cpath.inner:
+        return _text(405, "a mount or the root is a collection: PUT a file inside it")
+    op.mount_config()
+    op.authorize("create")
+    storage = await op.storage()
+    existing = await _existing(op, storage)
+    if existing is not None and existing.is_dir:
+        return _text(405, f"{op.cpath.platform_path} is a collection")
+    if existing is not None:
+        op.authorize("modify")
+    # The same streamed, atomic write as a CARMIN raw PUT (an empty body is an empty
+    # file here: DAV has MKCOL for folders).
+    await routes_upload._put_raw(op, storage)
+    return Response(status_code=204 if existing is not None else 201)
+
+
+async def _existing(op: Op, storage: Storage, inner: str | None = None) -> Entry | None:
+    try:
+        return await stat_entry(storage, op.cpath.inner if inner is None else inner)
+    except NotFound:
+        return None
+    except StorageError as exc:
+        raise op.storage_error(exc) from None
+
+
+# --- MKCOL ----------------------------------------------------------------------------
+
+
+async def mkcol(request: Request) -> Response:
+    op = _op(request, "mkdir")
+    if op.cpath.is_root or not op.cpath.inner:
+        return _text(405, f"{op.cpath.platform_path} already exists")
+    length = request.headers.get("content-length", "0")
+    if length not in ("", "0") or "transfer-encoding" in request.headers:
+        return _text(415, "MKCOL takes no body")
+    op.mount_config()
+    op.authorize("create")
+    storage = await op.storage()
+    try:
+        await op.call(storage.mkdir, op.cpath.inner)
+    except CarminError as exc:
+        if exc.spec is E.EXISTS:
+            return _text(405, f"{op.cpath.platform_path} already exists")
+        raise
+    op.audit("ok", 201)
+    return Response(status_code=201)
+
+
+# --- DELETE ---------------------------------------------------------------------------
+
+
+async def delete(request: Request) -> Response:
+    op = _op(request, "delete")
+    if op.cpath.is_root or not op.cpath.inner:
+        return _text(403, "a mount or the root cannot be deleted")
+    op.mount_config()
+    op.authorize("modify")
+    storage = await op.storage()
+    await op.call(storage.delete, op.cpath.inner)
+    op.audit("ok", 204)
+    return Response(status_code=204)
+
+
+# --- PROPFIND -------------------------------------------------------------------------
+
+
+async def propfind(request: Request) -> Response:
+    depth = request.headers.get("depth", "infinity").strip().lower()
+    op = _op(request, "list" if depth == "1" else "properties")
+    if depth not in ("0", "1"):
+        return Response(
+            multistatus.finite_depth_error(),
+            status_code=403,
+            media_type="application/xml; charset=utf-8",
+        )
+    await multistatus.check_request_body(request, MAX_PROPFIND_BODY)
+    prefix = _prefix(op)
+    if op.cpath.is_root:
+        children = [Entry(path=m, is_dir=True) for m in _visible_mounts(op)] if depth == "1" else []
+        op.audit("ok", 207, len(children))
+        head = multistatus.open_document() + multistatus.response(prefix + "/", Entry("", True))
+        rows = multistatus.responses(prefix + "/", children)
+        return _multistatus_response(head + rows + multistatus.close_document())
+    storage, entry = await _readable(op)
+    self_href = _href(prefix, op.cpath, entry.is_dir)
+    first = multistatus.open_document() + multistatus.response(self_href, entry)
+    if depth == "0" or not entry.is_dir:
+        op.audit("ok", 207, 0)
+        return _multistatus_response(first + multistatus.close_document())
+    iterator = await op.call(storage.list, op.cpath.inner)
+
+    async def body() -> AsyncIterator[bytes]:
+        # Streamed as listed: a 100,000-entry folder is never held in memory.
+        count = 0
+        ok = False
+        try:
+            yield first
+            async for batch in batches_in_thread(iterator):
+                count += len(batch)
+                yield multistatus.responses(self_href, batch)
+            ok = True
+            yield multistatus.close_document()
+        finally:
+            op.audit("ok" if ok else "error:stream", 207, count)
+
+    return ClosingStreamingResponse(
+        body(), status_code=207, media_type="application/xml; charset=utf-8"
+    )
+
+
+def _multistatus_response(body: bytes) -> Response:
+    return Response(body, status_code=207, media_type="application/xml; charset=utf-8")
+
+
+# --- MOVE -----------------------------------------------------------------------------
+
+
+def _destination(request: Request, prefix: str) -> paths.CarminPath:
+    raw = request.headers.get("destination")
+    if not raw:
+        raise CarminError(E.BAD_REQUEST, "MOVE needs a Destination header")
+    parts = urlsplit(raw)
+    if parts.netloc and parts.netloc != request.headers.get("host", ""):
+        raise CarminError(E.NOT_ALLOWED, "Destination must be on this server")
+    path = parts.path
+    if not (path == prefix or path.startswith(prefix + "/")):
+        raise CarminError(E.NOT_ALLOWED, f"Destination must be under {prefix}/")
+    paths.check_raw(path.encode("utf-8", "surrogateescape"))
+    return paths.parse(unquote(path[len(prefix) :]).lstrip("/"))
+
+
+def _overwrite(request: Request) -> bool:
+    flag = request.headers.get("overwrite", "T").strip().upper()
+    if flag not in ("T", "F"):
+        raise CarminError(E.BAD_REQUEST, "Overwrite must be T or F")
+    return flag == "T"
+
+
+async def move(request: Request) -> Response:
+    op = _op(request, "move")
+    if op.cpath.is_root or not op.cpath.inner:
+        return _text(403, "a mount or the root cannot be moved")
+    target = _destination(request, _prefix(op))
+    overwrite = _overwrite(request)
+    if target.mount != op.cpath.mount:
+        return _text(502, "MOVE works within one mount (use COPY then DELETE across mounts)")
+    if not target.inner:
+        return _text(403, "the destination is the mount itself")
+    if target.inner == op.cpath.inner:
+        return _text(403, "source and destination are the same")
+    if target.inner.startswith(op.cpath.inner + "/"):
+        return _text(409, "cannot move a collection into itself")
+    op.mount_config()
+    op.authorize("modify")  # the source disappears
+    storage, entry = await _readable(op)
+    dest = Op(request, "move", principal=op.principal, path=target)
+    dest.mount = op.mount
+    dest.authorize("create")
+    existing = await _existing(dest, storage, target.inner)
+    if existing is not None:
+        if not overwrite:
+            return _text(412, f"{target.platform_path} exists and Overwrite is F")
+        dest.authorize("modify")
+    await op.call(_move, storage, op.cpath.inner, target.inner, entry, existing)
+    op.audit("ok", 204 if existing else 201, entry.size)
+    return Response(status_code=204 if existing is not None else 201)
+
+
+def _move(storage: Storage, src: str, dst: str, entry: Entry, existing: Entry | None) -> None:
+    """Copy then delete the source, with the storage's own rename where it has one."""
+    rename = getattr(storage, "rename", None)
+    if callable(rename):
+        rename(src, dst, existing is not None)
+        return
+    if existing is not None and (existing.is_dir or entry.is_dir):
+        storage.delete(dst)
+    _copy_tree(storage, src, dst, entry)
+    storage.delete(src)
+
+
+def _copy_tree(storage: Storage, src: str, dst: str, entry: Entry) -> None:
+    if not entry.is_dir:
+        writer = storage.open_write(dst, entry.size)
+        try:
+            for chunk in storage.open_read(src):
+                writer.write(chunk)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        return
+    storage.mkdir(dst)
+    for child in storage.list(src):
+        _copy_tree(storage, child.path, join(dst, child.name), child)
+
+
+_HANDLERS: dict[str, Callable[[Request], Awaitable[Response]]] = {
+    "OPTIONS": options,
+    "GET": get,
+    "HEAD": head,
+    "PUT": put,
+    "MKCOL": mkcol,
+    "DELETE": delete,
+    "PROPFIND": propfind,
+    "MOVE": move,
+}
