@@ -15,7 +15,7 @@ from gateway.config import MountConfig
 from gateway.errors import CarminError, E
 from gateway.paths import CarminPath
 from tokens.errors import TokenError
-from tokens.scopes import Scope, find_match
+from tokens.scopes import Scope, find_match, format_scopes
 from tokens.service import TokenClaims
 from tokens.users import User
 
@@ -104,14 +104,26 @@ class Decision:
 
 
 def decide(principal: Principal, mount: MountConfig, activity: str, path: CarminPath) -> Decision:
+    # The reasons name the rule that decided: they are the audit's "reason" and /explain's.
     held = mount.access_for(principal.user.name, principal.user.is_admin)
     if not held_allows(held, activity):
-        return Decision(False, f"user {principal.user.name!r} may not {activity} on {mount.name!r}")
+        rule = (
+            "only read (not in its write_users)"
+            if held == "read"
+            else "not in its read_users or write_users"
+        )
+        return Decision(
+            False, f"user {principal.user.name!r} may not {activity} on /{mount.name}: {rule}"
+        )
     if principal.claims is None:
         return Decision(True, f"user {principal.user.name!r} holds {held} on /{mount.name}")
     match = find_match(principal.claims.scopes, activity, path.platform_path)
     if match is None:
-        return Decision(False, f"no scope of the token allows {activity} on {path.platform_path}")
+        return Decision(
+            False,
+            f"no scope of the token allows {activity} on {path.platform_path} "
+            f"(its scopes: {format_scopes(principal.claims.scopes) or 'none'})",
+        )
     return Decision(True, f"scope storage.{match.activity}:{match.path}", match)
 
 

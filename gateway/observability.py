@@ -20,7 +20,6 @@ may carry a token in some clients) and headers are never logged.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import re
@@ -40,13 +39,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import metrics, routes_native, routes_tokens
 from gateway.socket_receive import RECEIVED_DIRECT_KEY
 from gateway.socket_send import SENT_DIRECT_KEY
+from gateway.request_context import client_var, request_id_var
 from gateway.state import Gateway
 from tokens.revocation import Revocation
 
 access_log = logging.getLogger("fedgate.access")
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "fedgate_request_id", default=None
-)
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:[A-Za-z_]+)?\}")
@@ -199,6 +196,8 @@ class AccessMiddleware:
         rid = _incoming_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})
         reset = request_id_var.set(rid)
+        client = scope.get("client")
+        reset_client = client_var.set(str(client[0]) if client else None)  # for the audit
         started = time.perf_counter()
         status = 0
         mount_cache: list[str] = []
@@ -244,6 +243,7 @@ class AccessMiddleware:
                 metrics.ACTIVE_TRANSFERS.labels(direction).dec()
             self._record(scope, status, elapsed, mount(), rid)
             request_id_var.reset(reset)
+            client_var.reset(reset_client)
 
     def _record(self, scope: Scope, status: int, elapsed: float, mount: str, rid: str) -> None:
         route = route_template(scope)

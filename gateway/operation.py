@@ -15,6 +15,7 @@ from gateway.auth import Principal, authenticate, authorize
 from gateway.config import MountConfig
 from gateway.errors import CarminError, from_storage
 from gateway.metrics import backend_timer
+from gateway.request_context import client_address, request_id
 from gateway.web import gateway_of
 from tokens.audit import AuditEvent
 
@@ -70,7 +71,7 @@ class Op:
         try:
             authorize(self.principal, mount, activity, self.cpath)
         except CarminError as exc:
-            self.audit("denied", exc.spec.status)
+            self.audit("denied", exc.spec.status, reason=exc.message)
             raise
         return mount
 
@@ -98,10 +99,12 @@ class Op:
 
     def storage_error(self, exc: StorageError) -> CarminError:
         err = from_storage(exc, self.cpath.mount)
-        self.audit(f"error:{err.spec.code}", err.spec.status)
+        self.audit(f"error:{err.spec.code}", err.spec.status, reason=err.message)
         return err
 
-    def audit(self, result: str, status: int, nbytes: int | None = None) -> None:
+    def audit(
+        self, result: str, status: int, nbytes: int | None = None, reason: str | None = None
+    ) -> None:
         self.gw.audit.record(
             AuditEvent(
                 time=time.time(),
@@ -116,6 +119,9 @@ class Op:
                 bytes=nbytes,
                 execution_id=self.principal.execution_id,
                 detail=None,
+                request_id=request_id(),
+                reason=reason,
+                client=client_address(),
             )
         )
 

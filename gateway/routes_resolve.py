@@ -23,6 +23,7 @@ from gateway import paths
 from gateway.auth import Principal, authenticate
 from gateway.config import MountConfig
 from gateway.errors import CarminError, E, from_storage
+from gateway.request_context import client_address, request_id
 from gateway.state import Gateway
 from tokens.audit import AuditEvent
 
@@ -113,6 +114,8 @@ async def get_resolve(request: Request) -> Response:
             bytes=None,
             execution_id=principal.execution_id,
             detail=None,
+            request_id=request_id(),
+            client=client_address(),
         )
     )
     return JSONResponse({"mount": cpath.mount, "path": cpath.platform_path, "url": url})

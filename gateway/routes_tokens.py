@@ -123,7 +123,16 @@ async def post_token(request: Request) -> Response:
     _check_scopes_exist(gw, scopes)
     ceiling = user_scopes(principal, gw.settings.mounts)
     if not is_subset(scopes, ceiling):
-        audit_event(gw, "exchange", principal, "denied", detail=format_scopes(scopes))
+        beyond = format_scopes(s for s in scopes if not is_subset([s], ceiling))
+        audit_event(
+            gw,
+            "exchange",
+            principal,
+            "denied",
+            detail=format_scopes(scopes),
+            status=E.NOT_ALLOWED.status,
+            reason=f"{beyond} is more than user {principal.user.name!r} may do on the mounts",
+        )
         raise _oauth_error(
             E.NOT_ALLOWED, "invalid_scope", "you cannot delegate more than you may do yourself"
         )

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from gateway.auth import Principal
 from gateway.errors import CarminError, E
+from gateway.request_context import client_address, request_id
 from gateway.state import Gateway
 from tokens.audit import AuditEvent
 
@@ -57,5 +58,8 @@ def audit_event(
             bytes=None,
             execution_id=kw.get("execution_id"),
             detail=kw.get("detail"),
+            request_id=request_id(),
+            reason=kw.get("reason"),
+            client=client_address(),
         )
     )

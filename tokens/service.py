@@ -298,6 +298,57 @@ class TokenService:
         except (KeyError, TypeError, ValueError) as e:
             raise TokenError("invalid_token", "token claims are malformed") from e
 
+    def lookup(self, jti: str) -> tuple[TokenClaims, str] | None:
+        """A token still on record, by id, and its state now: "valid", "revoked",
+        "expired" or "exhausted"; None once its row is gone (purged soon after expiry).
+
+        For explaining a token by the id the audit shows, never for authorising: the
+        claims are rebuilt from the token's row, which keeps no audience nor key id."""
+        if not isinstance(jti, str) or not 0 < len(jti) <= 200:
+            return None
+        with self._store.transaction(write=False) as tx:
+            row = tx.query_one(
+                "SELECT sub, parent, execution_id, scope, iat, exp, uses_left, key_id "
+                "FROM issued_tokens WHERE jti = ?",
+                (jti,),
+            )
+            if row is None:
+                return None
+            ancestors: list[str] = []
+            up = row[1]
+            while up is not None and len(ancestors) < _MAX_CHAIN:
+                ancestors.append(up)
+                found = tx.query_one("SELECT parent FROM issued_tokens WHERE jti = ?", (up,))
+                up = found[0] if found else None
+        sub, parent, execution_id, scope, iat, exp, uses_left, key_id = row
+        payload: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": sub,
+            "jti": jti,
+            "scope": scope,
+            "exp": int(exp),
+            "iat": int(iat),
+            "nbf": int(iat),
+        }
+        if execution_id is not None:
+            payload["fedgate.execution_id"] = execution_id
+        if parent is not None:
+            payload["fedgate.parent"] = parent
+            payload["fedgate.chain"] = ancestors[::-1]  # root first, like the claim
+        if key_id is not None:
+            payload["fedgate.key"] = key_id
+        claims = from_payload(payload, "", self.issuer)
+        self._revoked.refresh_if_due()
+        if self._revoked.is_revoked(claims):
+            state = "revoked"
+        elif time.time() > claims.exp + self.leeway:
+            state = "expired"
+        elif uses_left is not None and int(uses_left) <= 0:
+            state = "exhausted"
+        else:
+            state = "valid"
+        return claims, state
+
     # -- uses --------------------------------------------------------------------------
 
     def remaining_uses(self, claims: TokenClaims) -> int | None:
