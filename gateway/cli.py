@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -265,12 +264,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
             execution_id=args.execution_id,
             token_id=args.token_id,
             mount=args.mount,
+            event=args.event,
+            request_id=args.request_id,
+            result=args.result,
+            since=args.since,
+            until=args.until,
             limit=args.limit,
         ):
-            print(json.dumps({k: v for k, v in asdict(event).items() if v is not None}))
+            print(json.dumps(event.as_dict()))
         return 0
     finally:
         gw.close()
+
+
+def _audit_time(text: str) -> float:
+    from tokens.audit import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _audit_limit(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 100_000:
+        raise argparse.ArgumentTypeError("a number of rows from 1 to 100000")
+    return int(text)
 
 
 def cmd_signing(args: argparse.Namespace) -> int:
@@ -342,12 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("db_cmd", choices=["upgrade"])
     d.set_defaults(func=cmd_db)
 
-    a = sub.add_parser("audit", help="query the audit log")
+    a = sub.add_parser("audit", help="query the audit log (newest first, one JSON object a line)")
     a.add_argument("--user")
     a.add_argument("--execution-id")
-    a.add_argument("--token-id")
+    a.add_argument("--token-id", help="a token's id (jti), as /explain takes it")
+    a.add_argument("--request-id", help="the X-Request-ID of the request")
     a.add_argument("--mount")
-    a.add_argument("--limit", type=int, default=100)
+    a.add_argument("--event", help="exchange, access, native, revoke, key_put, ...")
+    a.add_argument("--result", help="ok, denied, redirect, error:<code>")
+    a.add_argument(
+        "--since", type=_audit_time, help="ISO 8601 time (UTC unless an offset is given)"
+    )
+    a.add_argument("--until", type=_audit_time, help="ISO 8601 time, exclusive")
+    a.add_argument("--limit", type=_audit_limit, default=100)
     a.set_defaults(func=cmd_audit)
 
     k = sub.add_parser("signing-key", help="token signing keys")
