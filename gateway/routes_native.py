@@ -49,7 +49,28 @@ async def post_native(request: Request) -> Response:
     mount = gw.mounts.config(cpath.mount)
     from gateway.auth import authorize
 
-    authorize(principal, mount, "read" if method == "GET" else "create", cpath)
+    operation = "content" if method == "GET" else "write"  # the audit's vocabulary
+
+    def allowed(activity: str) -> None:
+        try:
+            authorize(principal, mount, activity, cpath)
+        except CarminError as exc:
+            audit_event(
+                gw,
+                "native",
+                principal,
+                "denied",
+                token_id=principal.token_id,
+                mount=mount.name,
+                path=cpath.platform_path,
+                operation=operation,
+                execution_id=principal.execution_id,
+                status=exc.spec.status,
+                reason=exc.message,
+            )
+            raise
+
+    allowed("read" if method == "GET" else "create")
     claims = principal.claims
     token_exp = claims.exp if claims else None
 
@@ -61,7 +82,7 @@ async def post_native(request: Request) -> Response:
             except NotFound:
                 existing = None  # any other error must not pass as "creating a new file"
             if existing is not None:
-                authorize(principal, mount, "modify", cpath)
+                allowed("modify")
         if not revocable(storage):
             expires = redirect_expiry(token_exp)
         elif token_exp is not None:
@@ -118,7 +139,7 @@ async def post_native(request: Request) -> Response:
         token_id=principal.token_id,
         mount=mount.name,
         path=cpath.platform_path,
-        operation=method,
+        operation=operation,
         execution_id=principal.execution_id,
         detail="vip_uri" if uri is not None else delegation.kind,
     )
