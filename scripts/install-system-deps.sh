@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the test backends need: XRootD + gfal2 (grid SE), PostgreSQL, nginx (bench peer).
+# Debian packages the test backends need: XRootD + gfal2 (grid SE), PostgreSQL, nginx (bench peer),
+# davix (a WebDAV client of the door).
 set -euo pipefail
 PKGS=(curl xrootd-server xrootd-server-plugins xrootd-client xrootd-plugins gfal2 python3-gfal2
-      gfal2-plugin-xrootd gfal2-plugin-http gfal2-plugin-file postgresql nginx wrk)
+      gfal2-plugin-xrootd gfal2-plugin-http gfal2-plugin-file postgresql nginx wrk davix)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

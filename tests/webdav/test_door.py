@@ -242,7 +242,10 @@ def test_propfind_infinity_is_refused(gw: Running, depth: str | None) -> None:
 
 
 def test_propfind_bodies(gw: Running) -> None:
-    ask = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>'
+    ask = (
+        b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:">'
+        b"<D:prop><D:getetag/></D:prop></D:propfind>"
+    )
     assert propfind(gw, door(gw) + "/", "0", content=ask).status_code == 207
     assert propfind(gw, door(gw) + "/", "0", content=b"<D:propfind").status_code == 400
     laughs = (
@@ -332,7 +335,9 @@ def test_a_read_token_reads_and_nothing_more(gw: Running) -> None:
     (gw.data / "ab" / "other.txt").write_bytes(b"other")
     h = bearer(token(gw, "storage.read:/local/a"))
     assert httpx.get(door(gw) + "/a/in.txt", headers=h).content == b"input"
-    assert httpx.request("PROPFIND", door(gw) + "/a/", headers={**h, "Depth": "1"}).status_code == 207
+    assert (
+        httpx.request("PROPFIND", door(gw) + "/a/", headers={**h, "Depth": "1"}).status_code == 207
+    )
     # /a does not cover /ab, and reading is all it may do.
     assert httpx.get(door(gw) + "/ab/other.txt", headers=h).status_code == 403
     pf = httpx.request("PROPFIND", door(gw) + "/ab/", headers={**h, "Depth": "1"})
