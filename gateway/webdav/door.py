@@ -367,7 +367,8 @@ def _copy_tree(storage: Storage, src: str, dst: str, entry: Entry) -> None:
         writer = storage.open_write(dst, entry.size)
         try:
             for chunk in storage.open_read(src):
-                writer.write(chunk)
+                # root:// reads fill bytearrays (adapters/gfal_pread.py); writers take bytes.
+                writer.write(chunk if isinstance(chunk, bytes) else bytes(chunk))
             writer.commit()
         except BaseException:
             writer.abort()
