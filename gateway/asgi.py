@@ -1,6 +1,8 @@
 """Entry point for uvicorn workers: ``uvicorn --factory gateway.asgi:create``.
 
-Each worker process builds its own Gateway from the same configuration (file + env)."""
+Each worker process builds its own Gateway from the same configuration (file + env), and
+sets up its own logging: uvicorn spawns workers as fresh interpreters, which inherit
+nothing of the supervisor's (gateway/logs.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,12 @@ from starlette.applications import Starlette
 
 from gateway import config
 from gateway.app import create_app
+from gateway.logs import configure_logging
 from gateway.memory_tuning import tune_malloc
 
 
 def create() -> Starlette:
     tune_malloc()
-    return create_app(config.load())
+    settings = config.load()
+    configure_logging(settings.log_level)
+    return create_app(settings)

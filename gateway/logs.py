@@ -1,32 +1,74 @@
 """Logging: one JSON object per line, so logs can be shipped and queried as they are.
 
+``configure_logging`` must run in every process that serves: with ``workers > 1``
+uvicorn *spawns* its workers, fresh interpreters that inherit no logging set-up, so
+``gateway.asgi.create`` (run in each worker) calls it as ``fedgate serve`` does in the
+supervisor. A worker without it writes nothing below WARNING and prints plain-text
+tracebacks through Python's last-resort handler.
+
+Each record carries the process id (which worker wrote it) and every ``extra=`` field
+its caller gave (the access line's request id, user, status...). An error's traceback is
+one field of its one record (``traceback``); an exception the application has already
+logged (``mark_logged``) is not logged again when uvicorn sees it propagate.
+
 Messages never carry secrets: credentials, keys and tokens are never formatted into a
 log call anywhere in fedgate (tests scan captured logs to make sure)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from typing import Any
+
+# The attributes every LogRecord has: anything else on a record came from ``extra=``.
+# uvicorn adds color_message, an ANSI-coloured copy of the message.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+_LOGGED = "_fedgate_logged"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {
+        out: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
-        for key in ("request_id", "method", "path", "status", "duration_ms", "user"):
-            value = getattr(record, key, None)
-            if value is not None:
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_") and value is not None:
                 out[key] = value
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def mark_logged(exc: BaseException) -> None:
+    """Note that ``exc`` and its traceback are in the log already."""
+    with contextlib.suppress(AttributeError):  # an exception class with __slots__
+        setattr(exc, _LOGGED, True)
+
+
+class _NotTwice(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" for an exception already logged
+    (gateway/app.py's handler logs it with its incident id, then Starlette re-raises)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and getattr(exc, _LOGGED, False))
+
+
+_NOT_TWICE = _NotTwice()
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -34,4 +76,8 @@ def configure_logging(level: str | None = None) -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("FEDGATE_LOG_LEVEL", "INFO").upper())
+    root.setLevel((level or os.environ.get("FEDGATE_LOG_LEVEL", "INFO")).upper())
+    for name in ("uvicorn.error", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        if _NOT_TWICE not in logger.filters:
+            logger.addFilter(_NOT_TWICE)

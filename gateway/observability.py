@@ -3,7 +3,8 @@
 * ``/healthz``: the process answers (no database, no backend, no authentication), for a
   liveness probe: restarting the process is the only cure for a failure here.
 * ``/readyz``: the database answers and every mount's ``adapter.check()`` passes, each
-  within ``FEDGATE_READYZ_TIMEOUT`` seconds (default 3), with a per-check JSON report;
+  within ``readyz_timeout`` seconds (``FEDGATE_READYZ_TIMEOUT``, default 3), with a
+  per-check JSON report;
   503 when anything fails. Results are shared for one second, and a check still hanging
   from an earlier probe is not started again, so probes cannot pile threads up on a
   backend that does not answer.
@@ -14,14 +15,16 @@ them to the cluster, not to the Internet (they name the mounts and backend error
 
 The access middleware is pure ASGI (a ``BaseHTTPMiddleware`` would buffer streamed
 bodies) and sits outside Starlette's error handling, so even a 500 carries its request
-id. It logs one JSON line per request with the URL *path* only: query strings (which
-may carry a token in some clients) and headers are never logged.
+id. It logs one JSON line per request (request id, user, token id, execution id, method,
+path, status, bytes out and in, duration, client address) with the URL *path* only:
+query strings (which may carry a token in some clients) and headers are never logged.
+The client address is the peer's, or the forwarded one when the peer is one of
+``trusted_proxies`` (gateway/forwarded.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
@@ -36,10 +39,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import metrics, routes_native, routes_tokens
+from gateway import forwarded, metrics, routes_native, routes_tokens
+from gateway.logs import mark_logged
+from gateway.request_context import client_var, request_id_var
 from gateway.socket_receive import RECEIVED_DIRECT_KEY
 from gateway.socket_send import SENT_DIRECT_KEY
-from gateway.request_context import client_var, request_id_var
+from gateway.startup import describe_error
 from gateway.state import Gateway
 from tokens.revocation import Revocation
 
@@ -48,14 +53,10 @@ access_log = logging.getLogger("fedgate.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:[A-Za-z_]+)?\}")
 _PROBES = ("/healthz", "/readyz", "/metrics")
-USER_KEY = "fedgate.user"  # set in the scope by gateway/auth.py once a caller is known
-
-
-def _timeout() -> float:
-    try:
-        return max(0.1, float(os.environ.get("FEDGATE_READYZ_TIMEOUT", "3")))
-    except ValueError:
-        return 3.0
+# Set in the scope by gateway/auth.py once a caller is known, for the access line.
+USER_KEY = "fedgate.user"
+TOKEN_ID_KEY = "fedgate.token_id"  # noqa: S105 - a scope key; the jti, when the caller used a token
+EXECUTION_ID_KEY = "fedgate.execution_id"  # and the execution it was issued for
 
 
 # --- probes ---------------------------------------------------------------------------
@@ -83,7 +84,7 @@ class Readiness:
         if self._own_limiter is None:
             # Probes get their own threads: a hung backend must not eat the request pool.
             self._own_limiter = anyio.CapacityLimiter(8)
-        timeout = _timeout()
+        timeout = gw.settings.readyz_timeout
         results: dict[str, dict[str, Any]] = {}
 
         def ping_db() -> None:
@@ -128,16 +129,9 @@ class Readiness:
         except TimeoutError:
             out = {"ok": False, "error": f"no answer within {timeout:g} s"}
         except Exception as exc:
-            out = {"ok": False, "error": _describe(exc)}
+            out = {"ok": False, "error": describe_error(exc)}
         out["ms"] = round((time.perf_counter() - started) * 1000, 1)
         return out
-
-
-def _describe(exc: Exception) -> str:
-    # Adapter and store messages carry no secret by contract (adapters/base.py);
-    # they are shortened so a probe answer stays small.
-    text = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def healthz(request: Request) -> Response:
@@ -185,6 +179,7 @@ class AccessMiddleware:
     def __init__(self, app: ASGIApp, settings_app: Starlette) -> None:
         self.app = app
         self.owner = settings_app
+        self._trusted: tuple[forwarded.Network, ...] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -196,10 +191,11 @@ class AccessMiddleware:
         rid = _incoming_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})
         reset = request_id_var.set(rid)
-        client = scope.get("client")
-        reset_client = client_var.set(str(client[0]) if client else None)  # for the audit
+        client = self._client(scope)
+        reset_client = client_var.set(client)  # for the audit
         started = time.perf_counter()
         status = 0
+        sent = received = 0
         mount_cache: list[str] = []
         direction = self._direction(scope)
         if direction:
@@ -211,41 +207,71 @@ class AccessMiddleware:
             return mount_cache[0]
 
         async def receive_counted() -> Message:
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 n = len(message.get("body", b""))
                 if n:
+                    received += n
                     metrics.BYTES_IN.labels(mount()).inc(n)
             return message
 
         async def send_counted(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 MutableHeaders(scope=message).append("X-Request-ID", rid)
             elif message["type"] == "http.response.body":
                 n = len(message.get("body", b""))
                 if n:
+                    sent += n
                     metrics.BYTES_OUT.labels(mount()).inc(n)
             await send(message)
 
         try:
             await self.app(scope, receive_counted, send_counted)
+        except Exception as exc:
+            # Starlette's ServerErrorMiddleware has answered 500 (or cut the stream) and
+            # gateway/app.py's handler has logged the trace; the exception still goes on
+            # to uvicorn, which closes the connection, but must not log it a second time.
+            mark_logged(exc)
+            status = status or 500
+            raise
         finally:
             direct = scope.get(SENT_DIRECT_KEY, 0)  # body bytes written past ASGI
             if direct:
+                sent += direct
                 metrics.BYTES_OUT.labels(mount()).inc(direct)
             direct = scope.get(RECEIVED_DIRECT_KEY, 0)  # and read past it
             if direct:
+                received += direct
                 metrics.BYTES_IN.labels(mount()).inc(direct)
             elapsed = time.perf_counter() - started
             if direction:
                 metrics.ACTIVE_TRANSFERS.labels(direction).dec()
-            self._record(scope, status, elapsed, mount(), rid)
+            self._record(scope, status, elapsed, mount(), rid, (sent, received), client)
             request_id_var.reset(reset)
             client_var.reset(reset_client)
 
-    def _record(self, scope: Scope, status: int, elapsed: float, mount: str, rid: str) -> None:
+    def _client(self, scope: Scope) -> str | None:
+        peer = scope.get("client")
+        if self._trusted is None:
+            gw: Gateway = self.owner.state.gateway
+            self._trusted = forwarded.networks(gw.settings.trusted_proxies)
+        return forwarded.client_address(
+            str(peer[0]) if peer else None, scope.get("headers", ()), self._trusted
+        )
+
+    def _record(
+        self,
+        scope: Scope,
+        status: int,
+        elapsed: float,
+        mount: str,
+        rid: str,
+        nbytes: tuple[int, int],
+        client: str | None,
+    ) -> None:
         route = route_template(scope)
         method = str(scope.get("method", ""))
         metrics.REQUESTS.labels(route, method, str(status), mount).inc()
@@ -269,10 +295,15 @@ class AccessMiddleware:
                 extra={
                     "request_id": rid,
                     "method": method,
-                    "path": path,
+                    "path": path,  # never the query string: some clients put tokens there
                     "status": status,
+                    "bytes": nbytes[0],
+                    "bytes_in": nbytes[1],
                     "duration_ms": round(elapsed * 1000, 2),
+                    "client": client,
                     "user": scope.get(USER_KEY),
+                    "token_id": scope.get(TOKEN_ID_KEY),
+                    "execution_id": scope.get(EXECUTION_ID_KEY),
                 },
             )
 

@@ -81,10 +81,7 @@ def silent_port() -> Iterator[int]:
     srv.close()
 
 
-def test_readyz_fails_per_mount_with_a_timeout(
-    tmp_path: Path, silent_port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FEDGATE_READYZ_TIMEOUT", "1")
+def test_readyz_fails_per_mount_with_a_timeout(tmp_path: Path, silent_port: int) -> None:
     gone = tmp_path / "gone"
     gone.mkdir()
     mounts = (
@@ -104,7 +101,7 @@ def test_readyz_fails_per_mount_with_a_timeout(
         ),
     )
     (tmp_path / "data").mkdir()
-    with running(local_settings(tmp_path, mounts=mounts)) as r:
+    with running(local_settings(tmp_path, mounts=mounts, readyz_timeout=1.0)) as r:
         gone.rmdir()  # the mount root disappears after start-up
         started = time.monotonic()
         resp = httpx.get(r.url + "/readyz", timeout=20)
