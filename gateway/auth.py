@@ -72,6 +72,8 @@ def authenticate(request: Request, *, allow_token: bool = True) -> Principal:
         if user is None:
             raise CarminError(E.BAD_TOKEN, "token rejected: its user no longer exists")
         request.scope["fedgate.user"] = user.name  # for the access log line
+        request.scope["fedgate.token_id"] = claims.jti
+        request.scope["fedgate.execution_id"] = claims.execution_id
         return Principal(user, claims)
     key = request.headers.get("apikey")
     if not key:

@@ -7,6 +7,8 @@ import getpass
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,26 +38,82 @@ def _gateway(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.logs import configure_logging
+    """Validate, check and log once, then hand over to uvicorn.
 
-    settings = _settings(args)
-    configure_logging()
-    gw = _gateway(args)
+    A fatal start-up error (configuration, database, master key) is one line on stderr
+    and an exit code, no traceback (``--debug`` shows it); a backend that is down is not
+    fatal (gateway/startup.py). The admin key of a first start is printed last, once
+    the server answers, so that it is not lost among the start-up lines."""
+    from gateway.logs import configure_logging
+    from gateway.startup import describe_error, log_start
+
+    settings = _settings(args)  # ConfigError: main() prints its one line
+    configure_logging(settings.log_level)
+    debug = bool(args.debug or args.debug_serve)
     try:
-        key = gw.first_start()
-    finally:
-        gw.close()
-    if key:
-        print("fedgate: no user existed, so user 'admin' was created.", file=sys.stderr)
-        print(f"fedgate: its API key (shown once, keep it): {key}", file=sys.stderr)
+        log_start(settings, config.source(os.environ) or "(no config file)", os.environ)
+        gw = _gateway(args)
+        try:
+            key = gw.first_start()
+        finally:
+            gw.close()
+    except config.ConfigError:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        from tokens.errors import VaultError
+
+        text = str(exc) if isinstance(exc, VaultError) else describe_error(exc)
+        print(f"fedgate: cannot start: {text}", file=sys.stderr)
+        return 1
     from gateway.metrics import cleanup_multiprocess, prepare_multiprocess
 
+    announce = _AdminKey(key)
+    if key:
+        threading.Thread(target=announce.when_up, args=(settings,), daemon=True).start()
     metrics_dir = prepare_multiprocess(settings.workers)  # before the workers start
     try:
         _run_uvicorn(settings, args.graceful_timeout)
     finally:
+        announce.now()  # the server did not come up: the key must not be lost
         cleanup_multiprocess(metrics_dir)
     return 0
+
+
+class _AdminKey:
+    """The first start's admin key, printed exactly once: when /healthz answers (after
+    the workers' start-up lines), or when serve ends without that having happened."""
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+        self._lock = threading.Lock()
+
+    def now(self) -> None:
+        with self._lock:
+            if self.key:
+                print(
+                    "fedgate: no user existed, so user 'admin' was created.\n"
+                    f"fedgate: its API key (shown once, keep it): {self.key}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.key = None
+
+    def when_up(self, settings: config.Settings) -> None:
+        import urllib.request
+
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{settings.port}/healthz"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - http only
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        self.now()
 
 
 def _run_uvicorn(settings: config.Settings, graceful_timeout: int) -> None:
@@ -304,6 +362,7 @@ def cmd_signing(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fedgate", description=__doc__)
     p.add_argument("--config", help="TOML config file (default: $FEDGATE_CONFIG or ./fedgate.toml)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of fatal errors")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("serve", help="run the gateway")
@@ -320,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=30,
         help="seconds running transfers get to finish on shutdown",
+    )
+    s.add_argument(
+        "--debug",
+        dest="debug_serve",
+        action="store_true",
+        help="show the traceback of a fatal start-up error",
     )
     s.set_defaults(func=cmd_serve)
 
