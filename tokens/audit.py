@@ -158,6 +158,7 @@ class AuditLog:
         self.purge_every = purge_every
         self.clock = clock  # replaceable: tests move time forward instead of sleeping
         self._last_purge = -math.inf
+        self.purged_at: float | None = None  # clock time of the last purge that succeeded
         self._buffer: deque[AuditEvent] = deque()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -217,6 +218,7 @@ class AuditLog:
             total += n
             if n < _PURGE_BATCH:
                 break
+        self.purged_at = now
         if total:
             log.info(
                 "audit retention: %d rows older than %d days deleted", total, self.retention_days
