@@ -803,12 +803,13 @@
       return;
     }
     const cols = [
-      ["Time", (e) => when(e.time), "when"],
+      ["Time", (e) => when(Date.parse(e.time) / 1000), "when"], // ISO 8601 from /audit
       ["Event", (e) => e.event],
       ["Result", (e) => e.result],
       ["Mount", (e) => e.mount || ""],
       ["Path", (e) => e.path || "", "mono"],
       ["Operation", (e) => e.operation || ""],
+      ["Reason", (e) => e.reason || ""],
       ["Execution", (e) => e.execution_id || ""],
       ["Detail", (e) => e.detail || ""],
     ];
