@@ -166,8 +166,19 @@ class IrodsWriter:
     # blocks cost ~25 % of the write rate on the protocol test server).
     block_size = WRITE_BLOCK
 
-    def __init__(self, storage: IrodsStorage, path: str, full: str, tmp: str, fh: Any) -> None:
+    def __init__(
+        self,
+        storage: IrodsStorage,
+        path: str,
+        full: str,
+        tmp: str,
+        fh: Any,
+        exclusive: bool = False,
+    ) -> None:
         self._storage = storage
+        # Create only: iRODS' rename never replaces (it answers CAT_NAME_EXISTS_AS_...),
+        # so the commit is the rename alone, and a name taken meanwhile is AlreadyExists.
+        self._exclusive = exclusive
         self._path = path
         self._full = full
         self._tmp = tmp
@@ -208,7 +219,12 @@ class IrodsWriter:
             fh.close()
             if st._is_coll(self._full):
                 raise IsADirectory(f"{self._path}: is a directory")
-            if st._is_obj(self._full):
+            if self._exclusive:
+                try:
+                    st._rename(self._tmp, self._full, self._path)
+                except NotFound as exc:
+                    raise ParentNotFound(f"{self._path}: parent directory vanished") from exc
+            elif st._is_obj(self._full):
                 self._replace()
             else:
                 try:

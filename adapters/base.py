@@ -5,7 +5,7 @@ Error tree (the gateway maps each class to one CARMIN error, see gateway/errors.
     StorageError
     ├── NotFound                 the path (or its parent, for a write) does not exist
     ├── ParentNotFound           a write or mkdir whose parent directory is missing
-    ├── AlreadyExists            mkdir on an existing path, create-only write on a file
+    ├── AlreadyExists            mkdir on an existing path, exclusive write onto anything
     ├── NotADirectory            list/mkdir below something that is a file
     ├── IsADirectory             a file operation on a directory
     ├── PermissionDenied         the backend refused the operation for this credential
@@ -102,6 +102,9 @@ class Entry:
     size: int | None = None
     mtime: float | None = None
     mime_type: str | None = None
+    # Set by storages that have symbolic links (LinkResolver) when this entry is one:
+    # the path inside the mount it resolves to, so a caller can check its own scope.
+    link_target: str | None = None
 
     @property
     def name(self) -> str:
@@ -213,9 +216,17 @@ class Storage(Protocol):
         buffers already, and a thread would only add a hand-off per chunk."""
         ...
 
-    def open_write(self, path: str, size_hint: int | None = None) -> Writer:
+    def open_write(
+        self, path: str, size_hint: int | None = None, *, exclusive: bool = False
+    ) -> Writer:
         """Start an atomic write. Raise ParentNotFound when the parent is missing,
-        IsADirectory when the target is a directory."""
+        IsADirectory when the target is a directory.
+
+        ``exclusive``: create only, never replace. AlreadyExists when something is at
+        the path now, and ``commit`` raises AlreadyExists (leaving what is there
+        untouched) when something appeared there while the bytes streamed in. A
+        backend without an atomic conditional create says so in its module docstring
+        and checks as late as it can."""
         ...
 
     def mkdir(self, path: str) -> Entry:
@@ -236,6 +247,20 @@ class Storage(Protocol):
 
     def close(self) -> None:
         """Release what this view holds (sessions, sockets)."""
+        ...
+
+
+@runtime_checkable
+class LinkResolver(Protocol):
+    """A storage with symbolic links (a local folder): where a path really lands.
+
+    The gateway authorises a request on the resolved path too, so a link inside a
+    token's scope cannot lead it to a path outside (see docs/decisions.md)."""
+
+    def real_path(self, path: str, follow_last: bool = True) -> str:
+        """The path inside the mount that ``path`` resolves to (links followed; the last
+        component only if ``follow_last``: a write, mkdir or delete acts on the link
+        itself). PermissionDenied if it resolves outside the mount."""
         ...
 
 

@@ -328,7 +328,9 @@ class GfalStorage:
             del handle
             lease.release()
 
-    def open_write(self, path: str, size_hint: int | None = None) -> GfalWriter | SpoolWriter:
+    def open_write(
+        self, path: str, size_hint: int | None = None, *, exclusive: bool = False
+    ) -> GfalWriter | SpoolWriter:
         if not path:
             raise IsADirectory("/: is a directory")
         self._check_visible(path)
@@ -337,15 +339,17 @@ class GfalStorage:
             existing = self._exists(ctx, path)
             if existing is not None and existing.is_dir:
                 raise IsADirectory(f"{path}: is a directory")
+            if existing is not None and exclusive:
+                raise AlreadyExists(f"{path}: already exists")
             if self.scheme in HTTP_SCHEMES and needs_escaping(path):
                 with self._probe_lock:
                     if self._move_decodes is None:
                         self._move_decodes = move_decodes_destination(self, ctx, parent_of(path))
                 if not self._move_decodes:
-                    return SpoolWriter(self, path)
+                    return SpoolWriter(self, path, exclusive)
             if self.http is not None and size_hint and self._takes_direct_puts(ctx, path):
-                return StreamedPutWriter(self, path, size_hint)
-        return GfalWriter(self, path)
+                return StreamedPutWriter(self, path, size_hint, exclusive)
+        return GfalWriter(self, path, exclusive)
 
     def _takes_direct_puts(self, ctx: Any, path: str) -> bool:
         assert self.http is not None

@@ -12,6 +12,12 @@ view with hidden names; when the SE does take ``Destination`` literally, uploads
 needs escaping are spooled to a local temporary file and PUT to the target on commit.
 Nothing is sent before commit and abort sends nothing, but the PUT itself is not atomic on
 such an SE (a failure during it can leave a partial target).
+
+Exclusive (create-only) uploads: neither root:// (``kXR_mv``) nor XrdHttp's ``MOVE`` (it
+ignores ``Overwrite: F``, checked on XRootD 5.5) can rename without replacing, so the
+commit looks for the target immediately before the rename and answers AlreadyExists if
+something is there. What remains is the window of one round trip between that look and
+the rename (docs/decisions.md); the file that appeared earlier in the upload is kept.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from adapters.base import Entry, IsADirectory, StorageError, join, parent_of
+from adapters.base import AlreadyExists, Entry, IsADirectory, StorageError, join, parent_of
 from adapters.gfal_support import Lease
 from adapters.streamed_body import Feed, check_sender, in_thread
 
@@ -78,9 +84,10 @@ class GfalWriter:
     # gateway; 512 KiB ones halved the http:// write rate (bench/grid.py).
     block_size = CHUNK
 
-    def __init__(self, storage: GfalStorage, path: str) -> None:
+    def __init__(self, storage: GfalStorage, path: str, exclusive: bool = False) -> None:
         self._storage = storage
         self._path = path
+        self._exclusive = exclusive
         self._tmp = join(parent_of(path), UPLOAD_PREFIX + uuid.uuid4().hex)
         self._tmp_url = storage.url(self._tmp)
         self._lease = Lease(storage.pool)
@@ -165,6 +172,8 @@ class GfalWriter:
                 try:
                     if stat_mod.S_ISDIR(ctx.stat(target).st_mode):
                         raise IsADirectory(f"{self._path}: is a directory")
+                    if self._exclusive:
+                        raise AlreadyExists(f"{self._path}: already exists")
                 except s.gfal.GError as exc:
                     if exc.code != 2:
                         raise
@@ -200,9 +209,9 @@ class StreamedPutWriter(GfalWriter):
     name while the client sends it (adapters/gfal_http.py says why not gfal2's write);
     commit and abort are GfalWriter's (size check, rename, unlink through gfal2)."""
 
-    def __init__(self, storage: GfalStorage, path: str, size: int) -> None:
+    def __init__(self, storage: GfalStorage, path: str, size: int, exclusive: bool = False) -> None:
         self._size = size
-        super().__init__(storage, path)
+        super().__init__(storage, path, exclusive)
 
     def _start(self) -> None:
         http = self._storage.http
@@ -266,9 +275,10 @@ class StreamedPutWriter(GfalWriter):
 
 
 class SpoolWriter:
-    def __init__(self, storage: GfalStorage, path: str) -> None:
+    def __init__(self, storage: GfalStorage, path: str, exclusive: bool = False) -> None:
         self._storage = storage
         self._path = path
+        self._exclusive = exclusive
         self._spool: Any = tempfile.TemporaryFile(prefix="fedgate-gfal-")  # noqa: SIM115
         self._written = 0
 
@@ -290,6 +300,8 @@ class SpoolWriter:
                 try:
                     if stat_mod.S_ISDIR(ctx.stat(target).st_mode):
                         raise IsADirectory(f"{self._path}: is a directory")
+                    if self._exclusive:
+                        raise AlreadyExists(f"{self._path}: already exists")
                     # davix cannot open an existing file for writing: set the old one
                     # aside under a hidden name (a MOVE *from* the awkward name is fine).
                     backup = s.url(join(parent_of(self._path), UPLOAD_PREFIX + uuid.uuid4().hex))

@@ -353,7 +353,9 @@ class GirderStorage:
             raise PermissionDenied(f"{parent_of(path)}: a multi-file Girder item is read-only")
         return parent
 
-    def open_write(self, path: str, size_hint: int | None = None) -> GirderWriter:
+    def open_write(
+        self, path: str, size_hint: int | None = None, *, exclusive: bool = False
+    ) -> GirderWriter:
         if not path:
             raise IsADirectory("/: is a directory")
         self._forget_stated()
@@ -370,11 +372,13 @@ class GirderStorage:
         if target is not None:
             if target.is_dir:
                 raise IsADirectory(f"{path}: is a directory")
+            if exclusive:
+                raise AlreadyExists(f"{path}: already exists")
             f = target.file
             assert f is not None
             file_id = str(f["_id"])
         name = girder_name(path.rsplit("/", 1)[-1])
-        return GirderWriter(self, path, parent.id, name, file_id, size_hint)
+        return GirderWriter(self, path, parent.id, name, file_id, size_hint, exclusive)
 
     def write_error(self, path: str, exc: GirderError) -> StorageError:
         if "exists" in exc.message:

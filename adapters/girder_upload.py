@@ -5,6 +5,10 @@ parent *folder*, and Girder creates the item only when the last byte has arrived
 existing file is replaced with ``PUT /file/{id}/contents``, which keeps serving the old
 bytes until the last chunk arrives and then swaps the file record in one update. The last
 byte is only ever sent by ``commit``, so nothing changes at the target before it.
+An exclusive (create-only) upload relies on Girder's own uniqueness rule: an item created
+under a name already taken in the folder is renamed "name (1)", so the upload that lost a
+race finds its item renamed, deletes it and reports AlreadyExists, leaving the other file
+as it is (a non-exclusive upload replaces it instead: last writer wins).
 ``abort`` cancels the server-side upload (``DELETE /file/upload/{id}``), which removes
 its temporary bytes.
 
@@ -74,8 +78,10 @@ class GirderWriter:
         name: str,
         file_id: str | None,
         size_hint: int | None,
+        exclusive: bool = False,
     ) -> None:
         self._storage = storage
+        self._exclusive = exclusive
         self._session = storage.session
         self._path = path
         self._folder_id = folder_id
@@ -249,6 +255,10 @@ class GirderWriter:
             # A folder took the name while we uploaded: the target is a directory now.
             self._session.request("DELETE", f"item/{item_id}")
             raise IsADirectory(f"{self._path}: is a directory")
+        if self._exclusive:
+            # Created by someone else while this upload streamed: keep theirs.
+            self._session.request("DELETE", f"item/{item_id}")
+            raise AlreadyExists(f"{self._path}: already exists (created during the upload)")
         # Another writer created the file concurrently: last writer wins, as on POSIX.
         self._session.request("DELETE", f"item/{found[0]['_id']}")
         try:

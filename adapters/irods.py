@@ -234,7 +234,9 @@ class IrodsStorage:
             raise err from exc
         return _Reader(fh, path, start, end)
 
-    def open_write(self, path: str, size_hint: int | None = None) -> IrodsWriter:
+    def open_write(
+        self, path: str, size_hint: int | None = None, *, exclusive: bool = False
+    ) -> IrodsWriter:
         if not path:
             raise IsADirectory("/: is a directory")
         full = self._full(path)
@@ -243,12 +245,14 @@ class IrodsStorage:
             raise ParentNotFound(f"{parent_of(path) or '/'}: parent directory does not exist")
         if self._is_coll(full):
             raise IsADirectory(f"{path}: is a directory")
+        if exclusive and self._is_obj(full):
+            raise AlreadyExists(f"{path}: already exists")
         tmp = f"{parent_full}/{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             fh = self.session.data_objects.open(tmp, "w")
         except Exception as exc:
             raise translate(exc, path) from exc
-        return IrodsWriter(self, path, full, tmp, fh)
+        return IrodsWriter(self, path, full, tmp, fh, exclusive)
 
     def mkdir(self, path: str) -> Entry:
         if not path:

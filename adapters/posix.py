@@ -1,10 +1,17 @@
 """A folder on local disk as a mount.
 
 Uploads are written into a staging folder inside the mount root (same filesystem, so the
-final ``os.replace`` is atomic) and renamed over the target only once complete. The staging
-folder is hidden from listings and unreachable through paths. Each process stages in its
-own subfolder (host + pid); a process that starts removes the subfolders of dead
-processes on the same host, so uploads cut by a crash leave no leftovers.
+final rename is atomic) and renamed over the target only once complete; an exclusive
+(create-only) upload is renamed with RENAME_NOREPLACE instead of ``os.replace``, so a file
+that appeared meanwhile is kept (adapters/posix_noreplace.py). The staging folder is
+hidden from listings and unreachable through paths, links into it included. Each process
+stages in its own subfolder (host + pid); a process that starts removes the subfolders of
+dead processes on the same host, so uploads cut by a crash leave no leftovers.
+
+Symbolic links already on the disk are followed only when they stay inside the root.
+``real_path`` tells the gateway where a path lands, so that it authorises that too
+(adapters.base.LinkResolver), and a listed link carries its resolved path
+(``Entry.link_target``) for the same check.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from adapters.base import (
     parent_of,
     streamed_checksum,
 )
+from adapters.posix_noreplace import rename_noreplace
 
 STAGING = ".fedgate-staging"
 MD5_XATTR = "user.fedgate.md5"
@@ -108,10 +116,13 @@ def _process_alive(pid: int) -> bool:
 
 
 class PosixWriter:
-    def __init__(self, storage: PosixStorage, path: str, target: str) -> None:
+    def __init__(
+        self, storage: PosixStorage, path: str, target: str, exclusive: bool = False
+    ) -> None:
         self._storage = storage
         self._path = path
         self._target = target
+        self._exclusive = exclusive
         staging = storage.staging_dir()
         self._tmp = os.path.join(staging, uuid.uuid4().hex)
         self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
@@ -133,7 +144,12 @@ class PosixWriter:
             if os.path.isdir(self._target):
                 raise IsADirectory(f"{self._path}: is a directory")
             try:
-                os.replace(self._tmp, self._target)
+                if self._exclusive:
+                    rename_noreplace(self._tmp, self._target)
+                else:
+                    os.replace(self._tmp, self._target)
+            except FileExistsError as exc:
+                raise AlreadyExists(f"{self._path}: already exists") from exc
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                     raise ParentNotFound(f"{self._path}: parent directory does not exist") from exc
@@ -179,7 +195,26 @@ class PosixStorage:
         real = os.path.realpath(full)
         if real != self.root and not real.startswith(self.root + os.sep):
             raise PermissionDenied(f"{path}: points outside the mount")
+        if real == self._staging_root or real.startswith(self._staging_root + os.sep):
+            raise NotFound(f"{path}: no such file or directory")  # a link into staging
         return full
+
+    def real_path(self, path: str, follow_last: bool = True) -> str:
+        """Where ``path`` lands once links are followed, as a path inside the mount
+        (adapters.base.LinkResolver). A link that leaves the root is PermissionDenied."""
+        full = self._full(path)
+        if not path:
+            return ""
+        if follow_last:
+            real = os.path.realpath(full)
+        else:
+            head, name = os.path.split(full)
+            real = os.path.join(os.path.realpath(head), name)
+        if real == self.root:
+            return ""
+        if not real.startswith(self.root + os.sep):
+            raise PermissionDenied(f"{path}: points outside the mount")
+        return real[len(self.root) + 1 :]
 
     def staging_dir(self) -> str:
         if self._staging is None:
@@ -210,7 +245,7 @@ class PosixStorage:
 
     # --- Storage --------------------------------------------------------------------
 
-    def _entry(self, path: str, st: os.stat_result) -> Entry:
+    def _entry(self, path: str, st: os.stat_result, link_target: str | None = None) -> Entry:
         is_dir = stat_mod.S_ISDIR(st.st_mode)
         return Entry(
             path=path,
@@ -218,6 +253,7 @@ class PosixStorage:
             size=None if is_dir else st.st_size,
             mtime=st.st_mtime,
             mime_type=None if is_dir else _mime(path),
+            link_target=link_target,
         )
 
     def stat(self, path: str) -> Entry:
@@ -241,13 +277,16 @@ class PosixStorage:
                 if not path and d.name == STAGING:
                     continue
                 child = join(path, d.name)
+                target = None
                 try:
                     if d.is_symlink():
-                        self._full(child)  # hide links that point outside the mount
+                        # Links out of the mount (or into staging) are hidden; the others
+                        # say where they lead, for the caller's scope check.
+                        target = self.real_path(child)
                     st = d.stat()
                 except (OSError, StorageError):
                     continue  # dangling or escaping symlink, or vanished meanwhile
-                yield self._entry(child, st)
+                yield self._entry(child, st, target)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         full = self._full(path)
@@ -276,7 +315,9 @@ class PosixStorage:
                     remaining -= len(data)
                 yield data
 
-    def open_write(self, path: str, size_hint: int | None = None) -> PosixWriter:
+    def open_write(
+        self, path: str, size_hint: int | None = None, *, exclusive: bool = False
+    ) -> PosixWriter:
         if not path:
             raise IsADirectory("/: is a directory")
         full = self._full(path)
@@ -287,8 +328,10 @@ class PosixStorage:
             raise ParentNotFound(f"{parent_of(path) or '/'}: parent directory does not exist")
         if os.path.isdir(full):
             raise IsADirectory(f"{path}: is a directory")
+        if exclusive and os.path.lexists(full):
+            raise AlreadyExists(f"{path}: already exists")
         try:
-            return PosixWriter(self, path, full)
+            return PosixWriter(self, path, full, exclusive)
         except OSError as exc:
             raise _translate(exc, path) from exc
 

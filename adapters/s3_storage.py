@@ -247,13 +247,17 @@ class S3Storage:
         finally:
             body.close()
 
-    def open_write(self, path: str, size_hint: int | None = None) -> S3Writer:
+    def open_write(
+        self, path: str, size_hint: int | None = None, *, exclusive: bool = False
+    ) -> S3Writer:
         if not path:
             raise IsADirectory("/: is a directory")
         key = self._key(path)
         if self._is_dir(path):
             raise IsADirectory(f"{path}: is a directory")
         self._require_parent(path)
+        if exclusive and self._head(path) is not None:
+            raise AlreadyExists(f"{path}: already exists")
         return S3Writer(
             self.client,
             self.settings,
@@ -262,6 +266,7 @@ class S3Storage:
             _mime(path),
             size_hint=size_hint,
             on_commit=self.stat,
+            exclusive=exclusive,
         )
 
     def mkdir(self, path: str) -> Entry:
@@ -272,8 +277,11 @@ class S3Storage:
             raise AlreadyExists(f"{path}: already exists")
         self._require_parent(path)
         try:
-            self.client.put_object(Bucket=self.bucket, Key=marker, Body=b"")
+            # Conditional: two mkdirs racing get one 201 and one AlreadyExists.
+            self.client.put_object(Bucket=self.bucket, Key=marker, Body=b"", IfNoneMatch="*")
         except Exception as exc:
+            if client_error_code(exc) in ("PreconditionFailed", "412"):
+                raise AlreadyExists(f"{path}: already exists") from exc
             if client_error_code(exc) == "ExistingObjectIsFile":  # SeaweedFS: a file is in the way
                 raise NotADirectory(f"{parent_of(path) or path}: not a directory") from exc
             raise self._fail(exc, path) from exc

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from adapters.base import (
+    AlreadyExists,
     AuthenticationFailed,
     BackendTimeout,
     BackendUnavailable,
@@ -212,6 +213,12 @@ class S3Writer:
     fits in S3's 10,000 parts while memory stays bounded by one part, itself within a
     process-wide budget (adapters/s3_buffer.py). A part is sent once it holds at least
     the part size (it may exceed it by less than one incoming chunk).
+
+    ``exclusive`` (create only): the object is written with ``If-None-Match: *`` on the
+    PUT or on CompleteMultipartUpload, so the server refuses (412) to replace an object
+    that appeared while the bytes streamed in; that refusal is AlreadyExists. AWS S3,
+    SeaweedFS and MinIO honour the condition; on a server that ignores it the check
+    open_write made beforehand is all there is (docs/decisions.md).
     """
 
     # Parts are gathered here anyway: small blocks from the gateway keep 16 parallel
@@ -227,8 +234,10 @@ class S3Writer:
         content_type: str,
         size_hint: int | None,
         on_commit: Callable[[str], Entry],
+        exclusive: bool = False,
     ) -> None:
         self._client = client
+        self._condition: dict[str, Any] = {"IfNoneMatch": "*"} if exclusive else {}
         self._bucket = settings.bucket
         self._threshold = settings.multipart_threshold
         base = settings.part_size
@@ -302,9 +311,10 @@ class S3Writer:
                         Key=self._key,
                         Body=self._part.body(),
                         ContentType=self._content_type,
+                        **self._condition,
                     )
                 except Exception as exc:
-                    raise self._fail(exc) from exc
+                    raise self._commit_error(exc) from exc
             else:
                 if self._part.size or not self._parts:
                     self._send_part()
@@ -314,9 +324,10 @@ class S3Writer:
                         Key=self._key,
                         UploadId=self._upload_id,
                         MultipartUpload={"Parts": self._parts},
+                        **self._condition,
                     )
                 except Exception as exc:
-                    raise self._fail(exc) from exc
+                    raise self._commit_error(exc) from exc
                 self._upload_id = None
             done = True
             self._closed = True
@@ -325,6 +336,11 @@ class S3Writer:
         finally:
             if not done:
                 self.abort()
+
+    def _commit_error(self, exc: BaseException) -> StorageError:
+        if self._condition and client_error_code(exc) in ("PreconditionFailed", "412"):
+            return AlreadyExists(f"{self._path}: already exists (created during the upload)")
+        return self._fail(exc)
 
     def abort(self) -> None:
         self._closed = True

@@ -159,6 +159,44 @@ class AdapterConformance:
         assert read(storage, "keep") == b"good data"
         assert names(storage.list("")) == {"keep"}
 
+    # --- exclusive (create-only) writes ------------------------------------------------
+
+    def test_exclusive_write_creates(self, storage: Storage) -> None:
+        writer = storage.open_write("new", size_hint=3, exclusive=True)
+        try:
+            writer.write(b"abc")
+            writer.commit()
+        finally:
+            writer.abort()
+        assert read(storage, "new") == b"abc"
+
+    def test_exclusive_write_refuses_an_existing_file(self, storage: Storage) -> None:
+        write(storage, "there", b"keep me")
+        with pytest.raises(AlreadyExists):
+            writer = storage.open_write("there", size_hint=5, exclusive=True)
+            try:
+                writer.write(b"other")
+                writer.commit()
+            finally:
+                writer.abort()
+        assert read(storage, "there") == b"keep me"
+
+    def test_exclusive_commit_keeps_a_file_that_appeared_meanwhile(self, storage: Storage) -> None:
+        """The race a create-only token must lose: the target is created by someone else
+        while the upload streams; the commit refuses and the other file stays as it is."""
+        data = os.urandom(64 * 1024)
+        writer = storage.open_write("race", size_hint=len(data), exclusive=True)
+        try:
+            writer.write(data[:32768])
+            write(storage, "race", b"first come")
+            writer.write(data[32768:])
+            with pytest.raises(AlreadyExists):
+                writer.commit()
+        finally:
+            writer.abort()
+        assert read(storage, "race") == b"first come"
+        assert names(storage.list("")) == {"race"}  # and no temporary left behind
+
     def test_write_without_parent_raises(self, storage: Storage) -> None:
         with pytest.raises(ParentNotFound):
             w = storage.open_write("missing/f")

@@ -10,6 +10,7 @@ import pytest
 
 from adapters.base import InvalidPath, NotFound, PermissionDenied, Storage
 from adapters.posix import STAGING, PosixAdapter, PosixStorage
+from adapters.posix_noreplace import rename_noreplace
 from tests.adapters.conformance import AdapterConformance, write
 
 
@@ -113,3 +114,50 @@ def time_ns() -> int:
     import time
 
     return time.time_ns()
+
+
+# --- exclusive commits and links --------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_renameat2", [True, False])
+def test_rename_noreplace_keeps_what_is_there(tmp_path: Path, use_renameat2: bool) -> None:
+    """Both ways of committing without replacing: renameat2 and link/unlink (the
+    fallback on filesystems that refuse RENAME_NOREPLACE)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(b"new")
+    dst.write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        rename_noreplace(str(src), str(dst), use_renameat2)
+    assert dst.read_bytes() == b"old" and src.read_bytes() == b"new"
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")  # a dangling link is a name too
+    with pytest.raises(FileExistsError):
+        rename_noreplace(str(src), str(tmp_path / "dangling"), use_renameat2)
+    rename_noreplace(str(src), str(tmp_path / "fresh"), use_renameat2)
+    assert (tmp_path / "fresh").read_bytes() == b"new" and not src.exists()
+
+
+def test_real_path_follows_links_inside_the_root(posix: PosixStorage, tmp_path: Path) -> None:
+    root = Path(posix.root)
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    (root / "b" / "f").write_text("b's file")
+    os.symlink("../b", root / "a" / "link")
+    os.symlink(tmp_path, root / "a" / "out")
+    assert posix.real_path("a/link") == "b"
+    assert posix.real_path("a/link/f") == "b/f"
+    assert posix.real_path("a/link/new") == "b/new"  # a path that does not exist yet
+    assert posix.real_path("a/link", follow_last=False) == "a/link"
+    assert posix.real_path("a/link/new", follow_last=False) == "b/new"
+    with pytest.raises(PermissionDenied):
+        posix.real_path("a/out")
+    listed = {e.name: e.link_target for e in posix.list("a")}
+    assert listed == {"link": "b"}  # the escaping link is not listed at all
+
+
+def test_links_into_staging_are_unreachable(posix: PosixStorage) -> None:
+    staging = Path(posix.staging_dir())
+    (staging / "inflight").write_bytes(b"partial upload")
+    os.symlink(staging, Path(posix.root) / "peek")
+    with pytest.raises(NotFound):
+        b"".join(posix.open_read("peek/inflight"))
+    assert [e.name for e in posix.list("")] == []

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from adapters.base import (
+    AlreadyExists,
     AuthenticationFailed,
     BackendTimeout,
     BackendUnavailable,
@@ -440,3 +441,19 @@ def test_presigned_url_expires(s3: S3Storage) -> None:
 def test_presign_clamps_to_seven_days(s3: S3Storage) -> None:
     url = s3.presign("f", "GET", _in(30 * 24 * 3600)).value
     assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == [str(7 * 24 * 3600)]
+
+
+def test_exclusive_multipart_commit_keeps_an_object_that_appeared(s3: S3Storage) -> None:
+    """CompleteMultipartUpload carries If-None-Match: * too (SeaweedFS refuses it with 412
+    when the key exists): the object that appeared mid-upload stays, the upload is gone."""
+    writer = s3.open_write("big", exclusive=True)
+    assert isinstance(writer, S3Writer)
+    writer.write(os.urandom(6 * MIB))
+    assert writer.multipart
+    s3.client.put_object(Bucket=BUCKET, Key=s3._key("big"), Body=b"first come")
+    writer.write(b"tail")
+    with pytest.raises(AlreadyExists):
+        writer.commit()
+    assert read(s3, "big") == b"first come"
+    key = s3._key("big")
+    assert s3.client.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", []) == []
