@@ -7,6 +7,8 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.openapi_components import components, json_body
+from tokens.audit import OPERATIONS
+from tokens.scopes import ACTIVITIES
 
 ERROR_REF = {"$ref": "#/components/responses/Error"}
 # One path segment of the portable subset: ASCII letters, digits and "_-~", with dots and
@@ -27,6 +29,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _json = json_body
+_AUDIT_TIME = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601 (UTC without an offset); epoch seconds are accepted too",
+}
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -306,11 +313,21 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                 },
                                 "operation": {
                                     "type": "string",
-                                    "enum": ["read", "create", "modify"],
+                                    "description": "an operation as the audit names it, "
+                                    "or a scope activity (read, create, modify); default read",
+                                    "enum": [*OPERATIONS, *ACTIVITIES],
                                 },
                                 "token": {"type": "string"},
+                                "token_id": {
+                                    "type": "string",
+                                    "description": "a token's id (the audit's token_id): "
+                                    "the caller's own token, or any for an admin",
+                                    "minLength": 1,
+                                    "maxLength": 200,
+                                },
                                 "user": {"type": "string"},
                             },
+                            "not": {"required": ["token", "token_id"]},
                         }
                     ),
                 },
@@ -324,12 +341,20 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "parameters": [
                     {"name": n, "in": "query", "required": False, "schema": schema}
                     for n, schema in (
-                        ("user", {"type": "string"}),
-                        ("token_id", {"type": "string"}),
-                        ("execution_id", {"type": "string"}),
-                        ("mount", {"type": "string"}),
-                        ("since", {"type": "number", "description": "epoch seconds"}),
-                        ("until", {"type": "number", "description": "epoch seconds"}),
+                        *(
+                            (name, {"type": "string", "minLength": 1, "maxLength": 256})
+                            for name in (
+                                "user",
+                                "token_id",
+                                "execution_id",
+                                "mount",
+                                "event",
+                                "request_id",
+                                "result",
+                            )
+                        ),
+                        ("since", _AUDIT_TIME),
+                        ("until", {**_AUDIT_TIME, "description": "exclusive; as since"}),
                         ("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}),
                     )
                 ],

@@ -112,7 +112,10 @@ def parse_time(text: str) -> float:
         raise ValueError(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-03T08:00:00Z)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError):  # year 1 minus an offset, on some platforms
+        raise ValueError(f"{value!r} is out of range") from None
 
 
 def _scrub(value: str | None) -> str | None:
