@@ -68,9 +68,11 @@
     return i === 0 ? `${n} B` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
   }
 
-  function when(epochSeconds) {
-    if (!epochSeconds) return "";
-    const d = new Date(epochSeconds * 1000);
+  /** "2026-12-03 08:25" in local time, from epoch seconds or an ISO 8601 string. */
+  function when(time) {
+    if (!time) return "";
+    const d = typeof time === "number" ? new Date(time * 1000) : new Date(time);
+    if (Number.isNaN(d.getTime())) return String(time);
     const p = (x) => String(x).padStart(2, "0");
     return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
   }
@@ -95,18 +97,17 @@
     statusBox.textContent = message;
   }
 
-  /** The words of a CARMIN error body, or a sentence from the HTTP status. */
-  async function errorText(response) {
-    let text = "";
+  /** The words of a CARMIN error body (and its code), or a sentence from the status. */
+  async function errorOf(response) {
     try {
-      text = await response.text();
-      const body = JSON.parse(text);
-      if (body && typeof body.errorMessage === "string") return body.errorMessage;
-      if (body && typeof body.error_description === "string") return body.error_description;
+      const body = JSON.parse(await response.text());
+      if (body && typeof body.errorMessage === "string") return [body.errorMessage, body.errorCode];
+      if (body && typeof body.error_description === "string") return [body.error_description, 0];
     } catch (_) {
       /* not JSON: fall through */
     }
-    return `The gateway answered ${response.status} ${response.statusText || ""}`.trim() + ".";
+    const text = `The gateway answered ${response.status} ${response.statusText || ""}`.trim();
+    return [text + ".", 0];
   }
 
   class ApiError extends Error {
@@ -146,9 +147,10 @@
       throw new ApiError("The gateway cannot be reached: " + e.message, 0);
     }
     if (!response.ok) {
-      const message = await errorText(response);
-      if (response.status === 401 && !options.anonymous && url !== api("/platform")) {
-        // The key expired or was deleted: back to the sign-in form, with the reason.
+      const [message, code] = await errorOf(response);
+      if (code === 40101 && !options.anonymous) {
+        // The key expired or was deleted (not a storage refusing its stored
+        // credential, also a 401): back to the sign-in form, with the reason.
         session.clear();
         render();
       }
@@ -811,7 +813,7 @@
       ["Operation", (e) => e.operation || ""],
       ["Reason", (e) => e.reason || ""],
       ["Execution", (e) => e.execution_id || ""],
-      ["Detail", (e) => e.detail || ""],
+      ["Detail", (e) => [e.detail, e.reason].filter(Boolean).join("; ")],
     ];
     area.replaceChildren(
       h(
