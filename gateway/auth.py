@@ -55,16 +55,24 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def authenticate(request: Request, *, allow_token: bool = True) -> Principal:
-    """Raise 401 unless the request carries a valid API key or (if allowed) token."""
+def authenticate(
+    request: Request, *, allow_token: bool = True, consume_use: bool = True
+) -> Principal:
+    """Raise 401 unless the request carries a valid API key or (if allowed) token.
+
+    A counted token spends one use, except with ``consume_use=False`` (revoking a token
+    is not a use of it: an exhausted token may still revoke itself and its children)."""
     state = request.app.state.gateway
     token = bearer_token(request)
     if token is not None:
         if not allow_token:
             raise CarminError(E.BAD_CREDENTIALS, "this endpoint needs your API key, not a token")
         try:
-            claims = state.tokens.verify(token)
-            if claims.uses is not None:
+            if state.external is not None and state.external.handles(token):
+                claims = state.external.verify(token)  # a VO's token (tokens/external.py)
+            else:
+                claims = state.tokens.verify(token)
+            if claims.uses is not None and consume_use:
                 state.tokens.consume_use(claims)
         except TokenError as exc:
             raise CarminError(E.BAD_TOKEN, f"token rejected: {exc}") from None

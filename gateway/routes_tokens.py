@@ -1,5 +1,5 @@
-"""Delegation endpoints: external keys (VIP shapes), token exchange and revocation,
-JWKS, explain, audit and native credentials."""
+"""Delegation endpoints: token exchange (RFC 8693) and JWKS here; revocation, external
+and API keys, explain, audit and native credentials in their own modules."""
 
 from __future__ import annotations
 
@@ -11,19 +11,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import paths
-from gateway.auth import Principal, authenticate, user_scopes
+from gateway.auth import Principal, user_scopes
 from gateway.errors import CarminError, E
+from gateway.fields import Fields
 from gateway.state import Gateway
 from gateway.web import NO_STORE, audit_event, form_or_json, gateway_of
 from tokens.errors import ScopeError, TokenError
 from tokens.scopes import Scope, format_scopes, is_subset, parse_scopes
+from tokens.service import LABEL_RE, MAX_TOKEN, MAX_USES
+from tokens.users import key_id_of
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TYPE = "urn:fedgate:params:oauth:token-type:api-key"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 SUBJECT_TOKEN_TYPES = (API_KEY_TYPE, ACCESS_TOKEN_TYPE, JWT_TYPE)
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The longest scope string: 64 scopes (tokens.scopes) of long paths.
+MAX_SCOPE_TEXT = 32 * 1024
+LABEL_TEXT = "1-200 printable ASCII characters without spaces"
 
 
 def _oauth_error(spec: Any, error: str, message: str) -> CarminError:
@@ -34,37 +39,18 @@ def _oauth_error(spec: Any, error: str, message: str) -> CarminError:
     )
 
 
+def _invalid_request(message: str) -> CarminError:
+    return _oauth_error(E.BAD_TOKEN_REQUEST, "invalid_request", message)
+
+
+def _scope_error(message: str) -> CarminError:
+    return _oauth_error(E.BAD_SCOPE, "invalid_scope", message)
+
+
 # --- token exchange (RFC 8693) --------------------------------------------------------
 
 
-def _int_param(data: dict[str, Any], *names: str) -> int | None:
-    for name in names:
-        value = data.get(name)
-        if value in (None, ""):
-            continue
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise _oauth_error(
-                E.BAD_TOKEN_REQUEST, "invalid_request", f"{name} must be an integer"
-            ) from None
-        if number <= 0:
-            raise _oauth_error(E.BAD_TOKEN_REQUEST, "invalid_request", f"{name} must be positive")
-        return number
-    return None
-
-
-def _subject(gw: Gateway, data: dict[str, Any]) -> Principal:
-    subject = data.get("subject_token")
-    kind = data.get("subject_token_type")
-    if not isinstance(subject, str) or not subject:
-        raise _oauth_error(E.BAD_TOKEN_REQUEST, "invalid_request", "subject_token is required")
-    if kind not in SUBJECT_TOKEN_TYPES:
-        raise _oauth_error(
-            E.BAD_TOKEN_REQUEST,
-            "invalid_request",
-            f"subject_token_type must be one of: {', '.join(SUBJECT_TOKEN_TYPES)}",
-        )
+def _subject(gw: Gateway, subject: str, kind: str) -> Principal:
     if kind == API_KEY_TYPE:
         user = gw.users.authenticate_key(subject)
         if user is None:
@@ -96,26 +82,60 @@ def _check_scopes_exist(gw: Gateway, scopes: list[Scope]) -> None:
             )
 
 
+def _check_user_credentials(gw: Gateway, user: str, scopes: list[Scope]) -> None:
+    """A token for a mount that works only with the user's own credential, asked by a
+    user who stored none there, would fail at its first use (maybe hours later, in a
+    job): refuse it now, naming the mount and the fix. A scope on ``/`` names no mount
+    and is not checked."""
+    per_user = {
+        s.mount
+        for s in scopes
+        if s.mount is not None and (m := gw.settings.mount(s.mount)) is not None
+        if m.credential_source == "user"
+    }
+    if not per_user:
+        return
+    stored = {i.storage_id for i in gw.vault.list(user)}
+    missing = sorted(per_user - stored)
+    if missing:
+        prefix = gw.settings.api_prefix
+        raise _oauth_error(
+            E.BAD_TOKEN_REQUEST,
+            "invalid_request",
+            f"mount {missing[0]!r} uses each user's own storage credential and user "
+            f"{user!r} stored none for it: store one first (PUT {prefix}/user/externalKeys "
+            f'with {{"storageIdentifier": "{missing[0]}", "credential": {{...}}}}), then '
+            "ask for the token again",
+        )
+
+
 async def post_token(request: Request) -> Response:
     gw = gateway_of(request)
     data = await form_or_json(request)
+    # Every field is checked before anything is looked up or authenticated.
+    f = Fields(data, _invalid_request)
     if data.get("grant_type") != GRANT_TYPE:
         raise _oauth_error(
             E.BAD_TOKEN_REQUEST, "unsupported_grant_type", f"grant_type must be {GRANT_TYPE}"
         )
-    requested_type = data.get("requested_token_type")
-    if requested_type not in (None, "", ACCESS_TOKEN_TYPE, JWT_TYPE):
-        raise _oauth_error(
-            E.BAD_TOKEN_REQUEST,
-            "invalid_request",
-            "requested_token_type must be access_token or jwt",
+    f.choice("requested_token_type", (ACCESS_TOKEN_TYPE, JWT_TYPE))
+    subject = f.text("subject_token", required=True, max_len=MAX_TOKEN)
+    kind = f.choice("subject_token_type", SUBJECT_TOKEN_TYPES)
+    if kind is None:
+        raise _invalid_request(
+            f"subject_token_type must be one of: {', '.join(SUBJECT_TOKEN_TYPES)}"
         )
-    principal = await to_thread.run_sync(_subject, gw, data)
-    scope_text = data.get("scope")
-    if not isinstance(scope_text, str) or not scope_text.strip():
-        raise _oauth_error(
-            E.BAD_SCOPE, "invalid_scope", "scope is required, e.g. storage.read:/mount/path"
-        )
+    lifetime = f.integer("lifetime", "expires_in", lo=1, hi=gw.settings.token_max_lifetime)
+    uses = f.integer("uses", lo=1, hi=MAX_USES)
+    audience = f.text("audience", max_len=200, pattern=LABEL_RE, what=LABEL_TEXT)
+    execution_id = f.text(
+        "execution_id", "executionId", max_len=200, pattern=LABEL_RE, what=LABEL_TEXT
+    )
+    scope_text = Fields(data, _scope_error).text("scope", max_len=MAX_SCOPE_TEXT)
+    if scope_text is None or not scope_text.strip():
+        raise _scope_error("scope is required, e.g. storage.read:/mount/path")
+    assert subject is not None
+    principal = await to_thread.run_sync(_subject, gw, subject, kind)
     try:
         scopes = parse_scopes(scope_text)
     except ScopeError as exc:
@@ -136,16 +156,11 @@ async def post_token(request: Request) -> Response:
         raise _oauth_error(
             E.NOT_ALLOWED, "invalid_scope", "you cannot delegate more than you may do yourself"
         )
-    lifetime = _int_param(data, "lifetime", "expires_in")
-    uses = _int_param(data, "uses")
-    audience = data.get("audience") or None
-    execution_id = data.get("execution_id") or data.get("executionId") or None
-    if audience is not None and not isinstance(audience, str):
-        raise _oauth_error(E.BAD_TOKEN_REQUEST, "invalid_request", "audience must be a string")
-    if execution_id is not None and not isinstance(execution_id, str):
-        raise _oauth_error(E.BAD_TOKEN_REQUEST, "invalid_request", "execution_id must be a string")
+    # The key a token chain starts from: revoking that key kills the chain.
+    key_id = key_id_of(subject) if kind == API_KEY_TYPE else None
 
     def issue() -> Any:
+        _check_user_credentials(gw, principal.user.name, scopes)
         return gw.tokens.issue(
             principal.user.name,
             scopes,
@@ -154,6 +169,7 @@ async def post_token(request: Request) -> Response:
             execution_id=execution_id,
             uses=uses,
             parent=principal.claims,
+            key_id=key_id,
         )
 
     try:
@@ -182,48 +198,6 @@ async def post_token(request: Request) -> Response:
     )
 
 
-# --- revocation (RFC 7009) ------------------------------------------------------------
-
-
-async def post_revoke(request: Request) -> Response:
-    gw = gateway_of(request)
-    data = await form_or_json(request)
-    token = data.get("token") or None
-    jti = data.get("jti") or data.get("token_id") or None
-    execution_id = data.get("execution_id") or None
-    if not any((token, jti, execution_id)):
-        raise CarminError(E.BAD_TOKEN_REQUEST, "give one of token, jti or execution_id")
-    try:
-        principal = authenticate(request)
-    except CarminError:
-        anonymous = not request.headers.get("apikey") and not request.headers.get("authorization")
-        if token and anonymous and not jti and not execution_id:
-            principal = None  # RFC 7009: holding a token is enough to revoke that token
-        else:
-            raise
-    owner: str | None = (
-        None
-        if principal is not None and principal.user.is_admin
-        else (principal.user.name if principal else None)
-    )
-
-    def revoke() -> int:
-        # ``user`` restricts the revocation to the caller's own tokens (admins: any).
-        return int(gw.tokens.revoke(token=token, jti=jti, execution_id=execution_id, user=owner))
-
-    count = await to_thread.run_sync(revoke)
-    audit_event(
-        gw,
-        "revoke",
-        principal,
-        "ok",
-        token_id=jti,
-        execution_id=execution_id,
-        detail=f"{count} revoked",
-    )
-    return JSONResponse({"revoked": count}, headers=NO_STORE)
-
-
 async def get_jwks(request: Request) -> Response:
     gw = gateway_of(request)
     keys = await to_thread.run_sync(gw.tokens.jwks)
@@ -231,11 +205,11 @@ async def get_jwks(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    from gateway import routes_admin, routes_keys, routes_native
+    from gateway import routes_admin, routes_keys, routes_native, routes_revoke
 
     return [
         Route("/token", post_token, methods=["POST"]),
-        Route("/token/revoke", post_revoke, methods=["POST"]),
+        Route("/token/revoke", routes_revoke.post_revoke, methods=["POST"]),
         Route("/token/native", routes_native.post_native, methods=["POST"]),
         *routes_keys.routes(),
         *routes_admin.routes(),

@@ -28,7 +28,7 @@ from .errors import ScopeError
 ACTIVITIES = ("read", "create", "modify")
 _MAX_PATH = 1024
 _MAX_SCOPES = 64
-_SCOPE_RE = re.compile(r"^storage\.([a-z]+):(.*)$", re.DOTALL)
+_SCOPE_RE = re.compile(r"storage\.([a-z]+):(.*)", re.DOTALL)  # applied with fullmatch
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 _ENCODE = re.compile(r"[%\s]")
 
@@ -73,8 +73,12 @@ def parse_scopes(text: str) -> list[Scope]:
     if not isinstance(text, str):
         raise ScopeError("scope must be a string")
     out: list[Scope] = []
-    for item in text.split():
-        m = _SCOPE_RE.match(item)
+    items = text.split()
+    # Refused before parsing: a long list would cost a quadratic de-duplication.
+    if len(items) > _MAX_SCOPES:
+        raise ScopeError(f"at most {_MAX_SCOPES} scopes per token")
+    for item in items:
+        m = _SCOPE_RE.fullmatch(item)
         if m is None:
             raise ScopeError(
                 f"unsupported scope {item[:80]!r}: expected storage.read:/path, "
@@ -86,8 +90,6 @@ def parse_scopes(text: str) -> list[Scope]:
         scope = Scope(activity, normalise_path(unquote(raw_path)))
         if scope not in out:
             out.append(scope)
-    if len(out) > _MAX_SCOPES:
-        raise ScopeError(f"at most {_MAX_SCOPES} scopes per token")
     return out
 
 

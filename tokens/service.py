@@ -50,7 +50,7 @@ _MAX_CHAIN = 16
 _CACHE_MAX = 100_000
 # Applied with fullmatch: with ``$``, "exec-1\n" would pass and escape a revocation of
 # "exec-1".
-_LABEL_RE = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces
+LABEL_RE = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces
 JTI_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PURGE_EVERY_S = 60.0
 
@@ -59,7 +59,7 @@ __all__ = ["IssuedToken", "Revocation", "TokenClaims", "TokenError", "TokenServi
 
 def is_label(value: object) -> bool:
     """Whether ``value`` may be an execution id or an audience: 1-200 printable ASCII."""
-    return isinstance(value, str) and _LABEL_RE.fullmatch(value) is not None
+    return isinstance(value, str) and LABEL_RE.fullmatch(value) is not None
 
 
 def _check_label(value: str | None, what: str) -> None:

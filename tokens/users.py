@@ -251,6 +251,24 @@ class UserService:
             )
         return _key_info(row) if row else None
 
+    def find_key(self, api_key: str) -> ApiKeyInfo | None:
+        """The key ``api_key`` is, when its secret matches (expired or not): whoever holds
+        a key may revoke it. Same work whether or not the id exists."""
+        m = _KEY_RE.fullmatch(api_key) if isinstance(api_key, str) else None
+        if m is None:
+            return None
+        with self._store.transaction(write=False) as tx:
+            row = tx.query_one(
+                "SELECT id, label, created, expires, last_used, user_name, secret_sha256 "
+                "FROM api_keys WHERE id = ?",
+                (m.group(1),),
+            )
+        digest = _secret_digest(m.group(2))
+        if row is None:
+            hmac.compare_digest(digest, digest)
+            return None
+        return _key_info(row) if hmac.compare_digest(digest, row[6]) else None
+
     def revoke_keys(self, name: str) -> int:
         with self._store.transaction() as tx:
             n = tx.execute("DELETE FROM api_keys WHERE user_name = ?", (name,))
