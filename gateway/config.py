@@ -206,7 +206,8 @@ MOUNT_ENV = "FEDGATE_MOUNT__"
 
 def server_keys() -> dict[str, config_fields.Key]:
     """Every [server] key, from the Settings dataclass (a field added there is a key)."""
-    return {k.name: k for k in config_fields.keys_of(Settings) if k.name != "mounts"}
+    tables = ("mounts", "issuers")  # sections of their own, not [server] keys
+    return {k.name: k for k in config_fields.keys_of(Settings) if k.name not in tables}
 
 
 def env_name(key: str) -> str:
@@ -395,12 +396,56 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None) -> Setti
     path = path or source(env)
     data = _read_toml(path) if path else {}
     where = path or "(no config file)"
+    sections = ("server", "mounts", "issuers")
     for section in data:
-        if section not in ("server", "mounts"):
+        if section not in sections:
             raise ConfigError(
-                f"{where}: [{section}]: unknown section (expected [server] or [mounts.NAME])"
-                + config_fields.did_you_mean(section, ("server", "mounts"), "[{}]")
+                f"{where}: [{section}]: unknown section "
+                "(expected [server], [mounts.NAME] or [[issuers]])"
+                + config_fields.did_you_mean(section, sections, "[{}]")
             )
     server = _server(where, data.get("server", {}), env)
     mounts = _mounts(where, data.get("mounts", {}), env)
-    return Settings(**server, mounts=mounts)
+    issuers = _issuers(where, data.get("issuers", []))
+    return Settings(**server, mounts=mounts, issuers=issuers)
+
+
+_ISSUER_KEYS = {
+    "issuer": "the issuer's URL, exactly as its tokens' iss claim",
+    "base_path": "the fedgate path WLCG scope paths are relative to (/<mount>/...)",
+    "user": "the fedgate account the issuer's tokens act as",
+    "jwks_uri": "where its signing keys are (default: OIDC discovery from issuer)",
+}
+
+
+def _issuers(where: str, raw: Any) -> tuple[Issuer, ...]:
+    """``[[issuers]]`` tables: trusted external token issuers (tokens/external.py)."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: issuers: expected [[issuers]] tables")
+    out = []
+    for n, table in enumerate(raw, 1):
+        place = f"{where}: [[issuers]] #{n}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{place}: expected a table")
+        for key, value in table.items():
+            if key not in _ISSUER_KEYS:
+                raise ConfigError(
+                    f"{place} {key}: unknown key (expected {', '.join(_ISSUER_KEYS)})"
+                    + config_fields.did_you_mean(key, _ISSUER_KEYS)
+                )
+            if not isinstance(value, str):
+                raise ConfigError(f"{place} {key}: expected a string, got {value!r}")
+        for key in ("issuer", "base_path", "user"):
+            if not table.get(key):
+                raise ConfigError(f"{place} {key}: required ({_ISSUER_KEYS[key]})")
+        for key in ("issuer", "jwks_uri"):
+            if table.get(key) and not re.fullmatch(r"https?://\S+", table[key]):
+                raise ConfigError(f"{place} {key}: expected an http(s) URL")
+        if not table["base_path"].startswith("/") or ".." in table["base_path"].split("/"):
+            raise ConfigError(f"{place} base_path: expected an absolute path without '..'")
+        out.append(
+            Issuer(table["issuer"], table["base_path"], table["user"], table.get("jwks_uri", ""))
+        )
+    if len({i.issuer for i in out}) != len(out):
+        raise ConfigError(f"{where}: [[issuers]]: an issuer is declared twice")
+    return tuple(out)

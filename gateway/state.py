@@ -12,9 +12,11 @@ from adapters.base import Adapter, Credential, Storage
 from adapters.registry import BackendLoadError, create_adapter
 from gateway.config import MountConfig, Settings
 from gateway.errors import CarminError, E
+from gateway.issuers import JwksCache
 from gateway.native_grants import NativeGrants
 from tokens.audit import AuditLog
 from tokens.errors import MissingMasterKeyError
+from tokens.external import ExternalVerifier
 from tokens.masterkey import DEFAULT_FILE, SOURCES, MasterKeys
 from tokens.service import TokenService
 from tokens.store import Store
@@ -143,11 +145,19 @@ class Gateway:
         self.audit = AuditLog(self.store, retention_days=settings.audit_retention_days)
         self.mounts = Mounts(settings, self.vault)
         self.grants = NativeGrants(self.store, self.master_keys, self.mounts, self.tokens)
+        # Tokens of trusted external issuers (a VO's IAM): keys fetched in the background.
+        self.jwks = JwksCache()
+        self.external = (
+            ExternalVerifier(settings.issuers, self.jwks, settings.audiences, settings.token_leeway)
+            if settings.issuers
+            else None
+        )
 
     def start_background(self) -> None:
         """Work that may touch backends and must not delay start-up: a daemon thread
         retries native-grant deletions that failed and forgets expired grants."""
         threading.Thread(target=self._sweep_grants, name="grant-sweep", daemon=True).start()
+        self.jwks.prefetch(self.settings.issuers)
 
     def _sweep_grants(self) -> None:
         try:
