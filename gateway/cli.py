@@ -132,6 +132,9 @@ def _run_uvicorn(settings: config.Settings, graceful_timeout: int) -> None:
         http="gateway.limits:GuardedHttpTools",
         timeout_graceful_shutdown=graceful_timeout,
         h11_max_incomplete_event_size=64 * 1024,
+        # uvicorn would take X-Forwarded-For from any 127.0.0.1 peer (its own default
+        # trust list) before fedgate sees the request: only trusted_proxies decide.
+        proxy_headers=False,
     )
 
 

@@ -33,6 +33,7 @@ class ServerThread:
             lifespan=lifespan,
             timeout_keep_alive=5,
             http=http,
+            proxy_headers=False,  # as `fedgate serve`: trusted_proxies alone decide
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
