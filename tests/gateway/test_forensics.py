@@ -157,6 +157,24 @@ def test_the_request_id_the_client_sent_is_the_one_recorded(gw: Running, alice: 
     assert "reason" not in row
 
 
+def test_client_address_honours_forwarded_headers_from_trusted_proxies_only(
+    tmp_path: Path,
+) -> None:
+    # (The address does not depend on the database: SQLite only.)
+    forged = {"X-Forwarded-For": "203.0.113.9"}
+    for sub in ("untrusted", "proxied"):
+        (tmp_path / sub).mkdir()
+    with running(_settings(tmp_path / "untrusted", "")) as gw:
+        r = httpx.get(gw.api + "/path/local?action=list", headers={"apikey": gw.key, **forged})
+        (row,) = audit(gw, request_id=r.headers["x-request-id"])
+        assert row["client"] == "127.0.0.1"  # any client can send the header: ignored
+    settings = _settings(tmp_path / "proxied", "", trusted_proxies=("127.0.0.1",))
+    with running(settings) as gw:
+        r = httpx.get(gw.api + "/path/local?action=list", headers={"apikey": gw.key, **forged})
+        (row,) = audit(gw, request_id=r.headers["x-request-id"])
+        assert row["client"] == "203.0.113.9"  # what the trusted proxy saw
+
+
 def test_mount_rule_denial_names_the_rule(gw: Running, alice: str) -> None:
     r = httpx.put(gw.api + "/path/shared/new.txt", content=b"x", headers={"apikey": alice})
     is_error(r, 403, 40303)
