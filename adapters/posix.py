@@ -32,6 +32,7 @@ from typing import Any
 
 from adapters.base import (
     AlreadyExists,
+    BackendUnavailable,
     Capabilities,
     Credential,
     Delegation,
@@ -62,10 +63,13 @@ def _mime(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
-def _translate(exc: OSError, path: str) -> StorageError:
+def _translate(exc: OSError, path: str, root: str | None = None) -> StorageError:
     code = exc.errno
     shown = path or "/"
     if code == errno.ENOENT:
+        if root is not None and not os.path.isdir(root):
+            # The operator's folder is gone (unmounted, deleted): not the caller's 404.
+            return BackendUnavailable("the mount's root folder is missing on the gateway")
         return NotFound(f"{shown}: no such file or directory")
     if code == errno.EEXIST:
         return AlreadyExists(f"{shown}: already exists")
@@ -173,7 +177,7 @@ class PosixStorage:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
-            raise NotFound(f"mount root {self.root} is not a directory")
+            raise BackendUnavailable(f"mount root {self.root} is not a directory")
         self._staging_root = os.path.join(self.root, STAGING)
         self._staging: str | None = None
 
@@ -261,14 +265,14 @@ class PosixStorage:
         try:
             return self._entry(path, os.stat(full))
         except OSError as exc:
-            raise _translate(exc, path) from exc
+            raise _translate(exc, path, self.root) from exc
 
     def list(self, path: str) -> Iterator[Entry]:
         full = self._full(path)
         try:
             it = os.scandir(full)
         except OSError as exc:
-            raise _translate(exc, path) from exc
+            raise _translate(exc, path, self.root) from exc
         return self._iter_dir(path, it)
 
     def _iter_dir(self, path: str, it: Iterator[os.DirEntry[str]]) -> Iterator[Entry]:
@@ -295,7 +299,7 @@ class PosixStorage:
                 raise IsADirectory(f"{path}: is a directory")
             f = open(full, "rb")  # noqa: SIM115 - closed by the generator
         except OSError as exc:
-            raise _translate(exc, path) from exc
+            raise _translate(exc, path, self.root) from exc
         return self._read(f, start, end)
 
     @staticmethod
@@ -333,7 +337,7 @@ class PosixStorage:
         try:
             return PosixWriter(self, path, full, exclusive)
         except OSError as exc:
-            raise _translate(exc, path) from exc
+            raise _translate(exc, path, self.root) from exc
 
     def mkdir(self, path: str) -> Entry:
         if not path:
@@ -348,7 +352,7 @@ class PosixStorage:
         except NotADirectoryError as exc:
             raise ParentNotFound(f"{parent_of(path)}: is not a directory") from exc
         except OSError as exc:
-            raise _translate(exc, path) from exc
+            raise _translate(exc, path, self.root) from exc
         return self.stat(path)
 
     def delete(self, path: str) -> None:
@@ -361,7 +365,7 @@ class PosixStorage:
             else:
                 os.unlink(full)
         except OSError as exc:
-            raise _translate(exc, path) from exc
+            raise _translate(exc, path, self.root) from exc
 
     def checksum(self, path: str, algorithm: str = "md5") -> str:
         if algorithm == "md5":

@@ -21,9 +21,8 @@ Options (the mount's TOML table):
 ``max_attempts`` (default 3)
     Total attempts per request, botocore's "standard" retry mode (retries connection
     errors, 5xx and throttling with jittered exponential backoff).
-``allow_redirect`` (default true)
-    Whether the gateway may answer a download with a redirect to a presigned URL
-    (read by the gateway, not by this module).
+(Redirects to presigned URLs are the mount-level ``redirect`` key, read by the gateway:
+docs/configuration.md. The former ``allow_redirect`` was never read and is refused.)
 
 Credentials: kind ``"access_secret"`` with fields ``accessKey``, ``secretKey`` and
 optionally ``sessionToken`` (temporary STS credentials).
@@ -82,7 +81,6 @@ class S3Adapter:
 
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
-        self.allow_redirect = settings.allow_redirect
         self._lock = threading.Lock()
         self._views: OrderedDict[str, S3Storage] = OrderedDict()
         self._check_client: S3Client | None = None
@@ -118,14 +116,18 @@ class S3Adapter:
         return view
 
     def check(self) -> None:
-        """HEAD the bucket with the service credential; without one, any S3 answer to an
-        anonymous request proves the server is up (but not that the bucket exists)."""
+        """HEAD the bucket with the service credential. Without one (per-user mounts),
+        with the client of the user who used the mount last, if any, else anonymously:
+        then any S3 answer proves the server is up, and a 404 that the bucket is missing
+        (servers that answer anonymous requests 403 cannot tell until a user came by)."""
         s = self.settings
         signed = bool(s.access_key and s.secret_key)
         with self._lock:
             if self._check_client is None:  # kept: readiness probes call this often
                 self._check_client = s.client(s.access_key, s.secret_key, None)
             client = self._check_client
+            if not signed and self._views:
+                client = next(reversed(self._views.values())).client
         try:
             client.head_bucket(Bucket=s.bucket)
         except Exception as exc:
@@ -133,7 +135,7 @@ class S3Adapter:
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise BackendUnavailable(f"bucket {s.bucket!r} does not exist") from exc
             if code is not None and not signed:
-                return  # an anonymous request was answered: the server is up
+                return  # an anonymous request (or a user's) was answered: the server is up
             raise translate(exc, "", s.bucket) from exc
 
     def close(self) -> None:

@@ -64,7 +64,6 @@ class S3Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     max_attempts: int = 3
-    allow_redirect: bool = True
 
     def __repr__(self) -> str:  # the secret key must never reach a log
         return (
@@ -77,7 +76,7 @@ class S3Settings:
         known = {
             "bucket", "prefix", "endpoint_url", "region", "path_style", "access_key",
             "secret_key", "multipart_threshold", "part_size", "connect_timeout",
-            "read_timeout", "max_attempts", "allow_redirect",
+            "read_timeout", "max_attempts",
         }  # fmt: skip
         unknown = sorted(set(options) - known)
         if unknown:
@@ -100,7 +99,6 @@ class S3Settings:
             connect_timeout=float(options.get("connect_timeout", 5.0)),
             read_timeout=float(options.get("read_timeout", 30.0)),
             max_attempts=int(options.get("max_attempts", 3)),
-            allow_redirect=bool(options.get("allow_redirect", True)),
         )
         if settings.part_size < MIN_PART:
             raise ValueError("s3 mount: part_size must be at least 5 MiB (5242880)")

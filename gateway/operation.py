@@ -6,18 +6,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from adapters.base import (
+    AuthenticationFailed,
+    Entry,
+    NotADirectory,
+    NotFound,
+    Storage,
+    StorageError,
+)
 from anyio import to_thread
-from starlette.requests import Request
-
-from adapters.base import Entry, NotADirectory, NotFound, Storage, StorageError
-from gateway import paths
 from gateway.auth import Principal, authenticate, authorize
 from gateway.config import MountConfig
 from gateway.errors import CarminError, from_storage
 from gateway.metrics import backend_timer
 from gateway.request_context import client_address, request_id
 from gateway.web import gateway_of
+from starlette.requests import Request
 from tokens.audit import AuditEvent
+
+from gateway import paths
+from gateway.state import no_service_credential
 
 
 def path_json(cpath: paths.CarminPath, entry: Entry) -> dict[str, Any]:
@@ -43,6 +51,8 @@ def request_path(request: Request) -> paths.CarminPath:
 
 class Op:
     """One storage operation: authorised, audited, its storage errors mapped to CARMIN."""
+
+    service_bound = False  # its storage runs on the mount's service credential
 
     def __init__(
         self,
@@ -81,7 +91,10 @@ class Op:
         fast = self.gw.mounts.storage_without_blocking(mount)
         if fast is not None:
             return fast
-        storage: Storage = await self.call(self.gw.mounts.storage, mount, self.principal.user.name)
+        storage: Storage
+        storage, self.service_bound = await self.call(
+            self.gw.mounts.bind, mount, self.principal.user.name
+        )
         return storage
 
     async def call(self, fn: Any, *args: Any) -> Any:
@@ -99,6 +112,8 @@ class Op:
 
     def storage_error(self, exc: StorageError) -> CarminError:
         err = from_storage(exc, self.cpath.mount)
+        if isinstance(exc, AuthenticationFailed) and self.service_bound and self.mount:
+            err = no_service_credential(self.mount, refused=True)  # not the caller's 401
         self.audit(f"error:{err.spec.code}", err.spec.status, reason=err.message)
         return err
 

@@ -8,7 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.base import Adapter, Credential, Storage
+from adapters.base import Adapter, AuthenticationFailed, Credential, Storage
+from adapters.options import OPTIONS
 from adapters.registry import BackendLoadError, create_adapter
 from gateway.config import MountConfig, Settings
 from gateway.errors import CarminError, E
@@ -69,10 +70,22 @@ class Mounts:
 
     def storage(self, mount: MountConfig, user: str) -> Storage:
         """Blocking (vault read, maybe a backend login): call from a worker thread."""
+        return self.bind(mount, user)[0]
+
+    def bind(self, mount: MountConfig, user: str) -> tuple[Storage, bool]:
+        """The storage for ``user``, and whether it runs on the mount's own (service)
+        credential. A service credential that is missing or refused is the operator's
+        to fix, never the caller's: 503 naming the mount's options, not a 401."""
         adapter = self.adapter(mount)
         if not getattr(adapter, "uses_credentials", True):
-            return adapter.bind(None)
-        return adapter.bind(self.credential(mount, user))
+            return adapter.bind(None), False
+        credential = self.credential(mount, user)
+        try:
+            return adapter.bind(credential), credential is None
+        except AuthenticationFailed:
+            if credential is not None:
+                raise
+            raise no_service_credential(mount) from None
 
     def storage_without_blocking(self, mount: MountConfig) -> Storage | None:
         """The storage, when getting it needs no I/O (adapter built, no credential).
@@ -91,6 +104,20 @@ class Mounts:
                 except Exception:
                     log.warning("closing a mount failed", exc_info=True)
             self._adapters.clear()
+
+
+def no_service_credential(mount: MountConfig, refused: bool = False) -> CarminError:
+    """The 503 of a mount whose service credential is missing (or refused)."""
+    names = getattr(OPTIONS.get(mount.type), "service_credential", ())
+    options = " / ".join(names) or "its credential options"
+    what = "refused the mount's service credential" if refused else "has no service credential"
+    fix = f"the gateway's operator must set {options} in [mounts.{mount.name}]"
+    if mount.credential_source == "user-or-service" and not refused:
+        fix = "store your own credential for it (PUT /user/externalKeys) or " + fix.replace(
+            "must", "can"
+        )
+    storage = "the storage" if refused else "the mount"
+    return CarminError(E.UNAVAILABLE, f"{mount.name}: {storage} {what}: {fix}")
 
 
 def load_keyring(store: Store, env: dict[str, str], state_dir: Path) -> MasterKeys:
