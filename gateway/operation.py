@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from anyio import to_thread
+from starlette.requests import Request
+
 from adapters.base import (
     AuthenticationFailed,
     Entry,
@@ -14,18 +17,15 @@ from adapters.base import (
     Storage,
     StorageError,
 )
-from anyio import to_thread
+from gateway import paths
 from gateway.auth import Principal, authenticate, authorize
 from gateway.config import MountConfig
 from gateway.errors import CarminError, from_storage
 from gateway.metrics import backend_timer
 from gateway.request_context import client_address, request_id
-from gateway.web import gateway_of
-from starlette.requests import Request
-from tokens.audit import AuditEvent
-
-from gateway import paths
 from gateway.state import no_service_credential
+from gateway.web import gateway_of
+from tokens.audit import AuditEvent
 
 
 def path_json(cpath: paths.CarminPath, entry: Entry) -> dict[str, Any]:
