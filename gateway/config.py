@@ -282,6 +282,8 @@ def _check_server_values(values: Mapping[str, Any], where: str) -> None:
         raise bad("workers", "at least 1")
     if "readyz_timeout" in values and values["readyz_timeout"] <= 0:
         raise bad("readyz_timeout", "a positive number of seconds")
+    if values.get("audit_retention_days", 0) < 0:
+        raise bad("audit_retention_days", "0 (keep forever) or a number of days")
     for proxy in values.get("trusted_proxies", ()):
         try:
             ipaddress.ip_network(proxy, strict=False)
