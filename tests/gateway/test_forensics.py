@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway import config
 from gateway.config import MountConfig
 from tests import postgres
 from tests.gateway.test_data_api import is_error
@@ -443,3 +444,19 @@ def test_retention_purges_old_rows(tmp_path: Path, database_url: str) -> None:
         assert audit(gw, request_id=first) == []
         second = httpx.get(gw.api + "/path/local?action=list", headers=h).headers["x-request-id"]
         assert len(audit(gw, request_id=second)) == 1  # new rows are still written
+
+
+def test_retention_setting_is_checked(tmp_path: Path) -> None:
+    toml = tmp_path / "fedgate.toml"
+    toml.write_text("[server]\naudit_retention_days = 30\n")
+    assert config.load(str(toml), env={}).audit_retention_days == 30
+    toml.write_text("")
+    assert config.load(str(toml), env={}).audit_retention_days == 0  # default: forever
+    env = {"FEDGATE_AUDIT_RETENTION_DAYS": "7"}
+    assert config.load(str(toml), env=env).audit_retention_days == 7
+    for bad in ("-1", "seven", "1.5"):
+        with pytest.raises(config.ConfigError, match=r"(?i)audit_retention_days"):
+            config.load(str(toml), env={"FEDGATE_AUDIT_RETENTION_DAYS": bad})
+    toml.write_text("[server]\naudit_retention_days = -3\n")
+    with pytest.raises(config.ConfigError, match=r"audit_retention_days: expected 0 \(keep"):
+        config.load(str(toml), env={})
