@@ -57,6 +57,9 @@ OPERATIONS: Mapping[str, str] = {
     "write": "create",
     "unpack": "create",
     "delete": "modify",
+    # WebDAV MOVE: the source disappears (modify); the destination needs create, and
+    # modify when it replaces something, like a write.
+    "move": "modify",
 }
 REPLACING = frozenset({"write", "unpack"})
 

@@ -299,10 +299,14 @@ def test_every_operation_the_audit_records_is_one_explain_takes(gw: Running) -> 
     assert httpx.delete(f"{api}/path/local/newdir/f.txt", headers=h).status_code == 204
     resolve = httpx.get(f"{api}/resolve", params={"uri": f"{api}/path/local/a"}, headers=h)
     assert resolve.status_code == 200, resolve.text
+    (gw.data / "a" / "m.txt").write_text("m")
+    dav = f"{gw.url}/webdav/local/a"
+    moved = httpx.request("MOVE", f"{dav}/m.txt", headers={**h, "Destination": f"{dav}/n.txt"})
+    assert moved.status_code == 201, moved.text
     rows = audit(gw, event="access", limit="100")
     seen = {r["operation"] for r in rows}
     want = {"exists", "properties", "list", "md5", "content", "mkdir", "write", "delete"}
-    assert want | {"resolve"} <= seen
+    assert want | {"resolve", "move"} <= seen
     assert seen <= set(OPERATIONS)
     for operation in sorted(seen):
         body = explain(gw, gw.key, path="/local/a", operation=operation).json()
