@@ -4,8 +4,11 @@ and the page's own defences (CSP, framing, where the key is kept)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -320,9 +323,36 @@ def test_page_defences(gw: Running, make_page: Any) -> None:
     assert ran is False
     assert any("Content Security Policy" in e for e in ui.console_errors)
 
-    # Another site cannot frame the page (click-jacking).
-    framer: UiPage = make_page(gw)
-    framer.page.set_content(f'<iframe src="{gw.url}/" width="600" height="400"></iframe>')
-    frame = framer.page.frames[1]
-    frame.wait_for_load_state()
-    assert frame.locator("#main").count() == 0
+    # Another site (another origin: another port) cannot frame the page (click-jacking).
+    with _framer_site(f'<iframe src="{gw.url}/" width="600" height="400"></iframe>') as evil:
+        framer: UiPage = make_page(gw)
+        framer.page.goto(evil, wait_until="load")
+        framed = [f for f in framer.page.frames if f != framer.page.main_frame]
+        assert len(framed) == 1
+        assert framed[0].locator("#main").count() == 0, "the page rendered inside a frame"
+        assert any("frame-ancestors" in e for e in framer.console_errors)
+
+
+@contextlib.contextmanager
+def _framer_site(html: str) -> Iterator[str]:
+    body = html.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
