@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import (
     observability,
+    readiness,
     routes_data,
     routes_live_tokens,
     routes_platform,
@@ -97,6 +98,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
 
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
     routes += observability.routes()
+    routes += readiness.routes()  # /readyz/gateway: the pods' readiness probe
     routes += routes_tokens.root_routes()
     routes += webdav.routes(settings.webdav_prefix)  # the WebDAV door (gateway/webdav)
     routes += ui.routes(settings.api_prefix)  # the web page at / (gateway/ui)

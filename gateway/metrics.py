@@ -90,6 +90,14 @@ TOKENS_REVOKED = Counter(
     "Live tokens made invalid by revocations made on this gateway",
     registry=_REGISTRY,
 )
+MOUNT_UP = Gauge(
+    "fedgate_mount_up",
+    "1 if the mount's backend passed its last check (GET /readyz, or in the background "
+    "of GET /readyz/gateway), else 0",
+    ("mount",),
+    multiprocess_mode="livemostrecent",
+    registry=_REGISTRY,
+)
 ACTIVE_TRANSFERS = Gauge(
     "fedgate_active_transfers",
     "Content downloads and uploads in progress, by direction",

@@ -52,7 +52,7 @@ access_log = logging.getLogger("fedgate.access")
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:[A-Za-z_]+)?\}")
-_PROBES = ("/healthz", "/readyz", "/metrics")
+_PROBES = ("/healthz", "/readyz", "/readyz/gateway", "/metrics")
 # Set in the scope by gateway/auth.py once a caller is known, for the access line.
 USER_KEY = "fedgate.user"
 TOKEN_ID_KEY = "fedgate.token_id"  # noqa: S105 - a scope key; the jti, when the caller used a token
