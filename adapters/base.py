@@ -123,8 +123,19 @@ class Capabilities:
     presign_read: bool = False
     presign_write: bool = False
     # The backend can mint its own short-lived credential (S3 presign, Girder token,
-    # iRODS ticket, SE macaroon) for ``delegate``.
+    # iRODS ticket, SE macaroon) for ``/token/native``; False also where the mount's
+    # operator has not enabled it (a Girder mount's ``native_tokens``).
     native_delegation: bool = False
+    # A native credential opens only the path it was minted for (a presigned URL, an
+    # iRODS ticket, a macaroon). False: it opens everything its account can (a Girder
+    # token), so the gateway never mints one from the mount's service credential.
+    delegation_path_bound: bool = True
+    # A presigned URL works only with the headers it comes with (a Girder token, a
+    # macaroon): a redirect cannot carry them, so the gateway never presigns for one.
+    presign_needs_headers: bool = False
+    # ``presign_create(path, expires_at)`` gives a PUT URL the storage itself refuses
+    # once the target exists (S3 ``If-None-Match: *``): what a create-only token may get.
+    presign_create: bool = False
     # ``open_read`` honours start/end without reading the skipped bytes.
     ranged_read: bool = True
     # ``stat`` is a local, microsecond call (a local disk): the gateway may run it on
@@ -162,6 +173,9 @@ class Delegation:
     headers: dict[str, str] = field(default_factory=dict)
     # Where to use ``value`` when it is not itself a URL (a macaroon, a ticket's host).
     url: str = ""
+    # What deleting the credential needs besides ``value`` (a Girder API key id). Kept
+    # with the recorded grant, never shown to the job.
+    revoke_ref: str = ""
 
     def __repr__(self) -> str:
         return f"Delegation(kind={self.kind!r}, method={self.method!r}, value=<hidden>)"

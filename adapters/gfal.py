@@ -174,6 +174,8 @@ class GfalStorage:
             presign_read=can_presign,
             presign_write=can_presign,
             native_delegation=can_presign,
+            # A macaroon goes in an Authorization header: no redirect can carry it.
+            presign_needs_headers=True,
         )
 
     def __repr__(self) -> str:

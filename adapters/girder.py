@@ -7,6 +7,11 @@ Options (the mount's TOML table):
                        ``/collection/<name>[/<folder>…]`` or ``/user/<login>[/<folder>…]``.
 ``api_key``            Optional service API key, used when a request has no user credential.
 ``token_duration_days``  Cap on the lifetime of the tokens fedgate obtains (default 1/24 = 1 h).
+``native_tokens``      Hand jobs Girder tokens (``/token/native``, VIP input URIs); default
+                       false. Such a token is read-only (``core.data.read``) but reads
+                       *everything the user's Girder account can read*, not only the path
+                       the fedgate token names: enable it only where that is acceptable.
+                       Never from the service ``api_key`` (adapters/girder_delegation.py).
 ``connect_timeout`` / ``read_timeout``  Seconds (defaults 5 / 60).
 ``retries``            Connection retries per call (default 2).
 ``page_size``          Listing page size (default 50, Girder's own default).
@@ -15,7 +20,7 @@ Options (the mount's TOML table):
 
 Credentials: kind ``"apikey"`` with field ``apiKey`` (exchanged for a short Girder token,
 cached per key until a minute before it expires), or kind ``"bearer"`` with field ``token``
-(an existing Girder token, used as is).
+(an existing Girder token, used by fedgate as is, never handed to a job).
 
 Mapping. Folders are directories. An item holding exactly one file is shown as that file,
 under the *item's* name. An item holding zero or several files is shown as a read-only
@@ -70,12 +75,15 @@ from adapters.base import (
     parent_of,
     streamed_checksum,
 )
+from adapters.girder_delegation import mint_read_token
+from adapters.girder_delegation import revoke as revoke_token
 from adapters.girder_http import (
     ApiKeyAuth,
     Auth,
     BearerAuth,
     GirderError,
     GirderSession,
+    Token,
     _parse_time,
 )
 from adapters.girder_names import encode, girder_name, shown_name
@@ -151,11 +159,27 @@ class Node:
 
 
 class GirderStorage:
-    capabilities = Capabilities(
-        native_checksums=frozenset(), presign_read=True, native_delegation=True
-    )
-
-    def __init__(self, session: GirderSession, root: str, page_size: int, chunk: int) -> None:
+    def __init__(
+        self,
+        session: GirderSession,
+        root: str,
+        page_size: int,
+        chunk: int,
+        native_tokens: bool = False,
+        service: bool = False,
+    ) -> None:
+        # A "presigned" download is the file's URL plus a Girder-Token header: never a
+        # redirect, and the token reads all the account can (not path bound).
+        self.capabilities = Capabilities(
+            native_checksums=frozenset(),
+            presign_read=native_tokens,
+            native_delegation=native_tokens,
+            delegation_path_bound=False,
+            presign_needs_headers=True,
+        )
+        self.native_tokens = native_tokens
+        # Bound with the mount's own service key: that account's tokens never leave.
+        self.service = service
         self.session = session
         self.root = "/" + root.strip("/")
         self.page_size = page_size
@@ -436,39 +460,60 @@ class GirderStorage:
     def _compute(self, path: str, algorithm: str) -> str:
         return streamed_checksum(self.open_read(path), algorithm)
 
+    def read_token(self, expires_at: dt.datetime) -> tuple[Token, str]:
+        """A read-only Girder token for a job, and the id of the API key it comes from
+        (adapters/girder_delegation.py). NotSupported unless the mount enables it, and
+        never from the service credential."""
+        if not self.native_tokens:
+            raise NotSupported(
+                "this Girder mount hands out no Girder tokens (they read everything the "
+                "account can; the operator enables them with native_tokens): read through "
+                "fedgate"
+            )
+        if self.service:
+            raise NotSupported(
+                "the mount's service credential is never handed out: read through fedgate"
+            )
+        return mint_read_token(self.session, expires_at)
+
     def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+        """The file's download URL with a read-only ``Girder-Token`` header."""
         if method.upper() != "GET":
-            raise NotSupported("Girder has no presigned upload; write through fedgate")
+            raise NotSupported("Girder has no upload URL; write through fedgate")
         f = self._file_of(path)
-        token = self.session.auth.mint(self.session, expires_at)
+        token, key_id = self.read_token(expires_at)
         return Delegation(
             kind="url",
             value=f"{self.session.api_url}/file/{f['_id']}/download",
             expires_at=token.expires,
             method="GET",
             headers={"Girder-Token": token.value},
+            revoke_ref=key_id,
         )
 
+    def vip_delegation(self, path: str, expires_at: dt.datetime) -> tuple[str, Delegation]:
+        """A VIP/GASW ``girder:/…?apiurl=…&fileId=…&token=…`` URI (adapters/girder_vip.py)
+        and the delegation to record for its token."""
+        f = self._file_of(path)
+        token, key_id = self.read_token(expires_at)
+        uri = vip_uri_for(self, path, str(f["_id"]), token.value)
+        delegation = Delegation("girder_token", token.value, token.expires, revoke_ref=key_id)
+        return uri, delegation
+
     def vip_uri(self, path: str, expires_at: dt.datetime) -> str:
-        """A VIP/GASW ``girder:/…?apiurl=…&fileId=…&token=…`` URI (adapters/girder_vip.py)."""
-        return vip_uri(self, path, expires_at)
+        return self.vip_delegation(path, expires_at)[0]
 
     def revoke_delegation(self, delegation: Delegation) -> None:
-        """Kill the Girder token of a delegation from ``presign`` (in its ``Girder-Token``
-        header) or ``vip_uri`` (kind ``girder_token``): its holder's access ends now. The
-        credential's own token (a bearer mount credential) is never killed: it was handed
-        out as is, see ``BearerAuth.mint``."""
+        """Delete the Girder token of a delegation from ``presign`` (in its
+        ``Girder-Token`` header) or ``vip_delegation`` (kind ``girder_token``), and the API
+        key it came from: its holder's access ends now. The session's own token is never
+        deleted (it is not a delegation)."""
         value = delegation.headers.get("Girder-Token") or (
             delegation.value if delegation.kind == "girder_token" else ""
         )
-        if not value or hmac.compare_digest(value, self.session.auth.token(self.session)):
+        if value and hmac.compare_digest(value, self.session.auth.token(self.session)):
             return
-        try:
-            self.session.request(
-                "DELETE", "token/session", headers={"Girder-Token": value}, authenticated=False
-            )
-        except (GirderError, AuthenticationFailed) as exc:
-            raise NotFound("the Girder token is already gone") from exc
+        revoke_token(self.session, value, delegation.revoke_ref)
 
     def close(self) -> None:
         self.session.close()
@@ -488,6 +533,7 @@ class GirderAdapter:
         retries: int = 2,
         page_size: int = 50,
         upload_chunk_mib: float = 64,
+        native_tokens: bool = False,
     ) -> None:
         if not root.startswith(("/collection/", "/user/")):
             raise ValueError("girder root must start with /collection/ or /user/")
@@ -499,6 +545,9 @@ class GirderAdapter:
         self._page_size = page_size
         self._chunk = max(int(upload_chunk_mib * 1024 * 1024), 5 * 1024 * 1024)
         self._views: dict[str, GirderStorage] = {}
+        if not isinstance(native_tokens, bool):
+            raise ValueError("native_tokens must be true or false")
+        self._native_tokens = native_tokens
         self._lock = threading.Lock()
 
     def _auth(self, credential: Credential | None) -> tuple[str, Auth]:
@@ -528,7 +577,14 @@ class GirderAdapter:
                     self._views.pop(next(iter(self._views))).close()
                 connect, read, retries = self._http
                 session = GirderSession(self.api_url, auth, connect, read, retries)
-                view = GirderStorage(session, self.root, self._page_size, self._chunk)
+                view = GirderStorage(
+                    session,
+                    self.root,
+                    self._page_size,
+                    self._chunk,
+                    native_tokens=self._native_tokens,
+                    service=credential is None,
+                )
                 self._views[digest] = view
             return view
 
@@ -536,6 +592,16 @@ class GirderAdapter:
         session = GirderSession(self.api_url, BearerAuth(""), *self._http)
         try:
             session.request("GET", "system/version", authenticated=False)
+        finally:
+            session.close()
+
+    def revoke_delegation(self, delegation: Delegation) -> None:
+        """Delete a delegated token with no credential at all (the token deletes itself):
+        for grants whose user's credential is gone and a mount without a service key."""
+        session = GirderSession(self.api_url, BearerAuth(""), *self._http)
+        try:
+            value = delegation.headers.get("Girder-Token") or delegation.value
+            revoke_token(session, value, delegation.revoke_ref, via_key=False)
         finally:
             session.close()
 
@@ -549,7 +615,7 @@ class GirderAdapter:
 def create(options: Mapping[str, Any]) -> GirderAdapter:
     known = {
         "api_url", "root", "api_key", "token_duration_days", "connect_timeout",
-        "read_timeout", "retries", "page_size", "upload_chunk_mib",
+        "read_timeout", "retries", "page_size", "upload_chunk_mib", "native_tokens",
     }  # fmt: skip
     unknown = set(options) - known
     if unknown:
@@ -560,6 +626,6 @@ def create(options: Mapping[str, Any]) -> GirderAdapter:
 
 
 # Re-exported: the VIP helpers live in their own module to keep this one about storage.
-from adapters.girder_vip import resolve_vip_reference, vip_uri  # noqa: E402
+from adapters.girder_vip import resolve_vip_reference, vip_uri, vip_uri_for  # noqa: E402
 
 __all__ = ["GirderAdapter", "GirderStorage", "create", "resolve_vip_reference", "vip_uri"]

@@ -23,7 +23,6 @@ from adapters.base import (
     AuthenticationFailed,
     BackendTimeout,
     BackendUnavailable,
-    NotSupported,
     PermissionDenied,
     StorageError,
 )
@@ -70,10 +69,6 @@ class Auth:
     def invalidate(self) -> None:
         """Forget the cached token (it was rejected)."""
 
-    def mint(self, session: GirderSession, not_after: dt.datetime) -> Token:
-        """A fresh token that expires no later than ``not_after``."""
-        raise NotImplementedError
-
 
 class ApiKeyAuth(Auth):
     description = "API key"
@@ -97,14 +92,6 @@ class ApiKeyAuth(Auth):
     def invalidate(self) -> None:
         with self._lock:
             self._cached = None
-
-    def mint(self, session: GirderSession, not_after: dt.datetime) -> Token:
-        # A few seconds of slack: Girder computes the expiry from its own clock, later.
-        seconds = (not_after - dt.datetime.now(dt.UTC)).total_seconds() - 5
-        if seconds < 1:
-            raise StorageError("the requested expiry is already past")
-        token = self._exchange(session, min(self._max_days, seconds / 86400))
-        return Token(token.value, min(token.expires, not_after))
 
     def _exchange(self, session: GirderSession, days: float) -> Token:
         try:
@@ -136,20 +123,6 @@ class BearerAuth(Auth):
 
     def token(self, session: GirderSession) -> str:
         return self._token
-
-    def mint(self, session: GirderSession, not_after: dt.datetime) -> Token:
-        # Girder cannot derive a shorter token from a token; hand out this one only if it
-        # already dies in time.
-        current = session.request("GET", "token/current")
-        if not current:
-            raise AuthenticationFailed("Girder rejected the token: it expired or was revoked")
-        expires = _parse_time(str(current["expires"]))
-        if expires > not_after:
-            raise NotSupported(
-                "this mount's credential is a Girder token that outlives the requested "
-                "expiry; store an API key to get short-lived delegations"
-            )
-        return Token(self._token, expires)
 
 
 class GirderSession:

@@ -23,13 +23,14 @@ def vip_uri(storage: GirderStorage, path: str, expires_at: dt.datetime) -> str:
     """A VIP/GASW input URI for a file: ``girder:/<name>?apiurl=…&fileId=…&token=…``.
 
     The job runs ``girder-client --api-url $apiurl --token $token download --parent-type
-    auto $fileId``. The URI carries a token that dies at ``expires_at`` at the latest:
-    treat the string as a secret (never log it)."""
-    f = storage._file_of(path)
-    token = storage.session.auth.mint(storage.session, expires_at)
+    auto $fileId``. The URI carries a read-only token that dies at ``expires_at`` at the
+    latest (adapters/girder_delegation.py): treat the string as a secret (never log it)."""
+    return storage.vip_delegation(path, expires_at)[0]
+
+
+def vip_uri_for(storage: GirderStorage, path: str, file_id: str, token: str) -> str:
     query = urlencode(
-        {"apiurl": storage.session.api_url, "fileId": str(f["_id"]), "token": token.value},
-        safe=":/",
+        {"apiurl": storage.session.api_url, "fileId": file_id, "token": token}, safe=":/"
     )
     return f"girder:/{quote(shown_name(path.rsplit('/', 1)[-1]))}?{query}"
 

@@ -310,7 +310,8 @@ class IrodsStorage:
     def delegate(
         self, path: str, method: str, expires_at: dt.datetime, uses: int | None = None
     ) -> Delegation:
-        """``presign`` with a use count: the gateway's /token/native for counted tokens."""
+        """``presign`` with a use count (None: unlimited), taken by the gateway from the
+        fedgate token's own counter; a create-only token's PUT ticket gets 1 (one open)."""
         return _irods_tickets.presign(self, path, method, expires_at, uses)
 
     def revoke_delegation(self, delegation: Delegation) -> None:

@@ -72,6 +72,7 @@ class S3Storage:
         presign_read=True,
         presign_write=True,
         native_delegation=True,
+        presign_create=True,
         ranged_read=True,
     )
 
@@ -366,7 +367,16 @@ class S3Storage:
                     return etag.lower()
         return streamed_checksum(self.open_read(path), algorithm)
 
-    def presign(self, path: str, method: str, expires_at: dt.datetime) -> Delegation:
+    def presign_create(self, path: str, expires_at: dt.datetime) -> Delegation:
+        """A presigned PUT URL that only creates: ``If-None-Match: *`` is signed into it,
+        so a PUT without that header fails the signature check and one with it fails
+        (412) once the key exists. The client must send ``headers`` with its PUT. Needs
+        an S3 server that honours the condition (AWS, SeaweedFS: tested)."""
+        return self.presign(path, "PUT", expires_at, _if_none_match=True)
+
+    def presign(
+        self, path: str, method: str, expires_at: dt.datetime, *, _if_none_match: bool = False
+    ) -> Delegation:
         """A presigned GET or PUT URL living whole seconds, never past expires_at (an
         expires_at less than a second away still gets the 1 s minimum S3 allows). A PUT
         URL skips the directory checks of open_write: S3 makes the parent implicitly."""
@@ -381,12 +391,14 @@ class S3Storage:
         # Rounded down so the URL never outlives expires_at (S3 counts whole seconds).
         seconds = int((expires_at - dt.datetime.now(dt.UTC)).total_seconds())
         seconds = max(1, min(seconds, MAX_PRESIGN_SECONDS))
+        params = {"Bucket": self.bucket, "Key": self._key(path)}
+        headers = {}
+        if _if_none_match:
+            params["IfNoneMatch"] = "*"
+            headers["If-None-Match"] = "*"
         try:
             url = self.client.generate_presigned_url(
-                operations[method],
-                Params={"Bucket": self.bucket, "Key": self._key(path)},
-                ExpiresIn=seconds,
-                HttpMethod=method,
+                operations[method], Params=params, ExpiresIn=seconds, HttpMethod=method
             )
         except Exception as exc:
             raise self._fail(exc, path) from exc
@@ -395,6 +407,7 @@ class S3Storage:
             value=url,
             expires_at=min(_url_expiry(url, seconds), expires_at),
             method=method,
+            headers=headers,
         )
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from adapters.base import Delegation, NotFound, Storage, StorageError
@@ -63,7 +63,9 @@ class NativeGrants:
         tokens.on_revoke(self.on_revoke)
 
     def record(self, jti: str, user: str, mount: str, delegation: Delegation) -> None:
-        secret = json.dumps({"value": delegation.value, "headers": delegation.headers})
+        secret = json.dumps(
+            {"value": delegation.value, "headers": delegation.headers, "ref": delegation.revoke_ref}
+        )
         key_id, blob = self._keys.encrypt(secret.encode(), _aad(jti, mount))
         now = time.time()
         with self._store.transaction() as tx:
@@ -148,13 +150,14 @@ class NativeGrants:
             delegation = Delegation(
                 kind, secret["value"], dt.datetime.fromtimestamp(_exp, dt.UTC),
                 headers=dict(secret.get("headers") or {}),
+                revoke_ref=str(secret.get("ref") or ""),
             )  # fmt: skip
         except Exception:
             log.warning("native grant %s on %s cannot be decrypted; dropped", _id, mount_name)
             return True
         try:
-            storage = self._storage(mount, user)
-            storage.revoke_delegation(delegation)  # type: ignore[attr-defined]
+            revoke = self._revoker(mount, user)
+            revoke(delegation)
         except NotFound:
             return True
         except (StorageError, CarminError) as exc:
@@ -164,10 +167,19 @@ class NativeGrants:
         log.info("deleted %s %s on %s (token %s)", kind, _id, mount_name, jti)
         return True
 
-    def _storage(self, mount: MountConfig, user: str) -> Storage:
+    def _revoker(self, mount: MountConfig, user: str) -> Callable[[Delegation], None]:
         try:
-            return self._mounts.storage(mount, user)
+            storage = self._mounts.storage(mount, user)
         except (StorageError, CarminError):
             # The user's key is gone (e.g. DELETE /user/externalKeys): the mount's own
-            # service credential may still own or administer the credential.
-            return self._mounts.adapter(mount).bind(None)
+            # service credential may still own or administer the credential, or the
+            # adapter can delete it with no credential at all (a Girder token itself).
+            adapter = self._mounts.adapter(mount)
+            try:
+                storage = adapter.bind(None)
+            except (StorageError, CarminError):
+                anonymous = getattr(adapter, "revoke_delegation", None)
+                if anonymous is None:
+                    raise
+                return anonymous  # type: ignore[no-any-return]
+        return storage.revoke_delegation  # type: ignore[attr-defined,no-any-return]

@@ -4,15 +4,14 @@ iRODS ticket, macaroon), for jobs whose tools cannot follow a redirect."""
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import unquote
 
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.base import Delegation, NotFound, NotSupported, Storage, StorageError
-from gateway import paths
-from gateway.auth import authenticate, bearer_token
+from gateway import native_uses, paths
+from gateway.auth import authenticate, bearer_token, decide
 from gateway.errors import CarminError, E, from_storage
 from gateway.native_grants import revocable
 from gateway.redirects import redirect_expiry
@@ -28,7 +27,14 @@ async def post_native(request: Request) -> Response:
     ``format: "vip"`` (Girder mounts, GET): a VIP/GASW input URI
     ``girder:/<name>?apiurl=…&fileId=…&token=…`` instead. Revocable credentials (iRODS
     tickets, Girder tokens) expire with the fedgate token and are deleted when it is
-    revoked (gateway/native_grants.py); the others live at most one hour."""
+    revoked (gateway/native_grants.py); the others (presigned URLs, macaroons) live
+    ``presign_lifetime`` seconds (default 300), never past the token.
+
+    Never more than the token: a credential that reaches more than the path (a Girder
+    token) only where the mount enables it, and never the mount's service account's; a
+    counted token gets a ticket carrying its remaining uses, or nothing reusable; a
+    token that may create but not modify gets a one-open ticket or a URL the storage
+    refuses once the file exists, or nothing."""
     gw = gateway_of(request)
     principal = authenticate(request)
     data = await form_or_json(request)
@@ -74,8 +80,10 @@ async def post_native(request: Request) -> Response:
     claims = principal.claims
     token_exp = claims.exp if claims else None
 
+    user = principal.user.name
+
     def mint() -> tuple[Delegation, str | None]:
-        storage = gw.mounts.storage(mount, principal.user.name)
+        storage = gw.mounts.storage(mount, user)
         if method == "PUT":
             try:
                 existing = storage.stat(cpath.inner)
@@ -83,34 +91,80 @@ async def post_native(request: Request) -> Response:
                 existing = None  # any other error must not pass as "creating a new file"
             if existing is not None:
                 allowed("modify")
-        if not revocable(storage):
-            expires = redirect_expiry(token_exp)
-        elif token_exp is not None:
+        check_grantable(storage)
+        if revocable(storage) and token_exp is not None:
             # Deleted on revocation, so it may live exactly as long as the token.
             expires = dt.datetime.fromtimestamp(token_exp, dt.UTC)
         else:
-            expires = redirect_expiry(None)
+            # Nothing recalls it (a presigned URL; a revocable one minted for an API key
+            # is not recorded): short, like a redirect's.
+            expires = redirect_expiry(token_exp, gw.settings.presign_lifetime)
         if fmt == "vip":
-            vip = getattr(storage, "vip_uri", None)
+            vip = getattr(storage, "vip_delegation", None)
             if vip is None:
                 raise NotSupported("VIP input URIs exist for Girder mounts only")
-            uri = str(vip(cpath.inner, expires))
-            # The URI's token is what to revoke; the adapter puts it last in the query.
-            value = unquote(uri.rsplit("token=", 1)[1])
-            delegation = Delegation("girder_token", value, expires)
+            uri, delegation = vip(cpath.inner, expires)
             _remember(storage, delegation)
-            return delegation, uri
+            return delegation, str(uri)
         delegate = getattr(storage, "delegate", None)
         if delegate is not None:
-            # The credential gets the uses the token had when it asked (this request's
-            # use is handed over to it); iRODS would read 0 as "unlimited".
-            left = gw.tokens.remaining_uses(claims) if claims is not None else None
-            uses = None if left is None else left + 1
-            delegation = delegate(cpath.inner, method, expires, uses)
+            taken = 0
+            if method == "PUT" and not may_modify():
+                uses: int | None = 1  # one open creates the file, none replaces it
+            elif claims is not None and claims.uses is not None:
+                # The request's own use (spent by its authentication) and every use left
+                # go to the credential, from the same counter (gateway/native_uses.py).
+                taken = native_uses.take_remaining(gw.store, claims)
+                uses = 1 + taken
+            else:
+                uses = None
+            try:
+                delegation = delegate(cpath.inner, method, expires, uses)
+            except BaseException:
+                if claims is not None:
+                    native_uses.give_back(gw.store, claims, taken)
+                raise
+        elif method == "PUT" and not may_modify():
+            delegation = storage.presign_create(cpath.inner, expires)  # type: ignore[attr-defined]
         else:
             delegation = storage.presign(cpath.inner, method, expires)
         _remember(storage, delegation)
         return delegation, None
+
+    def may_modify() -> bool:
+        return decide(principal, mount, "modify", cpath).allowed
+
+    def check_grantable(storage: Storage) -> None:
+        """Refuse what would give the job more than its token: see the module docstring."""
+        caps = storage.capabilities
+        if not caps.native_delegation:
+            raise NotSupported(
+                "this mount hands out no native credential (a Girder mount's operator "
+                "enables them with native_tokens); read and write through fedgate"
+            )
+        if not caps.delegation_path_bound and gw.mounts.credential(mount, user) is None:
+            raise CarminError(
+                E.NOT_ALLOWED,
+                f"{mount.name}: this mount's own service credential is never handed out (it "
+                "reaches everything the service account can): store your own credential "
+                "(PUT /user/externalKeys), or read through fedgate",
+            )
+        delegates = getattr(storage, "delegate", None) is not None
+        if method == "PUT" and not caps.presign_write and not delegates:
+            raise NotSupported("this mount has no upload credential; PUT the body to fedgate")
+        counted = claims is not None and claims.uses is not None
+        create_only = method == "PUT" and not may_modify()
+        if delegates:
+            return  # the credential carries the use count and the create-only rule
+        if create_only and caps.presign_create:
+            return  # the storage refuses the URL once the file exists: it succeeds once
+        if counted or create_only:
+            why = "has a use count" if counted else "may create but not replace this file"
+            raise CarminError(
+                E.NOT_ALLOWED,
+                f"{mount.name}: no reusable credential for a token that {why}: "
+                "read or write through fedgate, one use per request",
+            )
 
     def _remember(storage: Storage, delegation: Delegation) -> None:
         if claims is None or not revocable(storage):

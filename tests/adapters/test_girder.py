@@ -21,6 +21,7 @@ from adapters.base import (
     Credential,
     IsADirectory,
     NotFound,
+    NotSupported,
     PermissionDenied,
     Storage,
     StorageError,
@@ -69,7 +70,7 @@ def make_adapter(env: dict[str, Any], root: str, **extra: Any) -> GirderAdapter:
 def gstorage(girder_env: dict[str, Any], folder: dict[str, Any]) -> Iterator[GirderStorage]:
     # Girder's minimum chunk (the default is 64 MiB): a few MiB of test data then takes
     # several chunks, and blocks straddle chunk boundaries.
-    adapter = make_adapter(girder_env, folder["root"], upload_chunk_mib=5)
+    adapter = make_adapter(girder_env, folder["root"], upload_chunk_mib=5, native_tokens=True)
     storage = adapter.bind(alice_cred(girder_env))
     assert isinstance(storage, GirderStorage)
     yield storage
@@ -274,6 +275,62 @@ def test_vip_uri(gstorage: GirderStorage) -> None:
     assert resolve_vip_reference(gstorage, uri) == "in put.nii"
     with pytest.raises(NotFound):
         resolve_vip_reference(gstorage, "vip:" + "0" * 24)
+
+
+def test_delegated_tokens_read_and_nothing_more(
+    girder_env: dict[str, Any], gstorage: GirderStorage, admin: girder_client.GirderClient
+) -> None:
+    """A delegated token comes from a read-only API key made for it; deleting the
+    delegation deletes both, and the session's own token is never handed out."""
+    write(gstorage, "r.bin", b"read me")
+    api = girder_env["api_url"]
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    d = gstorage.presign("r.bin", "GET", expires)
+    own = gstorage.session.auth.token(gstorage.session)
+    assert d.headers["Girder-Token"] != own and d.revoke_ref
+    current = httpx.get(f"{api}/token/current", headers=d.headers).json()
+    assert current["scope"] == ["core.data.read"]
+    keys = {
+        k["_id"]: k for k in admin.get("api_key", parameters={"userId": girder_env["alice"]["id"]})
+    }
+    assert keys[d.revoke_ref]["scope"] == ["core.data.read"]
+    assert float(keys[d.revoke_ref]["tokenDuration"]) <= 10 / (24 * 60)
+    folder_id = gstorage.resolve("").id
+    made = httpx.post(
+        f"{api}/folder", params={"parentId": folder_id, "name": "x"}, headers=d.headers
+    )
+    assert made.status_code == 401
+    gstorage.revoke_delegation(d)
+    assert httpx.get(f"{api}/token/current", headers=d.headers).json() is None
+    keys = admin.get("api_key", parameters={"userId": girder_env["alice"]["id"]})
+    assert d.revoke_ref not in {k["_id"] for k in keys}
+    with pytest.raises(NotFound):
+        gstorage.revoke_delegation(d)
+
+
+def test_no_delegated_token_unless_enabled_nor_from_the_service_key(
+    girder_env: dict[str, Any], folder: dict[str, Any]
+) -> None:
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    off = make_adapter(girder_env, folder["root"])
+    svc = make_adapter(
+        girder_env, folder["root"], native_tokens=True, api_key=girder_env["admin"]["api_key"]
+    )
+    try:
+        storage = off.bind(alice_cred(girder_env))
+        assert not storage.capabilities.native_delegation
+        assert storage.capabilities.presign_needs_headers
+        assert not storage.capabilities.delegation_path_bound
+        write(storage, "f", b"f")
+        service = svc.bind(None)
+        for s in (storage, service):
+            with pytest.raises(NotSupported):
+                s.presign("f", "GET", expires)
+            with pytest.raises(NotSupported):
+                vip_uri(s, "f", expires)  # type: ignore[arg-type]
+    finally:
+        off.close()
+        svc.close()
 
 
 def partial_uploads(admin: girder_client.GirderClient, folder_id: str) -> list[Any]:

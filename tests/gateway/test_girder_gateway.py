@@ -60,14 +60,24 @@ def gw(
 ) -> Iterator[Running]:
     api = girder_env["api_url"]
     mounts = (
-        MountConfig("girder", "girder", {"api_url": api, "root": root, "page_size": PAGE},
+        MountConfig("girder", "girder",
+                    {"api_url": api, "root": root, "page_size": PAGE, "native_tokens": True},
+                    credential_source="user"),
+        # Girder tokens are not handed out unless the mount says so.
+        MountConfig("gplain", "girder", {"api_url": api, "root": root},
+                    credential_source="user"),
+        # The service account's tokens are never handed out, enabled or not.
+        MountConfig("gsvc", "girder", {"api_url": api, "root": root, "native_tokens": True,
+                                       "api_key": girder_env["admin"]["api_key"]},
+                    credential_source="service"),
+        MountConfig("gbearer", "girder", {"api_url": api, "root": root, "native_tokens": True},
                     credential_source="user"),
         MountConfig("down", "girder", {"api_url": "http://127.0.0.1:9/api/v1",
                                        "root": "/collection/x", "retries": 0},
                     credential_source="user"),
     )  # fmt: skip
     with running(local_settings(tmp_path_factory.mktemp("girder-gw"), mounts=mounts)) as r:
-        for mount in ("girder", "down"):
+        for mount in ("girder", "gplain", "down"):
             _store_key(r, r.key, mount, girder_env["alice"]["api_key"])
         yield r
 
@@ -239,6 +249,190 @@ def test_vip_input_uri_works_with_girder_client(
     # The VIP URI's token dies with the fedgate token too.
     httpx.post(gw.api + "/token/revoke", data={"token": tok})
     assert _girder_expiry(girder_env["api_url"], query["token"]) is None
+
+
+def _alice_keys(admin: girder_client.GirderClient, env: dict[str, Any]) -> dict[str, Any]:
+    keys = admin.get("api_key", parameters={"userId": env["alice"]["id"], "limit": 0})
+    return {str(k["_id"]): k for k in keys}
+
+
+def _girder_refuses_writes(api: str, girder_token: str, folder_id: str, item_id: str) -> None:
+    """Everything a read-only Girder token must not do, tried with plain HTTP as the job
+    could: create a folder, upload, change or delete the item, mint itself a wider key."""
+    hdr = {"Girder-Token": girder_token}
+    tries = [
+        httpx.post(f"{api}/folder", params={"parentId": folder_id, "name": "evil"}, headers=hdr),
+        httpx.post(f"{api}/item", params={"folderId": folder_id, "name": "evil"}, headers=hdr),
+        httpx.post(
+            f"{api}/file",
+            params={"parentType": "folder", "parentId": folder_id, "name": "evil", "size": 0},
+            headers=hdr,
+        ),
+        httpx.put(f"{api}/item/{item_id}", params={"name": "renamed"}, headers=hdr),
+        httpx.delete(f"{api}/item/{item_id}", headers=hdr),
+        httpx.delete(f"{api}/folder/{folder_id}", headers=hdr),
+        httpx.post(f"{api}/api_key", data={"name": "wider"}, headers=hdr),
+    ]
+    assert [t.status_code for t in tries] == [401] * len(tries), [t.text for t in tries]
+
+
+def test_native_girder_token_reads_and_nothing_more(
+    gw: Running,
+    girder_env: dict[str, Any],
+    admin: girder_client.GirderClient,
+    root: str,
+    client: httpx.Client,
+    folder: str,
+) -> None:
+    api = girder_env["api_url"]
+    client.put(f"/path/girder/{folder}/in.nii", content=b"input", headers=OCTET)
+    folder_id = admin.resourceLookup(f"{root}/{folder}")["_id"]
+    item_id = admin.resourceLookup(f"{root}/{folder}/in.nii")["_id"]
+    keys_before = _alice_keys(admin, girder_env)
+    tok = token(gw, f"storage.read:/girder/{folder}/in.nii", lifetime=600)
+    for fmt in ("native", "vip"):
+        r = httpx.post(
+            gw.api + "/token/native",
+            json={"path": f"/girder/{folder}/in.nii", "format": fmt},
+            headers=bearer(tok),
+        )
+        assert r.status_code == 200, r.text
+        if fmt == "native":
+            girder_token = r.json()["headers"]["Girder-Token"]
+        else:
+            girder_token = parse_qs(urlsplit(r.json()["uri"]).query)["token"][0]
+        current = httpx.get(f"{api}/token/current", headers={"Girder-Token": girder_token})
+        assert current.json()["scope"] == ["core.data.read"]
+        assert dt.datetime.fromisoformat(current.json()["expires"]).timestamp() <= _exp(tok)
+        got = httpx.get(f"{api}/item/{item_id}/download", headers={"Girder-Token": girder_token})
+        assert got.content == b"input"
+        _girder_refuses_writes(api, girder_token, folder_id, item_id)
+    assert admin.get(f"item/{item_id}")["name"] == "in.nii"  # nothing changed
+    assert admin.get("folder", parameters={"parentId": folder_id, "parentType": "folder",
+                                           "name": "evil"}) == []  # fmt: skip
+    # One read-only key per grant, both recorded; revoking the token deletes them in
+    # Girder, and their tokens with them.
+    made = set(_alice_keys(admin, girder_env)) - set(keys_before)
+    assert len(made) == 2
+    assert all(_alice_keys(admin, girder_env)[k]["scope"] == ["core.data.read"] for k in made)
+    jti = gw.gateway.tokens.decode(tok).jti
+    assert gw.gateway.grants.count(jti) == 2
+    assert httpx.post(gw.api + "/token/revoke", data={"token": tok}).status_code == 200
+    assert not made & set(_alice_keys(admin, girder_env))
+    assert _girder_expiry(api, girder_token) is None
+    assert gw.gateway.grants.count(jti) == 0
+
+
+def test_expired_grant_is_deleted_in_girder_by_the_sweep(
+    gw: Running, girder_env: dict[str, Any], admin: girder_client.GirderClient,
+    client: httpx.Client, folder: str,
+) -> None:  # fmt: skip
+    client.put(f"/path/girder/{folder}/x.nii", content=b"x", headers=OCTET)
+    keys_before = _alice_keys(admin, girder_env)
+    tok = token(gw, f"storage.read:/girder/{folder}", lifetime=600)
+    r = httpx.post(
+        gw.api + "/token/native", json={"path": f"/girder/{folder}/x.nii"}, headers=bearer(tok)
+    )
+    assert r.status_code == 200, r.text
+    (made,) = set(_alice_keys(admin, girder_env)) - set(keys_before)
+    jti = gw.gateway.tokens.decode(tok).jti
+    with gw.gateway.store.transaction() as tx:
+        tx.execute("UPDATE native_grants SET expires = 0 WHERE jti = ?", (jti,))
+    assert gw.gateway.grants.sweep() >= 1
+    assert made not in _alice_keys(admin, girder_env)
+    assert _girder_expiry(girder_env["api_url"], r.json()["headers"]["Girder-Token"]) is None
+
+
+def test_girder_tokens_are_opt_in_and_never_the_service_accounts(
+    gw: Running, girder_env: dict[str, Any], admin: girder_client.GirderClient,
+    client: httpx.Client, folder: str,
+) -> None:  # fmt: skip
+    client.put(f"/path/girder/{folder}/in.nii", content=b"input", headers=OCTET)
+
+    def admin_keys() -> set[str]:
+        return {str(k["_id"]) for k in admin.get("api_key", parameters={"limit": 0})}
+
+    before = (set(_alice_keys(admin, girder_env)), admin_keys())
+    for mount in ("gplain", "gsvc"):
+        tok = token(gw, f"storage.read:/{mount}/{folder}")
+        for fmt in ("native", "vip"):
+            r = httpx.post(
+                gw.api + "/token/native",
+                json={"path": f"/{mount}/{folder}/in.nii", "format": fmt},
+                headers=bearer(tok),
+            )
+            if mount == "gplain":  # not enabled on this mount
+                is_error(r, 501, 50101)
+                assert "native_tokens" in r.json()["errorMessage"]
+            else:  # the service account's token: never
+                is_error(r, 403, 40303)
+                assert "service credential" in r.json()["errorMessage"]
+        # The job can still read through fedgate.
+        got = httpx.get(
+            f"{gw.api}/path/{mount}/{folder}/in.nii?action=content", headers=bearer(tok)
+        )
+        assert got.content == b"input"
+    assert (set(_alice_keys(admin, girder_env)), admin_keys()) == before  # nothing minted
+
+
+def test_a_stored_girder_token_is_never_handed_out_as_is(
+    gw: Running, girder_env: dict[str, Any], admin: girder_client.GirderClient,
+    client: httpx.Client, folder: str,
+) -> None:  # fmt: skip
+    client.put(f"/path/girder/{folder}/in.nii", content=b"input", headers=OCTET)
+    login = httpx.post(
+        girder_env["api_url"] + "/api_key/token",
+        data={"key": girder_env["alice"]["api_key"], "duration": "0.02"},
+    ).json()["authToken"]["token"]
+    put = httpx.put(
+        gw.api + "/user/externalKeys",
+        json={"storageIdentifier": "gbearer", "credential": {"kind": "bearer", "token": login}},
+        headers={"apikey": gw.key},
+    )
+    assert put.status_code == 200, put.text
+    tok = token(gw, f"storage.read:/gbearer/{folder}")
+    r = httpx.post(
+        gw.api + "/token/native", json={"path": f"/gbearer/{folder}/in.nii"}, headers=bearer(tok)
+    )
+    assert r.status_code == 200, r.text
+    handed = r.json()["headers"]["Girder-Token"]
+    assert handed != login
+    current = httpx.get(
+        girder_env["api_url"] + "/token/current", headers={"Girder-Token": handed}
+    ).json()
+    assert current["scope"] == ["core.data.read"]
+    httpx.post(gw.api + "/token/revoke", data={"token": tok})
+    assert _girder_expiry(girder_env["api_url"], handed) is None
+    assert _girder_expiry(girder_env["api_url"], login) is not None  # the user's own lives
+
+
+def test_counted_token_gets_no_girder_token(gw: Running, client: httpx.Client, folder: str) -> None:
+    client.put(f"/path/girder/{folder}/in.nii", content=b"input", headers=OCTET)
+    tok = token(gw, f"storage.read:/girder/{folder}", uses=3)
+    r = httpx.post(
+        gw.api + "/token/native", json={"path": f"/girder/{folder}/in.nii"}, headers=bearer(tok)
+    )
+    is_error(r, 403, 40303)
+    assert "use count" in r.json()["errorMessage"]
+
+
+def test_a_bearer_get_mints_nothing_in_girder(
+    gw: Running, girder_env: dict[str, Any], admin: girder_client.GirderClient,
+    client: httpx.Client, folder: str,
+) -> None:  # fmt: skip
+    """A job's GET is streamed (a Girder URL needs its token header, no redirect can carry
+    it) and no Girder token or key is made for a redirect that cannot happen."""
+    client.put(f"/path/girder/{folder}/in.nii", content=b"streamed", headers=OCTET)
+    tok = token(gw, f"storage.read:/girder/{folder}")
+    storage = gw.gateway.mounts.storage(gw.gateway.mounts.config("girder"), "admin")
+    assert storage.capabilities.presign_needs_headers
+    before = set(_alice_keys(admin, girder_env))
+    for query in ("", "&redirect=true"):
+        got = httpx.get(
+            f"{gw.api}/path/girder/{folder}/in.nii?action=content{query}", headers=bearer(tok)
+        )
+        assert got.status_code == 200 and got.content == b"streamed"
+    assert set(_alice_keys(admin, girder_env)) == before
 
 
 def test_native_refusals(gw: Running, client: httpx.Client, folder: str) -> None:

@@ -252,6 +252,74 @@ def test_ticket_carries_the_tokens_use_count(
         _read(irods, body["value"], full)
 
 
+def test_tickets_share_the_tokens_counter_never_n_plus_n_minus_1(
+    gw: Running, irods: IrodsTestServer, client: httpx.Client, folder: str
+) -> None:
+    """A job asking again and again gets no more uses than its token had: the first
+    ticket takes them all, from the same counter, and the token is then spent."""
+    client.put(f"/path/irods/{folder}/n.txt", content=b"counted", headers=OCTET)
+    tok = token(gw, f"storage.read:/irods/{folder}", uses=3)
+    body = _native(gw, tok, f"/irods/{folder}/n.txt")
+    again = httpx.post(
+        gw.api + "/token/native", json={"path": f"/irods/{folder}/n.txt"}, headers=bearer(tok)
+    )
+    is_error(again, 401, 40102)  # no use left to ask with, nor to give another ticket
+    is_error(httpx.get(gw.api + f"/path/irods/{folder}/n.txt?action=content",
+                       headers=bearer(tok)), 401, 40102)  # fmt: skip
+    full = body["headers"]["X-iRODS-Path"]
+    for _ in range(3):
+        assert _read(irods, body["value"], full) == b"counted"
+    with pytest.raises(CAT_TICKET_USES_EXCEEDED):
+        _read(irods, body["value"], full)
+
+
+def test_a_narrowed_tokens_ticket_takes_its_uses_from_the_parent_too(
+    gw: Running, irods: IrodsTestServer, client: httpx.Client, folder: str
+) -> None:
+    from tests.gateway.test_delegation import exchange
+
+    client.put(f"/path/irods/{folder}/p.txt", content=b"parent", headers=OCTET)
+    parent = token(gw, f"storage.read:/irods/{folder}", uses=4)
+    child = exchange(
+        gw,
+        f"storage.read:/irods/{folder}/p.txt",
+        subject=parent,
+        subject_type="urn:ietf:params:oauth:token-type:access_token",
+        uses="2",
+    ).json()["access_token"]
+    body = _native(gw, child, f"/irods/{folder}/p.txt")  # the child's 2 uses, all of them
+    full = body["headers"]["X-iRODS-Path"]
+    assert [_read(irods, body["value"], full) for _ in range(2)] == [b"parent"] * 2
+    with pytest.raises(CAT_TICKET_USES_EXCEEDED):
+        _read(irods, body["value"], full)
+    # The parent lost both of the child's uses (the ask, then the ticket): 2 left.
+    left = gw.gateway.tokens.remaining_uses(gw.gateway.tokens.decode(parent))
+    assert left == 2
+    second = _native(gw, parent, f"/irods/{folder}/p.txt")  # 1 + the 1 left after asking
+    assert [_read(irods, second["value"], full) for _ in range(2)] == [b"parent"] * 2
+    with pytest.raises(CAT_TICKET_USES_EXCEEDED):
+        _read(irods, second["value"], full)
+
+
+def test_create_only_write_ticket_opens_once(
+    gw: Running, irods: IrodsTestServer, client: httpx.Client, folder: str
+) -> None:
+    """A create-only token's write ticket writes its new file once; it cannot come back
+    and replace what it wrote."""
+    tok = token(gw, f"storage.create:/irods/{folder}")
+    body = _native(gw, tok, f"/irods/{folder}/once.bin", "PUT")
+    full = body["headers"]["X-iRODS-Path"]
+    s = _ticket_session(irods, body["value"])
+    try:
+        with s.data_objects.open(full, "w") as f:
+            f.write(b"first")
+        with pytest.raises(CAT_TICKET_USES_EXCEEDED), s.data_objects.open(full, "w") as f:
+            f.write(b"replaced")
+    finally:
+        s.cleanup()
+    assert client.get(f"/path/irods/{folder}/once.bin?action=content").content == b"first"
+
+
 def test_execution_revocation_deletes_its_tickets(
     gw: Running, irods: IrodsTestServer, client: httpx.Client, folder: str
 ) -> None:

@@ -279,23 +279,29 @@ def test_job_put_redirect_uploads_straight_to_s3(
 ) -> None:
     tok = token(gw, f"storage.create:/s3/{folder} storage.read:/s3/{folder}", lifetime=300)
     url = f"{gw.api}/path/s3/{folder}/out.dat"
-    r = httpx.put(url + "?redirect=true", headers=bearer(tok))  # empty body, no type
+    # A create-only token gets only a URL that cannot replace: it must ask for one.
+    refused = httpx.put(url + "?redirect=true", headers=bearer(tok))  # empty body, no type
+    is_error(refused, 403, 40303)
+    assert "If-None-Match" in refused.json()["errorMessage"]
+    create_only = {**bearer(tok), "If-None-Match": "*"}
+    r = httpx.put(url + "?redirect=true", headers=create_only)
     assert r.status_code == 307, r.text
     location = r.headers["location"]
     assert url_expiry(location) <= claims_of(tok)["exp"]
     assert client.get(f"/path/s3/{folder}/out.dat?action=exists").json() == {"exists": False}
     data = b"result " * 5000
-    assert httpx.put(location, content=data).status_code == 200
+    assert httpx.put(location, content=data, headers={"If-None-Match": "*"}).status_code == 200
     assert client.get(f"/path/s3/{folder}/out.dat?action=content").content == data
     props = client.get(f"/path/s3/{folder}/out.dat?action=properties").json()
     assert props["isDirectory"] is False and props["size"] == len(data)
     # The create-only rule holds: overwriting needs modify, redirect or not.
-    again = httpx.put(url, headers={**bearer(tok), "X-Fedgate-Redirect": "always"})
+    again = httpx.put(url, headers={**create_only, "X-Fedgate-Redirect": "always"})
     is_error(again, 403, 40301)
     modify = token(gw, f"storage.modify:/s3/{folder}")
     again = httpx.put(url, headers={**bearer(modify), "X-Fedgate-Redirect": "always"})
     assert again.status_code == 307
-    assert [e["result"] for e in audit(gw, tok)] == ["denied", "redirect"]  # newest first
+    results = [e["result"] for e in audit(gw, tok)]  # newest first
+    assert results == ["denied", "redirect", "error:40303"]
 
 
 def test_put_redirect_checks_the_target_like_a_write(
@@ -330,6 +336,7 @@ def test_curl_expect_100_continue_put_goes_straight_to_s3(
     out = subprocess.run(
         ["curl", "-sS", "-f", "-L", "-T", str(src), "-H", f"Authorization: Bearer {tok}",
          "-H", "X-Fedgate-Redirect: always", "-H", "Expect: 100-continue",
+         "-H", "If-None-Match: *",  # create-only: curl sends it to S3 too
          "-o", "/dev/null", "-w", "%{http_code} %{num_redirects}",
          f"{gw.api}/path/s3/{folder}/up.bin"],
         capture_output=True, text=True, timeout=60,
@@ -364,7 +371,10 @@ def test_native_presigned_urls_for_covered_paths_only(
         native, json={"path": f"/s3/{folder}/new/r.txt", "method": "PUT"}, headers=bearer(tok)
     )
     assert put.status_code == 200, put.text
-    assert httpx.put(put.json()["value"], content=b"written").status_code == 200
+    assert put.json()["headers"] == {"If-None-Match": "*"}  # create-only: part of the URL
+    assert httpx.put(put.json()["value"], content=b"written").status_code == 403
+    written = httpx.put(put.json()["value"], content=b"written", headers=put.json()["headers"])
+    assert written.status_code == 200
     assert client.get(f"/path/s3/{folder}/new/r.txt?action=content").content == b"written"
     for path, method in ((f"/s3/{folder}-other/n.txt", "GET"), (f"/s3/{folder}/n.txt", "PUT")):
         denied = httpx.post(native, json={"path": path, "method": method}, headers=bearer(tok))

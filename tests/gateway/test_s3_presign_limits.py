@@ -1,0 +1,188 @@
+"""Presigned S3 URLs never give a job more than its token, tried as an attacker would
+against the real SeaweedFS (scripts/testbeds/seaweedfs.sh): what the storage itself
+accepts with each URL fedgate hands out (307 redirects and ``/token/native``).
+
+- a URL lives ``presign_lifetime`` seconds (default 300), whatever the token's lifetime,
+  and the storage refuses it afterwards, revoked token or not;
+- a token with a use count never gets a reusable URL: its GET is streamed, one use each;
+- a create-only token cannot replace an existing object through any URL it gets: its
+  upload URLs have ``If-None-Match: *`` signed in, which SeaweedFS enforces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from tests.gateway.test_data_api import is_error
+from tests.gateway.test_delegation import bearer, token
+from tests.gateway.test_s3_gateway import (  # noqa: F401 - fixtures
+    OCTET,
+    _mount,
+    audit,
+    folder,
+    gw,
+    prefix,
+    s3,
+)
+from tests.server import Running, local_settings, running
+
+SHORT = 3  # presign_lifetime of the second gateway, in seconds
+
+
+@pytest.fixture(scope="module")
+def short_gw(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:  # noqa: F811
+    """A gateway whose presigned URLs live SHORT seconds, on the same bucket and prefix."""
+    service = {"access_key": "testkey", "secret_key": "testsecret"}
+    settings = local_settings(
+        tmp_path_factory.mktemp("s3short"),
+        mounts=(_mount("s3", prefix, credential_source="service", **service),),
+        presign_lifetime=SHORT,
+    )
+    with running(settings) as r:
+        yield r
+
+
+def _expires_param(url: str) -> int:
+    return int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
+
+
+def _until_refused(url: str, deadline_s: float) -> int:
+    """Poll the URL until the storage refuses it; the status it then answers."""
+    end = time.monotonic() + deadline_s
+    while True:
+        status = httpx.get(url).status_code
+        if status != 200 or time.monotonic() > end:
+            return status
+        time.sleep(0.5)
+
+
+def test_redirect_and_native_urls_live_minutes_not_the_tokens_hour(
+    gw: Running,  # noqa: F811
+    client: httpx.Client,
+    folder: str,  # noqa: F811
+) -> None:
+    client.put(f"/path/s3/{folder}/in.dat", content=b"input", headers=OCTET)
+    tok = token(gw, f"storage.read:/s3/{folder}", lifetime=3600)
+    r = httpx.get(f"{gw.api}/path/s3/{folder}/in.dat?action=content", headers=bearer(tok))
+    assert r.status_code == 307
+    native = httpx.post(
+        gw.api + "/token/native", json={"path": f"/s3/{folder}/in.dat"}, headers=bearer(tok)
+    )
+    assert native.status_code == 200, native.text
+    for url in (r.headers["location"], native.json()["value"]):
+        assert _expires_param(url) <= gw.settings.presign_lifetime == 300
+        assert httpx.get(url).content == b"input"
+    assert native.json()["expiresAt"] <= time.time() + 300
+    # A token that dies sooner shortens the URL too.
+    brief = token(gw, f"storage.read:/s3/{folder}", lifetime=60)
+    r = httpx.get(f"{gw.api}/path/s3/{folder}/in.dat?action=content", headers=bearer(brief))
+    assert _expires_param(r.headers["location"]) <= 60
+
+
+def test_a_url_dies_after_its_lifetime_even_after_revocation(
+    short_gw: Running,
+    folder: str,  # noqa: F811
+) -> None:
+    put = httpx.put(
+        f"{short_gw.api}/path/s3/{folder}/in.dat",
+        content=b"input",
+        headers={"apikey": short_gw.key, **OCTET},
+    )
+    assert put.status_code == 201, put.text
+    tok = token(short_gw, f"storage.read:/s3/{folder}", lifetime=3600)
+    r = httpx.get(f"{short_gw.api}/path/s3/{folder}/in.dat?action=content", headers=bearer(tok))
+    assert r.status_code == 307
+    url = r.headers["location"]
+    assert httpx.get(url).content == b"input"
+    revoked = httpx.post(short_gw.api + "/token/revoke", data={"token": tok})
+    assert revoked.status_code == 200
+    # Nothing can recall a presigned URL: the revoked token's URL still works until its
+    # short lifetime ends, then SeaweedFS refuses it.
+    assert _until_refused(url, SHORT + 30) == 403
+    again = httpx.get(f"{short_gw.api}/path/s3/{folder}/in.dat?action=content", headers=bearer(tok))
+    is_error(again, 401, 40102)
+
+
+def test_a_counted_token_never_gets_a_reusable_url(
+    gw: Running,  # noqa: F811
+    client: httpx.Client,
+    folder: str,  # noqa: F811
+) -> None:
+    client.put(f"/path/s3/{folder}/once.dat", content=b"once", headers=OCTET)
+    tok = token(gw, f"storage.read:/s3/{folder} storage.modify:/s3/{folder}/out", uses=3)
+    url = f"{gw.api}/path/s3/{folder}/once.dat?action=content"
+    # Asked for a redirect or not, a counted token's GET is streamed (no URL to reuse).
+    for headers in ({}, {"X-Fedgate-Redirect": "always"}):
+        got = httpx.get(url, headers={**bearer(tok), **headers})
+        assert got.status_code == 200 and got.content == b"once"
+        assert "location" not in got.headers
+    native = httpx.post(
+        gw.api + "/token/native", json={"path": f"/s3/{folder}/once.dat"}, headers=bearer(tok)
+    )
+    is_error(native, 403, 40303)
+    assert "use count" in native.json()["errorMessage"] and "X-Amz" not in native.text
+    # Three uses, three requests: the token is spent, and no URL outlives it.
+    is_error(httpx.get(url, headers=bearer(tok)), 401, 40102)
+    assert [e["result"] for e in audit(gw, tok)][:2] == ["ok", "ok"]
+    # A counted token may replace files: no reusable upload URL either.
+    tok = token(gw, f"storage.modify:/s3/{folder}/out", uses=2)
+    client.put(f"/path/s3/{folder}/out")
+    put = httpx.put(f"{gw.api}/path/s3/{folder}/out/r.dat?redirect=true", headers=bearer(tok))
+    is_error(put, 403, 40303)
+
+
+def test_a_create_only_token_cannot_replace_an_object_through_any_url(
+    gw: Running,  # noqa: F811
+    client: httpx.Client,
+    folder: str,  # noqa: F811
+) -> None:
+    client.put(f"/path/s3/{folder}/out")
+    client.put(f"/path/s3/{folder}/out/old.dat", content=b"precious", headers=OCTET)
+    tok = token(gw, f"storage.create:/s3/{folder}/out")
+    native = gw.api + "/token/native"
+    # 1. Existing objects: no URL at all, native or redirect.
+    for r in (
+        httpx.post(
+            native, json={"path": f"/s3/{folder}/out/old.dat", "method": "PUT"}, headers=bearer(tok)
+        ),
+        httpx.put(
+            f"{gw.api}/path/s3/{folder}/out/old.dat?redirect=true",
+            headers={**bearer(tok), "If-None-Match": "*"},
+        ),
+    ):
+        is_error(r, 403, 40301)
+    # 2. A URL for a new object, native and redirected: the condition is signed in.
+    got = httpx.post(
+        native, json={"path": f"/s3/{folder}/out/r.dat", "method": "PUT"}, headers=bearer(tok)
+    )
+    assert got.status_code == 200, got.text
+    native_url, headers = got.json()["value"], got.json()["headers"]
+    assert headers == {"If-None-Match": "*"}
+    redirect = httpx.put(
+        f"{gw.api}/path/s3/{folder}/out/r.dat?redirect=true",
+        headers={**bearer(tok), "If-None-Match": "*"},
+    )
+    assert redirect.status_code == 307
+    for url in (native_url, redirect.headers["location"]):
+        # Dropping the header breaks the signature; another value too.
+        assert httpx.put(url, content=b"evil").status_code == 403
+        assert httpx.put(url, content=b"evil", headers={"If-None-Match": "x"}).status_code == 403
+    # Someone else creates the object first: the job's URLs cannot replace it.
+    client.put(f"/path/s3/{folder}/out/r.dat", content=b"theirs", headers=OCTET)
+    for url in (native_url, redirect.headers["location"]):
+        assert httpx.put(url, content=b"evil", headers=headers).status_code == 412
+    assert client.get(f"/path/s3/{folder}/out/r.dat?action=content").content == b"theirs"
+    # 3. A URL that created its object cannot replace it afterwards.
+    got = httpx.post(
+        native, json={"path": f"/s3/{folder}/out/n.dat", "method": "PUT"}, headers=bearer(tok)
+    )
+    url = got.json()["value"]
+    assert httpx.put(url, content=b"first", headers=headers).status_code == 200
+    assert httpx.put(url, content=b"second", headers=headers).status_code == 412
+    assert client.get(f"/path/s3/{folder}/out/n.dat?action=content").content == b"first"
+    assert client.get(f"/path/s3/{folder}/out/old.dat?action=content").content == b"precious"
