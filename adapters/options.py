@@ -94,6 +94,9 @@ class GirderOptions:
     """Listing page size."""
     upload_chunk_mib: float = 64
     """Upload chunk size in MiB (at least 5); chunks are streamed, not buffered."""
+    native_tokens: bool = False
+    """Hand jobs read-only Girder tokens (/token/native, VIP URIs): each reads everything
+    the user's Girder account can read, not only the token's paths; never the service key's."""
 
 
 @dataclass(frozen=True)
