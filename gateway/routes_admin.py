@@ -17,12 +17,14 @@ from starlette.routing import BaseRoute, Route
 from gateway import paths
 from gateway.auth import Principal, authenticate, decide
 from gateway.errors import CarminError, E
+from gateway.fields import Fields
 from gateway.state import Gateway
 from gateway.web import form_or_json, gateway_of
 from tokens.audit import OPERATIONS, REPLACING, iso_time, parse_time
 from tokens.claims import TokenClaims
 from tokens.errors import ScopeError, TokenError
 from tokens.scopes import ACTIVITIES, format_scopes, parse_scopes
+from tokens.service import MAX_TOKEN
 
 MAX_AUDIT_ROWS = 10_000
 _MAX_FILTER = 256
@@ -121,6 +123,10 @@ async def post_explain(request: Request) -> Response:
     gw = gateway_of(request)
     caller = authenticate(request, allow_token=False)
     data = await form_or_json(request)
+    # Type checks only: below, a token or user that is not a string would be ignored.
+    fields = Fields(data)
+    fields.text("token", max_len=MAX_TOKEN)
+    fields.text("user", max_len=64)
     operation, activity = _operation(data.get("operation", "read"))
     raw_path = data.get("path")
     if not isinstance(raw_path, str):

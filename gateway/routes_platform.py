@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.auth import authenticate
 from gateway.errors import CarminError, E
+from gateway.fields import Fields
 from gateway.state import Gateway
 
 API_VERSION = "0.3.1"
@@ -59,9 +60,10 @@ async def post_authenticate(request: Request) -> Response:
         raise CarminError(E.BAD_BODY, "body must be JSON {username, password}") from None
     if not isinstance(data, dict):
         raise CarminError(E.BAD_BODY, "body must be JSON {username, password}")
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise CarminError(E.BAD_BODY, "username and password (strings) are required")
+    f = Fields(data)
+    username = f.text("username", required=True, max_len=64)
+    password = f.text("password", required=True, max_len=1024)
+    assert username is not None and password is not None
     user = await to_thread.run_sync(gw.users.authenticate_password, username, password)
     if user is None:
         raise CarminError(E.BAD_CREDENTIALS, "invalid username or password")
