@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -146,9 +145,10 @@ def _content_disposition(name: str) -> str:
 
 
 def entity_tag(entry: Entry) -> str:
-    """A strong ETag from what identifies the bytes without reading them (size and
-    modification time): the same on the CARMIN API and the WebDAV door."""
-    return '"' + hashlib.sha256(f"{entry.size or 0}-{entry.mtime}".encode()).hexdigest()[:32] + '"'
+    """A strong ETag from what identifies the bytes without reading them (modification
+    time in microseconds and size, in hex, as nginx does): the same on the CARMIN API and
+    the WebDAV door, and cheap enough for every entry of a 100,000-entry PROPFIND."""
+    return f'"{int((entry.mtime or 0) * 1_000_000):x}-{entry.size or 0:x}"'
 
 
 async def content(op: Op, storage: Storage, entry: Entry, *, redirect: bool = True) -> Response:

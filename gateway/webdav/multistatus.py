@@ -10,8 +10,9 @@ clients of the field ignore what they did not ask for.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from email.utils import formatdate
+from functools import lru_cache
 from html import escape as html_escape
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -23,6 +24,20 @@ from starlette.requests import Request
 from adapters.base import Entry
 from gateway.errors import CarminError, E
 from gateway.routes_data import entity_tag
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@lru_cache(maxsize=4096)
+def http_date(seconds: int) -> str:
+    """RFC 9110 IMF-fixdate. email.utils.formatdate costs ~20 us, most of a PROPFIND
+    entry's time; files written together share their second, hence the cache."""
+    t = time.gmtime(seconds)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
 
 
 def href(prefix: str, platform_path: str, is_dir: bool) -> str:
@@ -39,23 +54,28 @@ def close_document() -> bytes:
     return b"</D:multistatus>\n"
 
 
+def _esc(text: str) -> str:
+    # Most names need no escaping: skip the three replace calls for them.
+    return escape(text) if ("&" in text or "<" in text or ">" in text) else text
+
+
+_DIR_PROPS = "<D:resourcetype><D:collection/></D:resourcetype>"
+_OK = "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\n"
+
+
 def response(url: str, entry: Entry) -> bytes:
-    props = [
-        "<D:resourcetype><D:collection/></D:resourcetype>" if entry.is_dir else "<D:resourcetype/>",
-        f"<D:getlastmodified>{formatdate(entry.mtime or 0, usegmt=True)}</D:getlastmodified>",
-        f"<D:displayname>{escape(entry.name)}</D:displayname>",
-    ]
-    if not entry.is_dir:
-        props += [
-            f"<D:getcontentlength>{entry.size or 0}</D:getcontentlength>",
-            f"<D:getcontenttype>{escape(entry.mime_type or 'application/octet-stream')}"
-            "</D:getcontenttype>",
-            f"<D:getetag>{escape(entity_tag(entry))}</D:getetag>",
-        ]
+    name = entry.path.rpartition("/")[2]
+    head = (
+        f"<D:response><D:href>{_esc(url)}</D:href><D:propstat><D:prop>"
+        f"<D:getlastmodified>{http_date(int(entry.mtime or 0))}</D:getlastmodified>"
+        f"<D:displayname>{_esc(name)}</D:displayname>"
+    )
+    if entry.is_dir:
+        return (head + _DIR_PROPS + _OK).encode()
     return (
-        f"<D:response><D:href>{escape(url)}</D:href><D:propstat><D:prop>"
-        + "".join(props)
-        + "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\n"
+        f"{head}<D:resourcetype/><D:getcontentlength>{entry.size or 0}</D:getcontentlength>"
+        f"<D:getcontenttype>{_esc(entry.mime_type or 'application/octet-stream')}"
+        f"</D:getcontenttype><D:getetag>{entity_tag(entry)}</D:getetag>{_OK}"
     ).encode()
 
 
