@@ -197,6 +197,8 @@ ENVIRONMENT: dict[str, str] = {
     "FEDGATE_CONFIG": "path of the TOML file (default ./fedgate.toml if it exists)",
     "FEDGATE_MASTER_KEY": "master keyring: base64 keys, comma-separated, current first",
     "FEDGATE_MASTER_KEY_FILE": "file holding the master keyring",
+    "FEDGATE_ADMIN_KEY_FILE": "the first admin's API key, read at the first start; absent: "
+    "no admin is made then (fedgate user add admin --admin)",
     "FEDGATE_MALLOC_TUNING": "0 leaves glibc's malloc settings alone (gateway/memory_tuning.py)",
     "FEDGATE_URL": "the gateway's URL, for the job-side client (fedgate get/put/ls/stat)",
     "FEDGATE_APIKEY": "an API key, for the job-side client",

@@ -11,12 +11,12 @@ from pathlib import Path
 from adapters.base import Adapter, AuthenticationFailed, Credential, Storage
 from adapters.options import OPTIONS
 from adapters.registry import BackendLoadError, create_adapter
-from gateway.config import MountConfig, Settings
+from gateway.config import ConfigError, MountConfig, Settings
 from gateway.errors import CarminError, E
 from gateway.issuers import JwksCache
 from gateway.native_grants import NativeGrants
 from tokens.audit import AuditLog
-from tokens.errors import MissingMasterKeyError
+from tokens.errors import AlreadyExistsError, MissingMasterKeyError
 from tokens.external import ExternalVerifier
 from tokens.masterkey import DEFAULT_FILE, SOURCES, MasterKeys
 from tokens.service import TokenService
@@ -25,6 +25,7 @@ from tokens.users import UserService
 from tokens.vault import KeyVault, wrapped_key_usage
 
 log = logging.getLogger("fedgate")
+ADMIN_KEY_FILE_ENV = "FEDGATE_ADMIN_KEY_FILE"
 
 
 @dataclass
@@ -151,6 +152,7 @@ class Gateway:
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         env = dict(os.environ if env is None else env)
+        self._admin_key_file = env.get(ADMIN_KEY_FILE_ENV, "").strip()
         state_dir = Path(settings.state_dir)
         if not settings.database_url:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -193,11 +195,38 @@ class Gateway:
             log.warning("native grant sweep failed", exc_info=True)
 
     def first_start(self) -> str | None:
-        """With no user at all, create ``admin`` and return its key (printed once)."""
+        """With no user at all, create ``admin``; returns its key if it must be shown.
+
+        With ``FEDGATE_ADMIN_KEY_FILE`` the key never reaches a log (a pod's log is kept
+        and shipped): the admin gets the key in that file (an operator's Secret), and
+        if there is no such file no admin is made at all, for the operator to run
+        ``fedgate user add admin --admin`` where only they see the key."""
         if self.users.count() > 0:
             return None
-        _, key = self.users.add_user("admin", admin=True)
-        return key
+        if not self._admin_key_file:
+            _, key = self.users.add_user("admin", admin=True)
+            return key
+        path = Path(self._admin_key_file)
+        try:
+            given = path.read_text().strip()
+        except FileNotFoundError:
+            log.info(
+                "no user exists and %s names no file: create the first admin with "
+                "`fedgate user add admin --admin`",
+                ADMIN_KEY_FILE_ENV,
+            )
+            return None
+        except OSError as exc:
+            what = f"{path} ({ADMIN_KEY_FILE_ENV})"
+            raise ConfigError(f"cannot read {what}: {exc.strerror}") from None
+        try:
+            self.users.add_user("admin", admin=True, key=given)
+        except ValueError as exc:
+            raise ConfigError(f"{path} ({ADMIN_KEY_FILE_ENV}): {exc}") from None
+        except AlreadyExistsError:  # another replica's first start won the race
+            return None
+        log.info("no user existed: user 'admin' was created with the API key in %s", path)
+        return None
 
     def close(self) -> None:
         self.mounts.close()

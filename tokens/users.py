@@ -121,12 +121,21 @@ class UserService:
     # -- users -------------------------------------------------------------------------
 
     def add_user(
-        self, name: str, password: str | None = None, admin: bool = False
+        self, name: str, password: str | None = None, admin: bool = False, key: str | None = None
     ) -> tuple[User, str]:
-        """Create a user and a first API key, returned once (only its hash is kept)."""
+        """Create a user and a first API key, returned once (only its hash is kept).
+
+        ``key``: that first key, made by the operator (``fgk_<16 hex>_<20-128 url-safe
+        characters>``), instead of a new random one."""
         validate_user_name(name)
         pw_hash = hash_password(password) if password is not None else None
-        key_id, secret, key = _new_key()
+        if key is None:
+            key_id, secret, key = _new_key()
+        else:
+            m = _KEY_RE.fullmatch(key)
+            if m is None:  # never echo the key
+                raise ValueError("an API key reads fgk_<16 hex digits>_<20-128 of A-Za-z0-9_->")
+            key_id, secret = m.group(1), m.group(2)
         now = time.time()
         with self._store.transaction() as tx:
             n = tx.execute(

@@ -110,32 +110,95 @@ def test_helm_lint() -> None:
 def test_default_values_render_valid_objects(tmp_path: Path) -> None:
     objects = render()
     assert sorted(validate(objects, tmp_path)) == [
-        "ConfigMap", "Deployment", "Secret", "Service", "ServiceAccount",
+        "ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount",
     ]  # fmt: skip
     dep = by_kind(objects, "Deployment")
     spec = dep["spec"]["template"]["spec"]
     assert dep["spec"]["replicas"] == 1
+    # One pod at a time on the embedded state (a ReadWriteOnce volume, SQLite).
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = spec["securityContext"]
     assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
     (gw,) = spec["containers"]
     assert gw["securityContext"]["readOnlyRootFilesystem"] is True
     assert gw["securityContext"]["allowPrivilegeEscalation"] is False
     assert gw["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert gw["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Readiness is the gateway's own (database, keyring): a backend down keeps pods in.
+    assert gw["readinessProbe"]["httpGet"]["path"] == "/readyz/gateway"
     assert gw["args"] == ["serve", "--graceful-timeout", "30"]
     assert spec["terminationGracePeriodSeconds"] > 30
     mounts = {m["mountPath"]: m["name"] for m in gw["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
-    assert "emptyDir" in volumes[mounts["/var/lib/fedgate"]]
+    # The state, and the master key fedgate makes beside it, are on the claim, kept on
+    # uninstall.
+    pvc = by_kind(objects, "PersistentVolumeClaim")
+    assert volumes[mounts["/var/lib/fedgate"]]["persistentVolumeClaim"] == {
+        "claimName": pvc["metadata"]["name"]
+    }
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     env = {e["name"]: e for e in gw["env"]}
     assert "FEDGATE_DATABASE_URL" not in env  # SQLite in the pod: one replica only
-    assert env["FEDGATE_MASTER_KEY_FILE"]["value"] == "/etc/fedgate/secrets/master-key"
-    assert volumes["master-key"]["secret"]["secretName"] == "rel-fedgate"
-    secret = by_kind(objects, "Secret")
-    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert set(secret["data"]) == {"master-key"}
+    assert "FEDGATE_MASTER_KEY_FILE" not in env and "master-key" not in volumes
+    assert not [o for o in objects if o["kind"] == "Secret"]  # no key is ever rendered
+    # The first admin's key comes from a Secret file or from nobody: never a log.
+    assert env["FEDGATE_ADMIN_KEY_FILE"]["value"] == "/etc/fedgate/admin/api-key"
+    assert "admin-key" not in volumes
     assert spec["initContainers"][0]["args"] == ["db", "upgrade"]
+
+
+def test_two_renders_are_identical() -> None:
+    """GitOps tools render on every sync: nothing random, nothing looked up."""
+    for args in (
+        [],
+        CUSTOM,
+        ["--set", "masterKey.value=" + "A" * 43 + "=", "--set", "database.url=postgresql://x/y"],
+        ["--set", "bootstrapAdmin.existingSecret=fedgate-admin"],
+    ):
+        first, second = (
+            subprocess.run(
+                [str(HELM), "template", "rel", str(CHART), "--namespace", "data", *args],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for _ in range(2)
+        )
+        assert first == second, args
+
+
+def test_a_database_without_a_master_key_secret_is_refused() -> None:
+    res = subprocess.run(
+        [str(HELM), "template", "rel", str(CHART), "--set", "database.existingSecret=db"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode != 0
+    assert "masterKey.existingSecret" in res.stderr and "fedgate vault genkey" in res.stderr
+
+
+def test_operator_secrets_are_mounted_as_files_that_follow_the_secret(tmp_path: Path) -> None:
+    objects = render(
+        "--set", "masterKey.existingSecret=fedgate-master",
+        "--set", "bootstrapAdmin.existingSecret=fedgate-admin",
+    )  # fmt: skip
+    validate(objects, tmp_path)
+    spec = by_kind(objects, "Deployment")["spec"]["template"]["spec"]
+    (gw,) = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["admin-key"]["secret"] == {
+        "secretName": "fedgate-admin",
+        "defaultMode": 0o440,
+        "items": [{"key": "api-key", "path": "api-key"}],
+    }
+    mounts = {m["name"]: m for m in gw["volumeMounts"]}
+    # No subPath: the kubelet updates a Secret's files only in a directory mount, and a
+    # rotated keyring must reach the running gateways.
+    for name, path in (("master-key", "/etc/fedgate/secrets"), ("admin-key", "/etc/fedgate/admin")):
+        assert mounts[name]["mountPath"] == path and "subPath" not in mounts[name]
+    env = {e["name"]: e for e in gw["env"]}
+    assert env["FEDGATE_MASTER_KEY_FILE"]["value"] == "/etc/fedgate/secrets/master-key"
+    assert not [o for o in objects if o["kind"] == "Secret"]
 
 
 def test_custom_values_render_valid_objects(tmp_path: Path) -> None:
@@ -148,6 +211,8 @@ def test_custom_values_render_valid_objects(tmp_path: Path) -> None:
     assert not [o for o in objects if o["kind"] == "Secret"]
     dep = by_kind(objects, "Deployment")
     assert "replicas" not in dep["spec"]  # the HPA owns the count
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"  # stateless pods
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
     hpa = by_kind(objects, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
     spec = dep["spec"]["template"]["spec"]
@@ -177,7 +242,7 @@ def test_rendered_config_is_what_fedgate_loads(tmp_path: Path) -> None:
     assert settings.public_url == "https://data.example.org"
     assert settings.token_max_lifetime == 7200
     assert settings.platform_name == "VIP data"
-    assert settings.state_dir == "/var/lib/fedgate"
+    assert settings.state_dir == "/var/lib/fedgate/state"  # fedgate makes it, and owns it
     (mount,) = settings.mounts
     assert (mount.name, mount.type) == ("s3data", "s3")
     assert mount.options == {"bucket": "vip", "secret_key": "from-secret"}

@@ -50,6 +50,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if or .Values.database.url .Values.database.existingSecret }}true{{ end }}
 {{- end }}
 
+{{/* The state directory is on a PVC (the default without a database). */}}
+{{- define "fedgate.persistent" -}}
+{{- if kindIs "bool" .Values.persistence.enabled }}
+{{- if .Values.persistence.enabled }}true{{ end }}
+{{- else if not (include "fedgate.hasDatabase" .) }}true
+{{- end }}
+{{- end }}
+
+{{/* The master keyring comes from a Secret (else fedgate's own file on the state volume). */}}
+{{- define "fedgate.hasMasterKeySecret" -}}
+{{- if or .Values.masterKey.existingSecret .Values.masterKey.value }}true{{ end }}
+{{- end }}
+
 {{- define "fedgate.masterKeySecret" -}}
 {{- default (include "fedgate.fullname" .) .Values.masterKey.existingSecret }}
 {{- end }}
@@ -74,7 +87,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if lt (int .Values.server.workers) 1 }}
 {{- fail "fedgate: server.workers must be at least 1" }}
 {{- end }}
-{{- if and .Values.persistence.enabled (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not (has "ReadWriteMany" .Values.persistence.accessModes)) }}
+{{- if and (include "fedgate.hasDatabase" .) (not (include "fedgate.hasMasterKeySecret" .)) }}
+{{- fail "fedgate: replicas sharing a database must share one master key, which the chart never generates (a re-render would replace it): create a Secret, e.g. kubectl create secret generic fedgate-master --from-literal=master-key=\"$(fedgate vault genkey)\", and set masterKey.existingSecret=fedgate-master" }}
+{{- end }}
+{{- if and (include "fedgate.persistent" .) (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not (has "ReadWriteMany" .Values.persistence.accessModes)) }}
 {{- fail "fedgate: persistence with several replicas needs accessModes [ReadWriteMany]" }}
 {{- end }}
 {{- end }}
@@ -91,8 +107,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.server.workers | quote }}
 - name: FEDGATE_LOG_LEVEL
   value: {{ .Values.server.logLevel | quote }}
+{{- if include "fedgate.hasMasterKeySecret" . }}
 - name: FEDGATE_MASTER_KEY_FILE
   value: /etc/fedgate/secrets/master-key
+{{- end }}
+# The first admin's key (bootstrapAdmin.existingSecret), never a log; no file: no admin.
+- name: FEDGATE_ADMIN_KEY_FILE
+  value: /etc/fedgate/admin/api-key
 {{- if include "fedgate.hasDatabase" . }}
 - name: FEDGATE_DATABASE_URL
   valueFrom:
@@ -117,9 +138,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: config
   mountPath: /etc/fedgate/config
   readOnly: true
+{{- if include "fedgate.hasMasterKeySecret" . }}
+# A directory, not a subPath: the kubelet then updates the file when the Secret changes,
+# and the gateways follow it (a key rotation needs no restart).
 - name: master-key
   mountPath: /etc/fedgate/secrets
   readOnly: true
+{{- end }}
+{{- if .Values.bootstrapAdmin.existingSecret }}
+- name: admin-key
+  mountPath: /etc/fedgate/admin
+  readOnly: true
+{{- end }}
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
