@@ -23,6 +23,8 @@ import os
 import time
 from typing import Any
 
+from gateway.request_context import request_id_var
+
 # The attributes every LogRecord has: anything else on a record came from ``extra=``.
 # uvicorn adds color_message, an ANSI-coloured copy of the message.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -46,6 +48,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_") and value is not None:
                 out[key] = value
+        rid = getattr(record, "_request_id", None)
+        if rid is not None and "request_id" not in out:
+            out["request_id"] = rid
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -71,13 +76,32 @@ class _NotTwice(logging.Filter):
 _NOT_TWICE = _NotTwice()
 
 
+def install_record_hooks() -> None:
+    """Every record made while a request is served carries its ``request_id``, and
+    uvicorn does not log an exception already logged (idempotent; gateway/observability.py
+    calls it for every app)."""
+    for name in ("uvicorn.error", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        if _NOT_TWICE not in logger.filters:
+            logger.addFilter(_NOT_TWICE)
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "_fedgate", False):
+
+        def with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            # Not ``request_id`` itself: an ``extra=`` of that name (the access line's)
+            # must not collide with it.
+            record._request_id = request_id_var.get()  # type: ignore[attr-defined]
+            return record
+
+        with_request_id._fedgate = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(with_request_id)
+
+
 def configure_logging(level: str | None = None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("FEDGATE_LOG_LEVEL", "INFO")).upper())
-    for name in ("uvicorn.error", "uvicorn.asgi"):
-        logger = logging.getLogger(name)
-        if _NOT_TWICE not in logger.filters:
-            logger.addFilter(_NOT_TWICE)
+    install_record_hooks()

@@ -40,7 +40,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import forwarded, metrics, routes_native, routes_tokens
-from gateway.logs import mark_logged
+from gateway.logs import install_record_hooks, mark_logged
 from gateway.request_context import client_var, request_id_var
 from gateway.socket_receive import RECEIVED_DIRECT_KEY
 from gateway.socket_send import SENT_DIRECT_KEY
@@ -359,6 +359,7 @@ class ObservedStarlette(Starlette):
 def attach(app: Starlette, gw: Gateway) -> None:
     """Per-app state of the probes, and the revocation counter on the token service."""
     app.state.readiness = Readiness()
+    install_record_hooks()
     if not getattr(gw, "_fedgate_metrics_attached", False):
         gw.tokens.on_revoke(_count_revocation)
         gw._fedgate_metrics_attached = True  # type: ignore[attr-defined]

@@ -15,10 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from gateway import forwarded
+from gateway.app import create_app
 from gateway.config import MountConfig
+from gateway.limits import GuardedHttpTools
 from gateway.logs import JsonFormatter
-from tests.server import Running, local_settings, running
+from gateway.state import Gateway
+from tests.server import Running, ServerThread, local_settings, master_env, running
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -276,3 +283,72 @@ def test_active_transfers_and_no_buffering_while_streaming(gw: Running) -> None:
         total = len(first) + sum(len(x) for x in chunks)
     assert total == size
     assert value(scrape(gw.url), "fedgate_active_transfers", direction="download") == 0
+
+
+def test_an_error_is_one_json_record_with_its_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = "boom-" + os.urandom(4).hex()
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError(marker)
+
+    settings = local_settings(tmp_path)
+    gw = Gateway(settings, env=master_env())
+    app = create_app(settings, gw)
+    app.router.routes.insert(0, Route("/boom", boom))
+    caplog.set_level(logging.INFO)
+    thread = ServerThread(app, http=GuardedHttpTools)
+    # As under `fedgate serve` (log_config=None): uvicorn's records reach the root
+    # logger, so a second "Exception in ASGI application" would be seen here.
+    monkeypatch.setattr(logging.getLogger("uvicorn"), "propagate", True)
+    port = thread.start()
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/boom", headers={"X-Request-ID": "rid-boom"})
+        assert r.status_code == 500 and r.json()["errorCode"] == 50001
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+            x.name == "fedgate.access" for x in caplog.records
+        ):
+            time.sleep(0.05)
+    finally:
+        thread.stop()
+        gw.close()
+    with_trace = [x for x in caplog.records if x.exc_info and marker in str(x.exc_info[1])]
+    assert len(with_trace) == 1, [x.getMessage() for x in with_trace]  # logged once
+    record = json.loads(JsonFormatter().format(with_trace[0]))
+    assert record["level"] == "error" and record["error"] == f"RuntimeError: {marker}"
+    assert "Traceback (most recent call last)" in record["traceback"]
+    assert record["request_id"] == "rid-boom"
+    assert "\n" not in JsonFormatter().format(with_trace[0])  # one line
+    access = [x for x in caplog.records if x.name == "fedgate.access"]
+    assert [json.loads(JsonFormatter().format(x))["status"] for x in access] == [500]
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "expected"),
+    [
+        # an untrusted peer's headers are ignored, whatever they say
+        ("192.0.2.1", [(b"x-forwarded-for", b"203.0.113.7")], "192.0.2.1"),
+        ("192.0.2.1", [(b"forwarded", b"for=203.0.113.7")], "192.0.2.1"),
+        # a trusted proxy: the right-most address that is not a trusted proxy
+        ("10.0.0.5", [(b"x-forwarded-for", b"203.0.113.7")], "203.0.113.7"),
+        ("10.0.0.5", [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.7, 10.0.0.9")], "203.0.113.7"),
+        ("10.0.0.5", [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"10.1.1.1")],
+         "6.6.6.6"),
+        ("10.0.0.5", [(b"forwarded", b'for="[2001:db8::1]:4711";proto=https, for=10.0.0.7')],
+         "2001:db8::1"),
+        ("10.0.0.5", [(b"forwarded", b"for=198.51.100.1:1234"),
+                      (b"x-forwarded-for", b"6.6.6.6")], "198.51.100.1"),
+        # garbage ends the walk at the last verifiable hop
+        ("10.0.0.5", [(b"x-forwarded-for", b"unknown, 203.0.113.7")], "203.0.113.7"),
+        ("10.0.0.5", [(b"x-forwarded-for", b"<script>")], "10.0.0.5"),
+        ("10.0.0.5", [], "10.0.0.5"),
+    ],
+)  # fmt: skip
+def test_forwarded_addresses_only_from_trusted_proxies(
+    peer: str, headers: list[tuple[bytes, bytes]], expected: str
+) -> None:
+    trusted = forwarded.networks(["10.0.0.0/8"])
+    assert forwarded.client_address(peer, headers, trusted) == expected
+    assert forwarded.client_address(peer, headers, ()) == peer  # nothing trusted
