@@ -124,7 +124,7 @@ async def post_native(request: Request) -> Response:
                 if claims is not None:
                     native_uses.give_back(gw.store, claims, taken)
                 raise
-        elif method == "PUT" and not may_modify():
+        elif method == "PUT" and storage.capabilities.presign_create and not may_modify():
             delegation = storage.presign_create(cpath.inner, expires)  # type: ignore[attr-defined]
         else:
             delegation = storage.presign(cpath.inner, method, expires)
@@ -138,10 +138,9 @@ async def post_native(request: Request) -> Response:
         """Refuse what would give the job more than its token: see the module docstring."""
         caps = storage.capabilities
         if not caps.native_delegation:
-            raise NotSupported(
-                "this mount hands out no native credential (a Girder mount's operator "
-                "enables them with native_tokens); read and write through fedgate"
-            )
+            # Nothing will be handed out: the adapter's presign raises NotSupported and
+            # says why, and what would work (an https SE, a Girder mount's native_tokens).
+            return
         if not caps.delegation_path_bound and gw.mounts.credential(mount, user) is None:
             raise CarminError(
                 E.NOT_ALLOWED,
