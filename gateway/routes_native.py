@@ -4,6 +4,7 @@ iRODS ticket, macaroon), for jobs whose tools cannot follow a redirect."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -166,7 +167,12 @@ async def post_native(request: Request) -> Response:
             )
 
     def _remember(storage: Storage, delegation: Delegation) -> None:
-        if claims is None or not revocable(storage):
+        if not revocable(storage):
+            return
+        if claims is None:
+            # An API key's grant has no token to be revoked with: recorded all the same,
+            # so the sweep deletes it once expired (a Girder grant's API key included).
+            gw.grants.record(f"apikey:{secrets.token_hex(8)}", user, mount.name, delegation)
             return
         gw.grants.record(claims.jti, principal.user.name, mount.name, delegation)
         # A revocation that ran between our authentication and this record did not see

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,6 +341,18 @@ def test_expired_grant_is_deleted_in_girder_by_the_sweep(
         tx.execute("UPDATE native_grants SET expires = 0 WHERE jti = ?", (jti,))
     assert gw.gateway.grants.sweep() >= 1
     assert made not in _alice_keys(admin, girder_env)
+    assert _girder_expiry(girder_env["api_url"], r.json()["headers"]["Girder-Token"]) is None
+    # A grant asked with the API key (no token to revoke) is recorded and swept too.
+    r = httpx.post(
+        gw.api + "/token/native", json={"path": f"/girder/{folder}/x.nii"}, headers=client.headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["expiresAt"] <= time.time() + gw.settings.presign_lifetime
+    (made,) = set(_alice_keys(admin, girder_env)) - set(keys_before)
+    with gw.gateway.store.transaction() as tx:
+        tx.execute("UPDATE native_grants SET expires = 0 WHERE jti LIKE 'apikey:%'")
+    assert gw.gateway.grants.sweep() >= 1
+    assert set(_alice_keys(admin, girder_env)) == set(keys_before)
     assert _girder_expiry(girder_env["api_url"], r.json()["headers"]["Girder-Token"]) is None
 
 
