@@ -172,10 +172,52 @@ def cmd_user(args: argparse.Namespace) -> int:
             password = _read_password(args) or getpass.getpass(f"password for {args.name}: ")
             users.set_password(args.name, password)
         elif args.user_cmd == "key":
-            print(users.new_api_key(args.name, label="cli"))
+            if args.revoke:
+                return _revoke_key(gw, args.name, args.revoke)
+            if users.get_user(args.name) is None:
+                print(f"no user {args.name!r}", file=sys.stderr)
+                return 1
+            print(users.new_api_key(args.name, label=args.label or "cli"))
+        elif args.user_cmd == "keys":
+            return _list_keys(gw, args.name)
         return 0
     finally:
         gw.close()
+
+
+def _when(epoch: float | None, none: str) -> str:
+    import datetime as dt
+
+    if epoch is None:
+        return none
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _list_keys(gw: Any, name: str) -> int:
+    """One line per key: id, created, last used, expiry, label (never the secret)."""
+    if gw.users.get_user(name) is None:
+        print(f"no user {name!r}", file=sys.stderr)
+        return 1
+    print(f"{'ID':16}  {'CREATED':20}  {'LAST USED':20}  {'EXPIRES':20}  LABEL")
+    for k in gw.users.list_keys(name):
+        print(
+            f"{k.id:16}  {_when(k.created, '-'):20}  {_when(k.last_used, 'never'):20}  "
+            f"{_when(k.expires, 'never'):20}  {k.label}"
+        )
+    return 0
+
+
+def _revoke_key(gw: Any, name: str, key_id: str) -> int:
+    """Delete one key of ``name`` and revoke the tokens exchanged from it (running
+    gateways stop accepting both within a second: they poll the shared database)."""
+    info = gw.users.get_key(key_id)
+    if info is None or info.user != name:
+        print(f"user {name!r} has no API key {key_id!r}", file=sys.stderr)
+        return 1
+    gw.users.revoke_key(name, key_id)
+    revoked = gw.tokens.revoke_api_key(key_id)
+    print(f"revoked API key {key_id} of {name!r}; {revoked} live tokens revoked", file=sys.stderr)
+    return 0
 
 
 def cmd_vault(args: argparse.Namespace) -> int:
@@ -398,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("add", "create a user and print a new API key"),
         ("delete", "delete a user"),
         ("passwd", "set a user's password (for /authenticate)"),
-        ("key", "print a new API key for a user"),
+        ("key", "print a new API key for a user (or --revoke one)"),
     ):
         c = usub.add_parser(name, help=helptext)
         c.add_argument("name")
@@ -406,6 +448,18 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--password-stdin", action="store_true", help="read a password from stdin")
         if name == "add":
             c.add_argument("--admin", action="store_true")
+        if name == "key":
+            c.add_argument("--label", help="a note to tell the key apart (default: cli)")
+            c.add_argument(
+                "--revoke",
+                metavar="ID",
+                help="revoke the key with this id (see `fedgate user keys NAME`) and every "
+                "token exchanged from it",
+            )
+    ks = usub.add_parser(
+        "keys", help="list a user's API keys: id, created, last used, expiry (never the secret)"
+    )
+    ks.add_argument("name")
     usub.add_parser("list", help="list users")
     u.set_defaults(func=cmd_user)
 
