@@ -38,7 +38,7 @@ def serve(folder: Path, port: int) -> None:
     jwks = json.dumps(KeySet([_key(folder)]).as_dict(private=False)).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(jwks)))
