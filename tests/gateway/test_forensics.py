@@ -252,6 +252,20 @@ def test_explain_by_token_id_of_a_revoked_token(gw: Running, alice: str) -> None
     assert body["reason"].startswith("the token is revoked; its scopes would allow this")
 
 
+def test_explain_by_token_id_after_its_api_key_is_revoked(gw: Running, alice: str) -> None:
+    jti = jti_of(token(gw, alice, "storage.read:/local/a"))
+    r = httpx.post(
+        gw.api + "/token/revoke",
+        data={"token": alice, "token_type_hint": "api_key"},
+        headers={"apikey": gw.key},
+    )
+    assert r.status_code == 200, r.text
+    body = explain(gw, gw.key, token_id=jti, path="/local/a/in.txt", operation="content").json()
+    assert body["allowed"] is False and body["token"]["state"] == "revoked"
+    (row,) = audit(gw, request_id=r.headers["x-request-id"])  # the revocation, by request
+    assert row["user"] == "admin" and alice not in json.dumps(row)
+
+
 def test_explain_by_token_id_after_the_token_record_is_gone(gw: Running, alice: str) -> None:
     """Tokens' own rows are purged soon after they expire; the audit's exchange row
     still explains an old refusal."""
