@@ -8,18 +8,25 @@ PORT ?= 8000
 .PHONY: run install dev-install test-deps ui-test-deps test lint typecheck check bench clean mutation test-fast
 
 $(BIN)/python:
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
+	@$(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -U pip
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[all]'
+# The editable install is redone only when pyproject.toml is newer than this stamp, so a
+# second `make run` starts the gateway at once, without pip.
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	@echo "fedgate: installing into $(VENV) (again only when pyproject.toml changes)"
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[all]'
+	@touch $@
+
+install: $(VENV)/.installed-all
 
 dev-install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 
 # The embedded default: ./data mounted as `local`, state in ./.fedgate (SQLite).
-run: install
-	$(BIN)/fedgate serve --host $(HOST) --port $(PORT)
+# Start-up lines are JSON on stderr; a first start's admin key is printed last.
+run: $(VENV)/.installed-all
+	@$(BIN)/fedgate serve --host $(HOST) --port $(PORT)
 
 # System packages and servers the tests run against (idempotent; needs root or sudo).
 test-deps: dev-install

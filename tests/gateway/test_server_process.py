@@ -290,3 +290,28 @@ def _two_workers(tmp_path: Path) -> None:
     text = log.read_text()
     for secret in (key, token, query_secret, "testsecret", env["FEDGATE_MASTER_KEY"]):
         assert secret not in text
+
+
+def test_the_first_admin_key_is_the_last_line_of_the_start(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "fedgate.toml",
+        tmp_path / "state",
+        {"local": {"type": "posix", "root": str(tmp_path / "data"), "create": True}},
+    )
+    log = tmp_path / "serve.log"
+    server = serve(config, master_env(), log)
+    try:
+        deadline = time.monotonic() + 30
+        while "its API key" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = log.read_text().splitlines()
+        assert lines[-1].startswith("fedgate: its API key (shown once, keep it): fgk_"), lines
+        key = lines[-1].rsplit(" ", 1)[1]
+        exists = httpx.get(server.api + "/path/local?action=exists", headers={"apikey": key})
+        assert exists.json() == {"exists": True}
+    finally:
+        server.stop()
+    assert lines[-2] == "fedgate: no user existed, so user 'admin' was created."
+    started = [json.loads(line)["message"] for line in lines[:-2]]  # all JSON before it
+    assert "Application startup complete." in started
+    assert any(m.startswith("Uvicorn running on") for m in started)
