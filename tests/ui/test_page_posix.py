@@ -73,7 +73,8 @@ def test_sign_in_keeps_the_key_in_this_tab_only(gw: Running, make_page: Any) -> 
         """() => [Object.keys(sessionStorage).map(k => sessionStorage.getItem(k)).sort(),
                   localStorage.length, document.cookie]"""
     )
-    assert stored == [["", gw.key], 0, ""]
+    assert stored == [["admin", gw.key], 0, ""]
+    ui.page.get_by_text("Signed in as admin").wait_for()
     ui.page.reload()  # the same tab keeps the key
     ui.page.get_by_role("button", name="Sign out").wait_for()
 

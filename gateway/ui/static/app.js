@@ -56,6 +56,12 @@
     return h("div", { class: "field" }, ...parts, control);
   }
 
+  /** A table's wrapper scrolls sideways on a narrow screen: keyboard users reach it
+   * (arrow keys scroll it) and screen readers hear its name. */
+  function scroller(name) {
+    return { role: "region", "aria-label": name, tabindex: "0" };
+  }
+
   function humanSize(n) {
     if (n === undefined || n === null) return "";
     const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -254,6 +260,7 @@
         // The VIP client's check: PUT /platform answers 40101 to a bad key.
         await call(api("/platform"), { method: "PUT", headers: { apikey }, anonymous: true });
         session.set(apikey, name);
+        if (!name) session.set(apikey, await whoAmI());
         key.value = pass.value = "";
         if (!location.hash || location.hash === "#") location.hash = "#/files/"; // renders
         else render();
@@ -262,6 +269,19 @@
     main.replaceChildren(form);
     if (reason) showError(reason);
     key.focus();
+  }
+
+  /** The user an API key belongs to, as /explain names it (on the first visible mount);
+   * "" when there is no mount to ask about. */
+  async function whoAmI() {
+    try {
+      const mounts = await callJson(pathUrl("/", "action=list"));
+      if (!mounts.length) return "";
+      const answer = await callJson(api("/explain"), jsonBody("POST", { path: mounts[0].platformPath, operation: "read" }));
+      return typeof answer.user === "string" ? answer.user : "";
+    } catch (_) {
+      return "";
+    }
   }
 
   document.getElementById("sign-out").addEventListener("click", () => {
@@ -305,7 +325,7 @@
     listing.shown = PAGE_ROWS;
     const atRoot = path === "/";
     const heading = h("h1", {}, atRoot ? "Files" : baseName(path));
-    const tableArea = h("div", { class: "table-wrap drop", id: "listing" }, h("p", {}, "Loading…"));
+    const tableArea = h("div", { class: "table-wrap drop", id: "listing", ...scroller("Folder contents") }, h("p", {}, "Loading…"));
     const uploads = h("ul", { class: "uploads", "aria-label": "Uploads" });
     const toolbar = h("div", { class: "toolbar" });
     if (!atRoot) {
@@ -556,7 +576,7 @@
   };
 
   async function renderKeys() {
-    const tableArea = h("div", { class: "table-wrap" }, h("p", {}, "Loading…"));
+    const tableArea = h("div", { class: "table-wrap", ...scroller("Stored keys") }, h("p", {}, "Loading…"));
     const formArea = h("div");
     main.replaceChildren(
       h("h1", {}, "Storage keys"),
@@ -727,7 +747,7 @@
       ev.preventDefault();
       if (revExec.value.trim()) revoke({ execution_id: revExec.value.trim() }).then(() => (revExec.value = ""));
     });
-    const liveArea = h("div", { class: "table-wrap" });
+    const liveArea = h("div", { class: "table-wrap", ...scroller("Live tokens") });
     main.replaceChildren(
       h("h1", {}, "Tokens"),
       create,
@@ -792,7 +812,7 @@
   // --- audit --------------------------------------------------------------------------
 
   async function renderAudit() {
-    const area = h("div", { class: "table-wrap" }, h("p", {}, "Loading…"));
+    const area = h("div", { class: "table-wrap", ...scroller("Events") }, h("p", {}, "Loading…"));
     main.replaceChildren(
       h("h1", {}, "Activity"),
       h("p", {}, h("button", { type: "button", onclick: () => renderAudit() }, "Refresh")),
