@@ -356,6 +356,27 @@ def test_expired_grant_is_deleted_in_girder_by_the_sweep(
     assert _girder_expiry(girder_env["api_url"], r.json()["headers"]["Girder-Token"]) is None
 
 
+def test_a_grant_whose_user_credential_is_gone_still_dies_on_revocation(
+    gw: Running, girder_env: dict[str, Any], client: httpx.Client, folder: str
+) -> None:
+    """With the user's key gone from the vault and no service key on the mount, the
+    delegated Girder token still deletes itself when the fedgate token is revoked."""
+    client.put(f"/path/girder/{folder}/in.nii", content=b"input", headers=OCTET)
+    tok = token(gw, f"storage.read:/girder/{folder}")
+    r = httpx.post(
+        gw.api + "/token/native", json={"path": f"/girder/{folder}/in.nii"}, headers=bearer(tok)
+    )
+    assert r.status_code == 200, r.text
+    handed = r.json()["headers"]["Girder-Token"]
+    assert gw.gateway.vault.delete("admin", "girder")
+    try:
+        assert httpx.post(gw.api + "/token/revoke", data={"token": tok}).status_code == 200
+        assert _girder_expiry(girder_env["api_url"], handed) is None
+        assert gw.gateway.grants.count(gw.gateway.tokens.decode(tok).jti) == 0
+    finally:
+        _store_key(gw, gw.key, "girder", girder_env["alice"]["api_key"])
+
+
 def test_girder_tokens_are_opt_in_and_never_the_service_accounts(
     gw: Running, girder_env: dict[str, Any], admin: girder_client.GirderClient,
     client: httpx.Client, folder: str,
