@@ -129,11 +129,27 @@ def test_a_counted_token_never_gets_a_reusable_url(
     # Three uses, three requests: the token is spent, and no URL outlives it.
     is_error(httpx.get(url, headers=bearer(tok)), 401, 40102)
     assert [e["result"] for e in audit(gw, tok)][:2] == ["ok", "ok"]
-    # A counted token may replace files: no reusable upload URL either.
+    # uses=1: one streamed GET, then nothing; no URL was ever handed out.
+    once = token(gw, f"storage.read:/s3/{folder}", uses=1)
+    got = httpx.get(url, headers={**bearer(once), "X-Fedgate-Redirect": "always"})
+    assert got.status_code == 200 and "location" not in got.headers
+    is_error(httpx.get(url, headers=bearer(once)), 401, 40102)
+    # A counted token may replace files: no reusable upload URL either, only one that
+    # creates once (the storage refuses it afterwards).
     tok = token(gw, f"storage.modify:/s3/{folder}/out", uses=2)
     client.put(f"/path/s3/{folder}/out")
     put = httpx.put(f"{gw.api}/path/s3/{folder}/out/r.dat?redirect=true", headers=bearer(tok))
     is_error(put, 403, 40303)
+    put = httpx.put(
+        f"{gw.api}/path/s3/{folder}/out/r.dat?redirect=true",
+        headers={**bearer(tok), "If-None-Match": "*"},
+    )
+    assert put.status_code == 307, put.text
+    location, condition = put.headers["location"], {"If-None-Match": "*"}
+    assert httpx.put(location, content=b"1", headers=condition).status_code == 200
+    assert httpx.put(location, content=b"2", headers=condition).status_code == 412
+    assert httpx.put(location, content=b"3").status_code == 403
+    assert client.get(f"/path/s3/{folder}/out/r.dat?action=content").content == b"1"
 
 
 def test_a_create_only_token_cannot_replace_an_object_through_any_url(
