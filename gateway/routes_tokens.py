@@ -85,8 +85,7 @@ def _check_scopes_exist(gw: Gateway, scopes: list[Scope]) -> None:
 def _check_user_credentials(gw: Gateway, user: str, scopes: list[Scope]) -> None:
     """A token for a mount that works only with the user's own credential, asked by a
     user who stored none there, would fail at its first use (maybe hours later, in a
-    job): refuse it now, naming the mount and the fix. A scope on ``/`` names no mount
-    and is not checked."""
+    job): refuse it now, naming the mount and the fix."""
     per_user = {
         s.mount
         for s in scopes
