@@ -12,8 +12,11 @@ iRODS keeps in its catalog). ``sweep`` runs at start-up and at most once a minut
 grant is recorded.
 
 Only storages with a ``revoke_delegation(delegation)`` method get grants recorded: the others
-hand out credentials that cannot be revoked (presigned URLs), which is why those are
-capped at one hour (gateway/redirects.py).
+hand out credentials that cannot be revoked (presigned URLs), which is why those live
+``presign_lifetime`` seconds at most (gateway/redirects.py). A grant asked with an API key
+has no token to be revoked with; it is recorded under a made-up id so the sweep deletes
+it once expired. A Girder grant also records the id of the API key made for it
+(``Delegation.revoke_ref``): deleting that key deletes the token.
 """
 
 from __future__ import annotations
