@@ -30,8 +30,8 @@ POSIX = '[mounts.data]\ntype = "posix"\nroot = "/srv"\n'
     ("text", "expected"),
     [
         # unknown section, unknown [server] key, wrong [server] type
-        ("[sever]\nport = 1\n", "[sever]: unknown section (expected [server] or [mounts.NAME]); "
-         "did you mean [server]?"),
+        ("[sever]\nport = 1\n",
+         ("[sever]: unknown section (expected [server]", "; did you mean [server]?")),
         ("[server]\nprot = 1\n", "[server] prot: unknown key; did you mean 'port'?"),
         ('[server]\nport = "80"\n', "[server] port: expected an integer, got '80' (string)"),
         ("[server]\nsocket_bodies = 1\n", "[server] socket_bodies: expected a boolean"),
@@ -68,7 +68,7 @@ POSIX = '[mounts.data]\ntype = "posix"\nroot = "/srv"\n'
     ],
 )  # fmt: skip
 def test_each_misspelling_is_one_line_naming_the_place(
-    tmp_path: Path, text: str, expected: str
+    tmp_path: Path, text: str, expected: str | tuple[str, ...]
 ) -> None:
     cfg = tmp_path / "fedgate.toml"
     cfg.write_text(text)
@@ -76,7 +76,8 @@ def test_each_misspelling_is_one_line_naming_the_place(
         config.load(str(cfg), env={})
     message = str(err.value)
     assert message.startswith(f"{cfg}: "), message
-    assert expected in message, message
+    for part in (expected,) if isinstance(expected, str) else expected:
+        assert part in message, message
     assert "\n" not in message
 
 
