@@ -34,7 +34,7 @@ from adapters.options import OPTIONS
 from gateway import config_fields
 from tokens.external import Issuer
 
-_MOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_MOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # fullmatch: no "name\n"
 
 
 class ConfigError(Exception):
@@ -304,7 +304,7 @@ def _mount(
     ``given`` holds the TOML values (already typed), ``from_env`` the environment
     strings (converted to the declared type here, once the mount's type is known)."""
     section = f"{where}: [mounts.{name}]"
-    if not _MOUNT_NAME.match(name):
+    if not _MOUNT_NAME.fullmatch(name):
         raise ConfigError(f"{section}: mount names are letters, digits, '_', '.', '-'")
 
     def place(key: str) -> str:

@@ -50,7 +50,7 @@ from tokens.revocation import Revocation
 
 access_log = logging.getLogger("fedgate.access")
 
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: "$" passes a final "\n"
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:[A-Za-z_]+)?\}")
 _PROBES = ("/healthz", "/readyz", "/readyz/gateway", "/metrics")
 # Set in the scope by gateway/auth.py once a caller is known, for the access line.
@@ -344,7 +344,7 @@ def _incoming_id(scope: Scope) -> str | None:
                 text = value.decode("ascii")
             except UnicodeDecodeError:
                 return None
-            return text if _SANE_ID.match(text) else None
+            return text if _SANE_ID.fullmatch(text) else None
     return None
 
 

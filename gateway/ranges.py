@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+_SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")  # applied with fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ def parse_range(
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or not spec or "," in spec:
         return None
-    m = _SPEC.match(spec)
+    m = _SPEC.fullmatch(spec)
     if not m:
         return None
     first, last = m.group(1), m.group(2)
