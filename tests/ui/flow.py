@@ -42,11 +42,14 @@ def make_folder(ui: UiPage, name: str) -> None:
 def upload(ui: UiPage, files: list[Path]) -> None:
     ui.page.get_by_label("Upload", exact=True).set_input_files([str(f) for f in files])
     for f in files:
-        bar = ui.page.get_by_role("progressbar", name=f"Upload progress of {f.name}")
+        bar = ui.page.get_by_role("progressbar", name=f"Progress of {f.name}")
         bar.wait_for()
         wait_row(ui, f.name)
         # The bar of a finished upload is full.
         assert bar.evaluate("b => b.value === b.max"), f"progress of {f.name} not complete"
+    # The promised names stay unambiguous even loosely matched, progress bars shown.
+    assert ui.page.get_by_label("Upload").count() == 1
+    assert ui.page.get_by_role("button", name="Upload").count() == 1
 
 
 def download(ui: UiPage, name: str, tmp: Path) -> tuple[str, bytes]:

@@ -119,6 +119,7 @@ def test_errors_in_words(gw: Running, make_page: Any) -> None:
     alert.filter(has_text=expected).wait_for()
     ui.page.get_by_text("This folder could not be listed.").wait_for()
     ui.expect_http_errors(404)
+    ui.check("files-error", shot=False)
 
     # A folder that already exists: the 409 arrives in words too.
     ui.page.goto(gw.url + "/#/files/local")
@@ -250,6 +251,30 @@ def test_activity_shows_the_users_events(gw: Running, make_page: Any) -> None:
     assert cells[1:6] == ["access", "ok", "local", "/local/audited", "mkdir"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", cells[0]), cells[0]
     ui.check("activity")
+    ui.assert_clean(secrets=(gw.key,))
+
+
+def test_promised_names_match_one_control(gw: Running, make_page: Any) -> None:
+    """Checks written against the names the page promises find one control each, even
+    with Playwright's default substring matching."""
+    ui: UiPage = make_page(gw)
+    ui.goto()
+    page = ui.page
+    page.get_by_label("API key").wait_for()
+    assert page.get_by_label("API key").count() == 1
+    assert page.get_by_role("button", name="Sign in").count() == 1
+    ui.sign_in(gw.key)
+    assert page.get_by_role("button", name="Sign out").count() == 1
+    page.get_by_role("link", name="local", exact=True).click()
+    page.get_by_role("heading", level=1, name="local", exact=True).wait_for()
+    assert page.get_by_label("Upload").count() == 1
+    assert page.get_by_role("button", name="Upload").count() == 1
+    page.get_by_role("button", name="New folder").click()
+    assert page.get_by_label("Folder name").count() == 1
+    assert page.get_by_role("button", name="Create").count() == 1
+    ui.check("files-new-folder-dialog", shot=False)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("dialog").wait_for(state="detached")
     ui.assert_clean(secrets=(gw.key,))
 
 

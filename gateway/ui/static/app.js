@@ -326,7 +326,9 @@
     const atRoot = path === "/";
     const heading = h("h1", {}, atRoot ? "Files" : baseName(path));
     const tableArea = h("div", { class: "table-wrap drop", id: "listing", ...scroller("Folder contents") }, h("p", {}, "Loading…"));
-    const uploads = h("ul", { class: "uploads", "aria-label": "Uploads" });
+    // Named so that no other label contains "Upload": get_by_label("Upload") and the
+    // like find the file field alone.
+    const uploads = h("ul", { class: "uploads", "aria-label": "Transfers" });
     const toolbar = h("div", { class: "toolbar" });
     if (!atRoot) {
       const input = h("input", { type: "file", multiple: true, id: "upload-input" });
@@ -351,7 +353,7 @@
         uploadAll([...ev.dataTransfer.files], uploads);
       });
     }
-    const hint = atRoot ? null : h("p", { class: "hint" }, "Drop files on the listing to upload them here.");
+    const hint = atRoot ? null : h("p", { class: "hint" }, "Or drop files on the listing.");
     main.replaceChildren(breadcrumb(path), heading, toolbar, hint || "", uploads, tableArea);
     await loadListing(tableArea);
   }
@@ -522,7 +524,7 @@
   /** One raw PUT per file, the File object as the body: the browser streams it from
    * disk (no base64, no copy in memory), and XMLHttpRequest reports upload progress. */
   function upload(file, folder, list) {
-    const bar = h("progress", { max: String(file.size || 1), value: "0", "aria-label": `Upload progress of ${file.name}` });
+    const bar = h("progress", { max: String(file.size || 1), value: "0", "aria-label": `Progress of ${file.name}` });
     const state = h("span", { class: "hint" }, "starting");
     list.append(h("li", {}, h("span", { class: "mono" }, file.name), state, bar));
     return new Promise((resolve) => {
