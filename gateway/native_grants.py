@@ -8,8 +8,8 @@ every token it made invalid are deleted on their backend, acting as the user who
 them (or the mount's service credential when the user's key is gone). A deletion that
 fails (backend down) leaves the row marked revoked; ``sweep`` retries those, and drops
 rows whose credential has expired on its own (deleting expired tickets too, which a real
-iRODS keeps in its catalog). ``sweep`` runs at start-up and at most once a minute when a
-grant is recorded.
+iRODS keeps in its catalog). ``sweep`` runs at start-up, then once a minute in each
+process (``sweep_forever``), and at most once a minute when a grant is recorded.
 
 Only storages with a ``revoke_delegation(delegation)`` method get grants recorded: the others
 hand out credentials that cannot be revoked (presigned URLs), which is why those live
@@ -112,6 +112,18 @@ class NativeGrants:
                 ids,
             )
         self._delete_all(rows)
+
+    def sweep_forever(self, stop: threading.Event, every_s: float = _SWEEP_EVERY_S) -> None:
+        """Sweep now, then every ``every_s`` seconds until ``stop`` is set, so an expired
+        credential is deleted on its backend (a Girder grant's API key) within a minute
+        even when no new grant comes to trigger a sweep."""
+        while True:
+            try:
+                self.sweep()
+            except Exception:
+                log.warning("native grant sweep failed", exc_info=True)
+            if stop.wait(every_s):
+                return
 
     def sweep(self) -> int:
         """Retry revoked grants and forget expired ones; returns how many rows went."""

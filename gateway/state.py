@@ -174,6 +174,7 @@ class Gateway:
         self.audit = AuditLog(self.store, retention_days=settings.audit_retention_days)
         self.mounts = Mounts(settings, self.vault)
         self.grants = NativeGrants(self.store, self.master_keys, self.mounts, self.tokens)
+        self._stopping = threading.Event()  # ends the background sweep (close)
         # Tokens of trusted external issuers (a VO's IAM): keys fetched in the background.
         self.jwks = JwksCache()
         self.external = (
@@ -184,15 +185,13 @@ class Gateway:
 
     def start_background(self) -> None:
         """Work that may touch backends and must not delay start-up: a daemon thread
-        retries native-grant deletions that failed and forgets expired grants."""
-        threading.Thread(target=self._sweep_grants, name="grant-sweep", daemon=True).start()
+        retries native-grant deletions that failed and deletes expired grants, at start
+        and then once a minute until ``close``."""
+        threading.Thread(
+            target=self.grants.sweep_forever, args=(self._stopping,), name="grant-sweep",
+            daemon=True,
+        ).start()  # fmt: skip
         self.jwks.prefetch(self.settings.issuers)
-
-    def _sweep_grants(self) -> None:
-        try:
-            self.grants.sweep()
-        except Exception:
-            log.warning("native grant sweep failed", exc_info=True)
 
     def first_start(self) -> str | None:
         """With no user at all, create ``admin``; returns its key if it must be shown.
@@ -229,6 +228,7 @@ class Gateway:
         return None
 
     def close(self) -> None:
+        self._stopping.set()
         self.mounts.close()
         self.audit.close()
         self.store.close()

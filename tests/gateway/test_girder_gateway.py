@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -354,6 +355,35 @@ def test_expired_grant_is_deleted_in_girder_by_the_sweep(
     assert gw.gateway.grants.sweep() >= 1
     assert set(_alice_keys(admin, girder_env)) == set(keys_before)
     assert _girder_expiry(girder_env["api_url"], r.json()["headers"]["Girder-Token"]) is None
+
+
+def test_the_background_sweep_deletes_expired_grants_without_a_new_one(
+    gw: Running, girder_env: dict[str, Any], admin: girder_client.GirderClient,
+    client: httpx.Client, folder: str,
+) -> None:  # fmt: skip
+    client.put(f"/path/girder/{folder}/s.nii", content=b"s", headers=OCTET)
+    keys_before = _alice_keys(admin, girder_env)
+    tok = token(gw, f"storage.read:/girder/{folder}", lifetime=600)
+    r = httpx.post(
+        gw.api + "/token/native", json={"path": f"/girder/{folder}/s.nii"}, headers=bearer(tok)
+    )
+    assert r.status_code == 200, r.text
+    (made,) = set(_alice_keys(admin, girder_env)) - set(keys_before)
+    jti = gw.gateway.tokens.decode(tok).jti
+    with gw.gateway.store.transaction() as tx:
+        tx.execute("UPDATE native_grants SET expires = 0 WHERE jti = ?", (jti,))
+    stop = threading.Event()
+    sweeper = threading.Thread(target=gw.gateway.grants.sweep_forever, args=(stop, 0.2))
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 30
+        while made in _alice_keys(admin, girder_env) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        sweeper.join()
+    assert made not in _alice_keys(admin, girder_env)
+    assert gw.gateway.grants.count(jti) == 0
 
 
 def test_a_grant_whose_user_credential_is_gone_still_dies_on_revocation(
