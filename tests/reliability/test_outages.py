@@ -201,8 +201,11 @@ class Served:
     log: Path
 
     def key(self) -> str:
-        m = re.search(r"keep it\): (\S+)", self.log.read_text())
-        assert m, self.log.read_text()
+        # Printed once the server answers, after its start-up lines: wait for it.
+        deadline = time.monotonic() + 30
+        while (m := re.search(r"keep it\): (\S+)", self.log.read_text())) is None:
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
         return m.group(1)
 
 
