@@ -359,7 +359,7 @@ def test_expired_grant_is_deleted_in_girder_by_the_sweep(
 
 def test_the_background_sweep_deletes_expired_grants_without_a_new_one(
     gw: Running, girder_env: dict[str, Any], admin: girder_client.GirderClient,
-    client: httpx.Client, folder: str,
+    client: httpx.Client, folder: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     client.put(f"/path/girder/{folder}/s.nii", content=b"s", headers=OCTET)
     keys_before = _alice_keys(admin, girder_env)
@@ -370,12 +370,24 @@ def test_the_background_sweep_deletes_expired_grants_without_a_new_one(
     assert r.status_code == 200, r.text
     (made,) = set(_alice_keys(admin, girder_env)) - set(keys_before)
     jti = gw.gateway.tokens.decode(tok).jti
-    with gw.gateway.store.transaction() as tx:
-        tx.execute("UPDATE native_grants SET expires = 0 WHERE jti = ?", (jti,))
+    grants = gw.gateway.grants
+    swept = threading.Event()
+    sweep = grants.sweep
+
+    def counted_sweep() -> int:
+        done = sweep()
+        swept.set()
+        return done
+
+    monkeypatch.setattr(grants, "sweep", counted_sweep)
     stop = threading.Event()
-    sweeper = threading.Thread(target=gw.gateway.grants.sweep_forever, args=(stop, 0.2))
+    sweeper = threading.Thread(target=grants.sweep_forever, args=(stop, 0.2))
     sweeper.start()
     try:
+        # The grant expires only after the first sweep: a later one must delete it.
+        assert swept.wait(30)
+        with gw.gateway.store.transaction() as tx:
+            tx.execute("UPDATE native_grants SET expires = 0 WHERE jti = ?", (jti,))
         deadline = time.monotonic() + 30
         while made in _alice_keys(admin, girder_env) and time.monotonic() < deadline:
             time.sleep(0.2)
