@@ -350,6 +350,11 @@ def cmd_db(args: argparse.Namespace) -> int:
     from tokens.store import Store
 
     settings = _settings(args)
+    if args.db_cmd == "backup":
+        return _backup(settings, args.target)
+    if args.target:
+        print("fedgate: db upgrade takes no file", file=sys.stderr)
+        return 2
     if not settings.database_url:
         os.makedirs(settings.state_dir, exist_ok=True)
     store = Store.open(settings.database)
@@ -357,6 +362,54 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(f"schema version {store.upgrade()}")
     finally:
         store.close()
+    return 0
+
+
+def _backup(settings: config.Settings, target: str | None) -> int:
+    """A consistent copy of the embedded SQLite state, taken while gateways run
+    (SQLite's online backup), and the master key ids it needs: the key itself is backed
+    up apart (docs/operations.md, "Backups")."""
+    import sqlite3
+
+    from tokens.store import Store
+    from tokens.vault import wrapped_key_usage
+
+    if settings.database_url:
+        print(
+            "fedgate: the state is in PostgreSQL: back it up with pg_dump "
+            "(docs/operations.md, Backups)",
+            file=sys.stderr,
+        )
+        return 2
+    if not target:
+        print("fedgate: give the backup file: fedgate db backup FILE", file=sys.stderr)
+        return 2
+    source = Path(settings.state_dir) / "state.db"
+    if not source.exists():
+        print(f"fedgate: no state at {source}", file=sys.stderr)
+        return 1
+    out = Path(target)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    # The copy holds password and key hashes and the sealed vault: owner-only, like the state.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        dst = sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    store = Store.open(f"sqlite:///{out.resolve()}")
+    try:
+        ids = sorted(wrapped_key_usage(store))
+    finally:
+        store.close()
+    needs = f"master key {', '.join(ids)}" if ids else "no master key (it holds no secret)"
+    print(f"fedgate: wrote {out}; restoring it needs {needs}", file=sys.stderr)
     return 0
 
 
@@ -480,8 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.set_defaults(func=cmd_vault)
 
-    d = sub.add_parser("db", help="database schema")
-    d.add_argument("db_cmd", choices=["upgrade"])
+    d = sub.add_parser("db", help="database schema, backup of the embedded state")
+    d.add_argument("db_cmd", choices=["upgrade", "backup"])
+    d.add_argument("target", nargs="?", help="backup: the file to write (SQLite state only)")
     d.set_defaults(func=cmd_db)
 
     a = sub.add_parser("audit", help="query the audit log (newest first, one JSON object a line)")

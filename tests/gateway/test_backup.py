@@ -1,0 +1,110 @@
+"""docs/operations.md, "Backups", done as written on the embedded default: the state is
+copied with ``fedgate db backup`` while ``fedgate serve`` runs, the master key file
+apart; the state directory is then lost, and restoring both brings back users, API
+keys and the stored credential, which opens the real SeaweedFS bucket again. A key
+rotated after the backup does not strand it (in-place rotation keeps the old keys)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.gateway.test_master_key import (
+    PAYLOAD,
+    key_id,
+    prefix,  # noqa: F401 - fixture
+    read_back,
+    s3,  # noqa: F401 - fixture
+    s3_mount,
+    store_credential_and_file,
+)
+from tests.scale.procs import FEDGATE, cli, serve, write_config
+
+
+def fedgate(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FEDGATE, "--config", str(config), *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_backup_while_serving_then_restore_after_losing_the_state(
+    tmp_path: Path,
+    prefix: str,  # noqa: F811
+) -> None:
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(prefix)})
+    admin = cli(config, {}, "user", "add", "admin", "--admin").strip()
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    server = serve(config, {}, tmp_path / "serve.log")
+    try:
+        store_credential_and_file(server.api, admin)
+        # The backup, taken live: the database, and the key file apart from it.
+        res = fedgate(config, "db", "backup", str(backups / "state.db"))
+        assert res.returncode == 0, res.stderr
+        kid = key_id((state / "master.key").read_text())
+        assert f"needs master key {kid}" in res.stderr
+        shutil.copy2(state / "master.key", backups / "master.key")
+        assert stat.S_IMODE((backups / "state.db").stat().st_mode) == 0o600
+        # After the backup: a rotation (the old key stays in the file) and a new user.
+        assert fedgate(config, "vault", "rotate").returncode == 0
+        assert read_back(server.api, admin).content == PAYLOAD
+        later = cli(config, {}, "user", "add", "later").strip()
+    finally:
+        server.stop()
+    for secret in (admin, "testsecret"):
+        assert secret.encode() not in (backups / "state.db").read_bytes()
+
+    # The state directory is lost. Restore: the database alone is refused...
+    shutil.rmtree(state)
+    state.mkdir(mode=0o700)
+    shutil.copy2(backups / "state.db", state / "state.db")
+    res = fedgate(config, "user", "list")
+    assert res.returncode == 1 and kid in res.stderr and "Traceback" not in res.stderr
+    assert not (state / "master.key").exists()  # no key made up on a state with secrets
+    # ...and with the key file of the backup, everything of the backup is back.
+    shutil.copy2(backups / "master.key", state / "master.key")
+    server = serve(config, {}, tmp_path / "serve.log")
+    try:
+        r = read_back(server.api, admin)
+        assert r.status_code == 200 and r.content == PAYLOAD
+        # What came after the backup is not in it.
+        r = httpx.get(server.api + "/user/externalKeys", headers={"apikey": later})
+        assert r.status_code == 401
+    finally:
+        server.stop()
+
+
+def test_an_older_backup_restores_with_the_rotated_key_file(
+    tmp_path: Path,
+    prefix: str,  # noqa: F811
+) -> None:
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(prefix)})
+    admin = cli(config, {}, "user", "add", "admin", "--admin").strip()
+    server = serve(config, {}, tmp_path / "serve.log")
+    try:
+        store_credential_and_file(server.api, admin)
+    finally:
+        server.stop()
+    assert fedgate(config, "db", "backup", str(tmp_path / "old.db")).returncode == 0
+    assert fedgate(config, "vault", "rotate").returncode == 0
+    assert fedgate(config, "vault", "rotate").returncode == 0
+    # Restore the old database under today's key file (new keys first, old ones after).
+    for f in state.glob("state.db*"):
+        f.unlink()
+    shutil.copy2(tmp_path / "old.db", state / "state.db")
+    server = serve(config, {}, tmp_path / "serve.log")
+    try:
+        assert read_back(server.api, admin).content == PAYLOAD
+    finally:
+        server.stop()
