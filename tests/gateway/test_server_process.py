@@ -257,10 +257,10 @@ def _two_workers(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0
     records = _log_records(log)
-    access = [r for r in records if r.get("logger") == "fedgate.access"]
+    access = [rec for rec in records if rec.get("logger") == "fedgate.access"]
     by_id: dict[str, list[dict[str, Any]]] = {}
-    for r in access:
-        by_id.setdefault(r["request_id"], []).append(r)
+    for rec in access:
+        by_id.setdefault(rec["request_id"], []).append(rec)
     for rid, status in sent.items():
         assert len(by_id.get(rid, [])) == 1, (rid, by_id.get(rid))
         line = by_id[rid][0]
