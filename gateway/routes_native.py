@@ -132,6 +132,24 @@ async def post_native(request: Request) -> Response:
         _remember(storage, delegation)
         return delegation, None
 
+    def refused(message: str) -> CarminError:
+        """A 403 for what the token may do but not through a credential of the storage's
+        own; audited like a scope refusal."""
+        audit_event(
+            gw,
+            "native",
+            principal,
+            "denied",
+            token_id=principal.token_id,
+            mount=mount.name,
+            path=cpath.platform_path,
+            operation=operation,
+            execution_id=principal.execution_id,
+            status=E.NOT_ALLOWED.status,
+            reason=message,
+        )
+        return CarminError(E.NOT_ALLOWED, f"{mount.name}: {message}")
+
     def may_modify() -> bool:
         return decide(principal, mount, "modify", cpath).allowed
 
@@ -143,11 +161,10 @@ async def post_native(request: Request) -> Response:
             # says why, and what would work (an https SE, a Girder mount's native_tokens).
             return
         if not caps.delegation_path_bound and gw.mounts.credential(mount, user) is None:
-            raise CarminError(
-                E.NOT_ALLOWED,
-                f"{mount.name}: this mount's own service credential is never handed out (it "
-                "reaches everything the service account can): store your own credential "
-                "(PUT /user/externalKeys), or read through fedgate",
+            raise refused(
+                "this mount's own service credential is never handed out (it reaches "
+                "everything the service account can): store your own credential "
+                "(PUT /user/externalKeys), or read through fedgate"
             )
         delegates = getattr(storage, "delegate", None) is not None
         if method == "PUT" and not caps.presign_write and not delegates:
@@ -160,10 +177,9 @@ async def post_native(request: Request) -> Response:
             return  # the storage refuses the URL once the file exists: it succeeds once
         if counted or create_only:
             why = "has a use count" if counted else "may create but not replace this file"
-            raise CarminError(
-                E.NOT_ALLOWED,
-                f"{mount.name}: no reusable credential for a token that {why}: "
-                "read or write through fedgate, one use per request",
+            raise refused(
+                f"no reusable credential for a token that {why}: read or write through "
+                "fedgate, one use per request"
             )
 
     def _remember(storage: Storage, delegation: Delegation) -> None:

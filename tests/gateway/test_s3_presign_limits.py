@@ -126,6 +126,12 @@ def test_a_counted_token_never_gets_a_reusable_url(
     )
     is_error(native, 403, 40303)
     assert "use count" in native.json()["errorMessage"] and "X-Amz" not in native.text
+    jti = gw.gateway.tokens.decode(tok).jti
+    events = httpx.get(
+        gw.api + "/audit", params={"token_id": jti}, headers={"apikey": gw.key}
+    ).json()
+    [denied] = [e for e in events if e["event"] == "native"]
+    assert denied["result"] == "denied" and "use count" in denied["reason"]
     # Three uses, three requests: the token is spent, and no URL outlives it.
     is_error(httpx.get(url, headers=bearer(tok)), 401, 40102)
     assert [e["result"] for e in audit(gw, tok)][:2] == ["ok", "ok"]
