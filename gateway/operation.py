@@ -4,6 +4,7 @@ storage — authorised, audited, and with backend errors mapped to CARMIN errors
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from anyio import to_thread
@@ -12,15 +13,16 @@ from starlette.requests import Request
 from adapters.base import (
     AuthenticationFailed,
     Entry,
+    LinkResolver,
     NotADirectory,
     NotFound,
     Storage,
     StorageError,
 )
 from gateway import paths
-from gateway.auth import Principal, authenticate, authorize
+from gateway.auth import Principal, authenticate, authorize, decide
 from gateway.config import MountConfig
-from gateway.errors import CarminError, from_storage
+from gateway.errors import CarminError, E, from_storage
 from gateway.metrics import backend_timer
 from gateway.request_context import client_address, request_id
 from gateway.state import no_service_credential
@@ -71,6 +73,11 @@ class Op:
         self.cpath = path or request_path(request)
         self.mount: MountConfig | None = None
         self.started = time.monotonic()
+        # Where the path lands once a storage with symbolic links has followed them
+        # (adapters.base.LinkResolver), and the activities authorised so far: each is
+        # authorised on both paths, so a link cannot lead a token out of its scope.
+        self.resolved: paths.CarminPath | None = None
+        self._granted: list[str] = []
 
     def mount_config(self) -> MountConfig:
         self.mount = self.gw.mounts.config(self.cpath.mount)
@@ -80,22 +87,75 @@ class Op:
         mount = self.mount or self.mount_config()
         try:
             authorize(self.principal, mount, activity, self.cpath)
+            if self.resolved is not None and not self._may_on_resolved(mount, activity):
+                # Not naming the target: where a link leads is not the caller's to learn.
+                raise CarminError(
+                    E.SCOPE_DENIED if self.principal.claims is not None else E.NOT_ALLOWED,
+                    f"{self.cpath.platform_path} is a link (or below one) to a path "
+                    f"outside what this request may {activity}",
+                )
         except CarminError as exc:
             self.audit("denied", exc.spec.status, reason=exc.message)
             raise
+        self._granted.append(activity)
         return mount
+
+    def _may_on_resolved(self, mount: MountConfig, activity: str) -> bool:
+        assert self.resolved is not None
+        if self.resolved == self.cpath:
+            return True
+        return decide(self.principal, mount, activity, self.resolved).allowed
+
+    def allows(self, activity: str, inner: str) -> bool:
+        """Whether ``activity`` on another path of this mount would be authorised (no
+        audit record: for filtering what a listing shows)."""
+        assert self.mount is not None
+        where = paths.CarminPath(self.cpath.mount, inner)
+        return decide(self.principal, self.mount, activity, where).allowed
+
+    def link_in_scope(self, entry: Entry) -> bool:
+        """False for a listed symbolic link whose target this request may not read."""
+        return entry.link_target is None or self.allows("read", entry.link_target)
+
+    def in_scope(self, entries: Iterator[Entry]) -> Iterator[Entry]:
+        """A listing without the links that lead out of the caller's read scope."""
+        try:
+            for entry in entries:
+                if self.link_in_scope(entry):
+                    yield entry
+        finally:
+            close = getattr(entries, "close", None)
+            if close is not None:
+                close()  # the backend's listing, when the client leaves early
 
     async def storage(self) -> Storage:
         assert self.mount is not None
         mount = self.mount
-        fast = self.gw.mounts.storage_without_blocking(mount)
-        if fast is not None:
-            return fast
-        storage: Storage
-        storage, self.service_bound = await self.call(
-            self.gw.mounts.bind, mount, self.principal.user.name
-        )
+        storage = self.gw.mounts.storage_without_blocking(mount)
+        if storage is None:
+            storage, self.service_bound = await self.call(
+                self.gw.mounts.bind, mount, self.principal.user.name
+            )
+        assert storage is not None
+        self._follow_links(storage)
         return storage
+
+    def _follow_links(self, storage: Storage) -> None:
+        """On a storage with links, authorise again where the path really lands. A write,
+        mkdir, delete or move acts on a link itself, not on what it points to (a local
+        disk: the resolution is a few cached syscalls, done on the event loop)."""
+        if self.resolved is not None or not isinstance(storage, LinkResolver):
+            return
+        follow_last = self.operation not in ("write", "mkdir", "delete", "move")
+        try:
+            real = storage.real_path(self.cpath.inner, follow_last)
+        except StorageError as exc:
+            raise self.storage_error(exc) from None
+        self.resolved = paths.CarminPath(self.cpath.mount, real)
+        if real != self.cpath.inner:
+            granted, self._granted = self._granted, []
+            for activity in granted:
+                self.authorize(activity)
 
     async def call(self, fn: Any, *args: Any) -> Any:
         try:

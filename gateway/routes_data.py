@@ -104,7 +104,8 @@ async def _virtual_root(op: Op, action: str) -> Response:
 async def _list(op: Op, storage: Storage, entry: Entry) -> Response:
     if not entry.is_dir:
         raise CarminError(E.NOT_A_DIRECTORY, f"{op.cpath.platform_path} is not a directory")
-    iterator = await op.call(storage.list, op.cpath.inner)
+    # Links that lead out of the caller's read scope are not listed (adapters/posix.py).
+    iterator = op.in_scope(await op.call(storage.list, op.cpath.inner))
     mount_prefix = f"/{op.cpath.mount}/"
 
     async def body() -> AsyncIterator[bytes]:
@@ -157,7 +158,10 @@ async def content(op: Op, storage: Storage, entry: Entry, *, redirect: bool = Tr
     request = op.request
     name = entry.name or op.cpath.mount
     if entry.is_dir:
-        stream = archive.stream_tar_gz(storage, op.cpath.inner, name)
+        real_root = op.resolved.inner if op.resolved is not None else None
+        stream = archive.stream_tar_gz(
+            storage, op.cpath.inner, name, follow=op.link_in_scope, real_root=real_root
+        )
 
         def done_dir(n: int, ok: bool) -> None:
             op.audit("ok" if ok else "error:stream", 200, n)

@@ -14,6 +14,7 @@ from gateway.auth import authenticate
 from gateway.errors import CarminError, E
 from gateway.fields import Fields
 from gateway.state import Gateway
+from gateway.web import read_capped
 
 API_VERSION = "0.3.1"
 
@@ -51,9 +52,7 @@ async def put_platform(request: Request) -> Response:
 
 async def post_authenticate(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    body = await request.body()
-    if len(body) > 64 * 1024:
-        raise CarminError(E.TOO_LARGE, "authentication body too large")
+    body = await read_capped(request, 64 * 1024, "authentication body")
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from typing import Any
@@ -22,7 +23,7 @@ from gateway.redirects import body_pending, put_redirect_requested, redirect_put
 from gateway.transfer import (
     receive_into,
 )
-from gateway.web import gateway_of
+from gateway.web import gateway_of, read_capped
 
 # --- PUT ------------------------------------------------------------------------------
 
@@ -88,13 +89,23 @@ async def put_path(request: Request) -> Response:
     return await _put_raw(op, await _storage_for_write(op))
 
 
+def _create_only(op: Op) -> bool:
+    """Whether the caller may create but not replace (a ``storage.create`` token): its
+    uploads then commit without replacing, whatever appears at the path meanwhile."""
+    where = [op.cpath.inner] + ([op.resolved.inner] if op.resolved is not None else [])
+    return not all(op.allows("modify", inner) for inner in where)
+
+
 async def _put_raw(op: Op, storage: Storage) -> Response:
     request = op.request
     size_hint = request.headers.get("content-length")
     writer = await op.call(
-        storage.open_write,
-        op.cpath.inner,
-        int(size_hint) if size_hint and size_hint.isdigit() else None,
+        functools.partial(
+            storage.open_write,
+            op.cpath.inner,
+            int(size_hint) if size_hint and size_hint.isdigit() else None,
+            exclusive=_create_only(op),
+        )
     )
     limit = op.gw.settings.max_upload_bytes
     if size_hint and size_hint.isdigit() and int(size_hint) > limit:
@@ -108,7 +119,10 @@ async def _put_raw(op: Op, storage: Storage) -> Response:
 
 
 async def _storage_for_write(op: Op) -> Storage:
-    """Creating a new file needs ``create``; replacing an existing one needs ``modify``."""
+    """Creating a new file needs ``create``; replacing an existing one needs ``modify``.
+    What exists now only decides what to authorise: a caller without ``modify`` also
+    commits without replacing (``_create_only``), so a file that appears while the
+    bytes stream in is kept and the upload answers 409."""
     op.authorize("create")
     storage = await op.storage()
     existing = await _exists_entry(op, storage)
@@ -118,12 +132,7 @@ async def _storage_for_write(op: Op) -> Storage:
 
 
 async def _read_json_body(op: Op) -> Any:
-    limit = op.gw.settings.max_json_upload_bytes
-    body = bytearray()
-    async for chunk in op.request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise CarminError(E.TOO_LARGE, f"JSON body larger than the {limit}-byte limit")
+    body = await read_capped(op.request, op.gw.settings.max_json_upload_bytes, "JSON body")
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -155,9 +164,10 @@ async def _put_upload_data(op: Op) -> Response:
     if kind == "File":
         op.operation = "write"
         storage = await _storage_for_write(op)
+        exclusive = _create_only(op)
 
         def write_all() -> Entry:
-            writer = storage.open_write(op.cpath.inner, size_hint=len(raw))
+            writer = storage.open_write(op.cpath.inner, size_hint=len(raw), exclusive=exclusive)
             try:
                 writer.write(raw)
                 return writer.commit()
@@ -177,6 +187,13 @@ async def _put_upload_data(op: Op) -> Response:
         if not existing.is_dir:
             raise CarminError(E.NOT_A_DIRECTORY, f"{op.cpath.platform_path} is a file")
         op.authorize("modify")
-    await op.call(archive.unpack, unpacked, storage, op.cpath.inner, existing is not None)
+    await op.call(
+        archive.unpack,
+        unpacked,
+        storage,
+        op.cpath.inner,
+        existing is not None,
+        _create_only(op),
+    )
     entry = await op.stat(storage)
     return _created(op, entry, len(raw))
