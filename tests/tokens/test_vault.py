@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from adapters.base import Credential
-from tokens.errors import VaultError
-from tokens.masterkey import MasterKeys
+from tokens.errors import MissingMasterKeyError, VaultError
+from tokens.masterkey import MasterKeys, native_grant_aad
 from tokens.store import Store
-from tokens.vault import KeyVault
+from tokens.vault import KeyVault, wrapped_key_usage
 
 SECRET = "s3cr3t-PLAINTEXT-marker-7f1e"
 
@@ -180,3 +180,73 @@ def test_bad_master_key_message_hides_value(bad: str) -> None:
     if bad:
         assert bad not in str(ei.value) and K1 not in str(ei.value)
     assert K1 not in repr(keys(K1))
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def test_keyring_follows_its_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "master-key"
+    f.write_text(K1 + "\n")
+    writer = MasterKeys.load({"FEDGATE_MASTER_KEY_FILE": str(f)}, None)
+    reader = MasterKeys.load({"FEDGATE_MASTER_KEY_FILE": str(f)}, None)
+    assert writer.path == f and "FEDGATE_MASTER_KEY_FILE" in writer.source
+    _replace(f, f"{K2}\n{K1}\n")
+    # Encrypting looks at the file first: the new current key seals.
+    kid, blob = writer.encrypt(b"payload", b"aad")
+    assert kid == keys(K2).current_id
+    # A ciphertext under a key id not loaded makes the reader look once.
+    assert reader.ids == [keys(K1).current_id]
+    assert reader.decrypt(kid, blob, b"aad") == b"payload"
+    assert reader.ids == [keys(K2).current_id, keys(K1).current_id]
+    # A file caught half-written keeps the loaded keys, and its content is not logged.
+    _replace(f, K3[:20])
+    with caplog.at_level("WARNING"):
+        assert not reader.refresh()
+    assert reader.decrypt(kid, blob, b"aad") == b"payload"
+    assert "was not loaded" in caplog.text and K3[:20] not in caplog.text
+    f.unlink()
+    assert reader.decrypt(kid, blob, b"aad") == b"payload"
+    # A key id nobody has: one look at the file, then the error naming where keys live.
+    stranger_kid, stranger = keys(K3).encrypt(b"x", b"aad")
+    f.write_text(K1 + "\n")
+    with pytest.raises(MissingMasterKeyError) as ei:
+        reader.decrypt(stranger_kid, stranger, b"aad")
+    assert reader.ids == [keys(K1).current_id]  # it did look at the file
+    assert stranger_kid in str(ei.value) and "FEDGATE_MASTER_KEY_FILE" in str(ei.value)
+    assert K1 not in str(ei.value) and K3 not in str(ei.value)
+    # A keyring from the environment has no file to follow.
+    env_keys = MasterKeys.load({"FEDGATE_MASTER_KEY": K1}, None)
+    assert env_keys.path is None and not env_keys.refresh()
+
+
+def test_default_file_is_not_made_when_not_allowed(tmp_path: Path) -> None:
+    default = tmp_path / "master.key"
+    with pytest.raises(MissingMasterKeyError, match="does not exist"):
+        MasterKeys.load({}, default, create=False)
+    assert not default.exists()
+
+
+def test_rotation_rewraps_native_grants_and_usage_counts_every_table(store: Store) -> None:
+    v = KeyVault(store, keys(K1))
+    v.put("alice", "s3", cred())
+    old = keys(K1)
+    key_id, blob = old.encrypt(b'{"value": "ticket"}', native_grant_aad("jti-1", "irods"))
+    with store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO native_grants (jti, user_name, mount, kind, key_id, secret, created, "
+            "expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ("jti-1", "alice", "irods", "ticket", key_id, blob, 0.0, 9e9),
+        )
+    assert wrapped_key_usage(store) == {old.current_id: 2}
+    assert v.rotate(keys(K2)) == 2
+    new_id = keys(K2).current_id
+    assert wrapped_key_usage(store) == {new_id: 2}
+    with store.transaction(write=False) as tx:
+        row = tx.query_one("SELECT key_id, secret FROM native_grants WHERE jti = 'jti-1'")
+    assert row is not None
+    plain = keys(K2).decrypt(row[0], bytes(row[1]), native_grant_aad("jti-1", "irods"))
+    assert plain == b'{"value": "ticket"}'
