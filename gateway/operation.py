@@ -159,7 +159,9 @@ class Op:
 
     async def call(self, fn: Any, *args: Any) -> Any:
         try:
-            with backend_timer(self.cpath.mount, getattr(fn, "__name__", "call")):
+            # A functools.partial has no __name__: the metric names the function it wraps.
+            name = str(getattr(getattr(fn, "func", fn), "__name__", "call"))
+            with backend_timer(self.cpath.mount, name):
                 return await to_thread.run_sync(fn, *args)
         except StorageError as exc:
             raise self.storage_error(exc) from None
