@@ -83,7 +83,8 @@ def _parse(data: dict[str, object]) -> _Request:
 
 
 def _is_admin(caller: Principal | None) -> bool:
-    return caller is not None and caller.user.is_admin
+    """An admin's API key; an admin's delegated token is a job's token like any other."""
+    return caller is not None and caller.user.is_admin and caller.claims is None
 
 
 def _key_to_revoke(gw: Gateway, caller: Principal | None, api_key: str) -> ApiKeyInfo | None:

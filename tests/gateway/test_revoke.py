@@ -170,6 +170,24 @@ def test_holding_a_token_is_enough_to_revoke_it(gw_db: Running, as_json: bool) -
     assert alive(gw, fam) == set(fam.all()) - {"child", "grandchild"}
 
 
+@pytest.mark.parametrize("as_json", BODY_KINDS)
+def test_an_admins_token_is_a_token_not_an_admin(gw_db: Running, as_json: bool) -> None:
+    """An admin's job holds a delegated token: it revokes only itself and its narrowings,
+    like anyone's (the admin's power is their API key's)."""
+    gw = gw_db
+    fam = family(gw)
+    admins = bearer(token(gw, gw.key, execution_id="exec-admin"))
+    for body in (
+        {"token": fam.bobs},
+        {"jti": jti_of(gw, fam.bobs)},
+        {"execution_id": "exec-1"},
+        {"token": fam.alice, "token_type_hint": "api_key"},
+    ):
+        is_error(revoke(gw, body, as_json, **admins), 403, 40303)
+    assert alive(gw, fam) == set(fam.all())
+    assert status(gw, {"apikey": fam.alice}) == 200
+
+
 def test_an_admin_revokes_an_execution_of_every_user(gw_db: Running) -> None:
     gw = gw_db
     fam = family(gw)
