@@ -278,6 +278,17 @@ class LinkResolver(Protocol):
         ...
 
 
+@runtime_checkable
+class Renaming(Protocol):
+    """A storage that moves a path within itself in one step (a local folder's
+    rename(2)); others are moved by copying then deleting (gateway/webdav)."""
+
+    def rename(self, src: str, dst: str, replace: bool = True) -> None:
+        """Move ``src`` to ``dst`` (a link as a link). ``replace=False``: AlreadyExists
+        when something is at ``dst``, and nothing moved."""
+        ...
+
+
 class Adapter(Protocol):
     """The factory a mount is configured with: one per mount, shared by all requests."""
 

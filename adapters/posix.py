@@ -81,6 +81,10 @@ def _translate(exc: OSError, path: str, root: str | None = None) -> StorageError
         return PermissionDenied(f"{shown}: permission denied")
     if code == errno.ENAMETOOLONG:
         return InvalidPath(f"{shown}: name too long")
+    if code == errno.ELOOP:
+        # A link loop (or a chain too long) under the caller's path: nothing is there to
+        # serve, and it is the folder's content, not the gateway, that is at fault.
+        return NotFound(f"{shown}: too many levels of symbolic links")
     return StorageError(f"{shown}: {os.strerror(code) if code else 'I/O error'}")
 
 
@@ -354,6 +358,25 @@ class PosixStorage:
         except OSError as exc:
             raise _translate(exc, path, self.root) from exc
         return self.stat(path)
+
+    def rename(self, src: str, dst: str, replace: bool = True) -> None:
+        """Move within the mount (adapters.base.Renaming, for WebDAV MOVE): one
+        rename(2), so a link moves as a link and no byte is copied; ``replace=False``
+        never replaces what is at ``dst`` (AlreadyExists)."""
+        if not src or not dst:
+            raise PermissionDenied("the mount root cannot be moved")
+        full_src, full_dst = self._full(src), self._full(dst)
+        try:
+            if replace:
+                os.replace(full_src, full_dst)
+            else:
+                rename_noreplace(full_src, full_dst)
+        except FileExistsError as exc:
+            raise AlreadyExists(f"{dst}: already exists") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.lexists(full_src):
+                raise ParentNotFound(f"{parent_of(dst) or '/'}: parent does not exist") from exc
+            raise _translate(exc, src, self.root) from exc
 
     def delete(self, path: str) -> None:
         if not path:

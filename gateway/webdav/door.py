@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.base import Entry, NotFound, Storage, StorageError, join
+from adapters.base import Entry, NotFound, Renaming, Storage, StorageError, join
 from gateway import paths, routes_data, routes_upload
 from gateway.auth import authorize
 from gateway.errors import CarminError, E
@@ -140,7 +140,8 @@ async def head(request: Request) -> Response:
 
 async def _index(op: Op, storage: Storage, entry: Entry) -> Response:
     """A folder asked with GET (a browser): a plain HTML listing, streamed."""
-    iterator = await op.call(storage.list, op.cpath.inner)
+    # Links that lead out of the caller's read scope are not listed (gateway/operation.py).
+    iterator = op.in_scope(await op.call(storage.list, op.cpath.inner))
     base = _href(_prefix(op), op.cpath, True)
 
     async def body() -> AsyncIterator[bytes]:
@@ -271,7 +272,7 @@ async def propfind(request: Request) -> Response:
     if depth == "0" or not entry.is_dir:
         op.audit("ok", 207, 0)
         return _multistatus_response(first + multistatus.close_document())
-    iterator = await op.call(storage.list, op.cpath.inner)
+    iterator = op.in_scope(await op.call(storage.list, op.cpath.inner))
 
     async def body() -> AsyncIterator[bytes]:
         # Streamed as listed: a 100,000-entry folder is never held in memory.
@@ -335,36 +336,44 @@ async def move(request: Request) -> Response:
     if target.inner.startswith(op.cpath.inner + "/"):
         return _text(409, "cannot move a collection into itself")
     op.mount_config()
-    op.authorize("modify")  # the source disappears
+    # The source disappears (modify) and its bytes land where the caller may read them:
+    # reading it is needed too, or a modify-only token could move a file into view.
+    op.authorize("modify")
     storage, entry = await _readable(op)
     dest = Op(request, "move", principal=op.principal, path=target)
     dest.mount = op.mount
     dest.authorize("create")
+    await dest.storage()  # authorises again where the destination lands (links)
     existing = await _existing(dest, storage, target.inner)
     if existing is not None:
         if not overwrite:
             return _text(412, f"{target.platform_path} exists and Overwrite is F")
         dest.authorize("modify")
-    await op.call(_move, storage, op.cpath.inner, target.inner, entry, existing)
+    # A caller who may only create never replaces, whatever appears meanwhile.
+    exclusive = not dest.allows("modify", target.inner)
+    await op.call(_move, storage, op.cpath.inner, target.inner, entry, existing, exclusive)
     op.audit("ok", 204 if existing else 201, entry.size)
     return Response(status_code=204 if existing is not None else 201)
 
 
-def _move(storage: Storage, src: str, dst: str, entry: Entry, existing: Entry | None) -> None:
-    """Copy then delete the source, with the storage's own rename where it has one."""
-    rename = getattr(storage, "rename", None)
-    if callable(rename):
-        rename(src, dst, existing is not None)
-        return
+def _move(
+    storage: Storage, src: str, dst: str, entry: Entry, existing: Entry | None, exclusive: bool
+) -> None:
+    """The storage's own rename where it has one (links move as links); elsewhere a copy
+    then a delete of the source: each file lands atomically, and the source goes only
+    once the whole copy is in place (a failure leaves it complete)."""
     if existing is not None and (existing.is_dir or entry.is_dir):
-        storage.delete(dst)
-    _copy_tree(storage, src, dst, entry)
+        storage.delete(dst)  # RFC 4918 9.9.3: Overwrite T deletes the destination first
+    if isinstance(storage, Renaming):
+        storage.rename(src, dst, replace=not exclusive)
+        return
+    _copy_tree(storage, src, dst, entry, exclusive)
     storage.delete(src)
 
 
-def _copy_tree(storage: Storage, src: str, dst: str, entry: Entry) -> None:
+def _copy_tree(storage: Storage, src: str, dst: str, entry: Entry, exclusive: bool) -> None:
     if not entry.is_dir:
-        writer = storage.open_write(dst, entry.size)
+        writer = storage.open_write(dst, entry.size, exclusive=exclusive)
         try:
             for chunk in storage.open_read(src):
                 # root:// reads fill bytearrays (adapters/gfal_pread.py); writers take bytes.
@@ -376,7 +385,7 @@ def _copy_tree(storage: Storage, src: str, dst: str, entry: Entry) -> None:
         return
     storage.mkdir(dst)
     for child in storage.list(src):
-        _copy_tree(storage, child.path, join(dst, child.name), child)
+        _copy_tree(storage, child.path, join(dst, child.name), child, exclusive)
 
 
 _HANDLERS: dict[str, Callable[[Request], Awaitable[Response]]] = {
