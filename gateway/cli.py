@@ -51,7 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     debug = bool(args.debug or args.debug_serve)
     try:
-        # Database and master key first: a fatal error is then the only line printed.
+        # Database, master key and the first admin's key file first: a fatal error is
+        # then the only line printed.
         gw = _gateway(args)
         try:
             log_start(settings, config.source(os.environ) or "(no config file)", os.environ)

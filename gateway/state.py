@@ -21,7 +21,7 @@ from tokens.external import ExternalVerifier
 from tokens.masterkey import DEFAULT_FILE, SOURCES, MasterKeys
 from tokens.service import TokenService
 from tokens.store import Store
-from tokens.users import UserService
+from tokens.users import UserService, is_api_key
 from tokens.vault import KeyVault, wrapped_key_usage
 
 log = logging.getLogger("fedgate")
@@ -148,11 +148,29 @@ def load_keyring(store: Store, env: dict[str, str], state_dir: Path) -> MasterKe
     return keys
 
 
+def _admin_key_from(env: dict[str, str]) -> tuple[str, str | None] | None:
+    """``FEDGATE_ADMIN_KEY_FILE``: None if unset, else (path, its key or None if there
+    is no such file); ConfigError, never echoing the file, if it is unreadable or not
+    an API key."""
+    name = env.get(ADMIN_KEY_FILE_ENV, "").strip()
+    if not name:
+        return None
+    what = f"{name} ({ADMIN_KEY_FILE_ENV})"
+    try:
+        given = Path(name).read_text().strip()
+    except FileNotFoundError:
+        return name, None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror}") from None
+    if not is_api_key(given):
+        raise ConfigError(f"{what} does not hold an API key (fgk_<16 hex>_<20-128 of A-Za-z0-9_->)")
+    return name, given
+
+
 class Gateway:
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         env = dict(os.environ if env is None else env)
-        self._admin_key_file = env.get(ADMIN_KEY_FILE_ENV, "").strip()
         state_dir = Path(settings.state_dir)
         if not settings.database_url:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +179,8 @@ class Gateway:
         self.store.upgrade()
         self.master_keys = load_keyring(self.store, env, state_dir)
         self.users = UserService(self.store)
+        # Read (and checked) now, so that a bad file stops a start before anything else.
+        self._admin_key = _admin_key_from(env) if self.users.count() == 0 else None
         self.vault = KeyVault(self.store, self.master_keys)
         self.tokens = TokenService(
             self.store,
@@ -202,26 +222,19 @@ class Gateway:
         ``fedgate user add admin --admin`` where only they see the key."""
         if self.users.count() > 0:
             return None
-        if not self._admin_key_file:
+        if self._admin_key is None:
             _, key = self.users.add_user("admin", admin=True)
             return key
-        path = Path(self._admin_key_file)
-        try:
-            given = path.read_text().strip()
-        except FileNotFoundError:
+        path, given = self._admin_key
+        if given is None:
             log.info(
                 "no user exists and %s names no file: create the first admin with "
                 "`fedgate user add admin --admin`",
                 ADMIN_KEY_FILE_ENV,
             )
             return None
-        except OSError as exc:
-            what = f"{path} ({ADMIN_KEY_FILE_ENV})"
-            raise ConfigError(f"cannot read {what}: {exc.strerror}") from None
         try:
             self.users.add_user("admin", admin=True, key=given)
-        except ValueError as exc:
-            raise ConfigError(f"{path} ({ADMIN_KEY_FILE_ENV}): {exc}") from None
         except AlreadyExistsError:  # another replica's first start won the race
             return None
         log.info("no user existed: user 'admin' was created with the API key in %s", path)

@@ -105,6 +105,11 @@ def _check_password(password: str) -> None:
         raise ValueError(f"password must be 1-{_MAX_PASSWORD} characters")
 
 
+def is_api_key(text: str) -> bool:
+    """Whether ``text`` has the form of a fedgate API key (not whether it is valid)."""
+    return isinstance(text, str) and _KEY_RE.fullmatch(text) is not None
+
+
 def _secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
