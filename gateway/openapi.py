@@ -198,7 +198,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         f"{prefix}/token/revoke": {
             "post": {
-                "summary": "Revoke by token (RFC 7009), token id (jti) or execution id",
+                "summary": "Revoke a token (RFC 7009) or an API key, by value; a token by "
+                "id (jti); an execution",
                 "security": [{"apikey": []}, {"bearer": []}, {}],
                 "requestBody": {
                     "required": True,
@@ -213,9 +214,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(
-                        {"type": "object", "properties": {"revoked": {"type": "integer"}}}
+                        {
+                            "type": "object",
+                            "properties": {
+                                "revoked": {"type": "integer"},
+                                "apiKey": {"type": "string"},
+                            },
+                        }
                     ),
-                    **_errors(400, 401, 413),
+                    **_errors(400, 401, 403, 413),
                 },
             },
         },
@@ -283,6 +290,39 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     }
                 ],
                 "responses": {"204": {"description": "deleted"}, **_errors(401, 404)},
+            },
+        },
+        f"{prefix}/user/apiKeys": {
+            "get": {
+                "summary": "The caller's API keys (?user=NAME: an admin, anyone's); no secret",
+                "security": [{"apikey": []}],
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": {"$ref": "#/components/schemas/ApiKeyInfo"}}
+                    ),
+                    **_errors(401, 403, 404),
+                },
+            },
+        },
+        f"{prefix}/user/apiKeys/{{keyId}}": {
+            "delete": {
+                "summary": "Revoke one API key (the owner or an admin) and its tokens",
+                "security": [{"apikey": []}],
+                "parameters": [
+                    {"name": "keyId", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "apiKey": {"type": "string"},
+                                "revoked": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **_errors(401, 404),
+                },
             },
         },
         f"{prefix}/externalPlatforms": {

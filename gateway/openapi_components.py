@@ -7,6 +7,9 @@ from typing import Any
 
 from gateway.errors import E
 
+# An execution id or an audience: 1-200 printable ASCII characters, no spaces.
+_LABEL = "^[\\x21-\\x7e]{1,200}$"
+
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
@@ -107,21 +110,27 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
                 "required": ["grant_type", "subject_token", "subject_token_type", "scope"],
                 "properties": {
                     "grant_type": {"type": "string", "enum": [grant_type]},
-                    "subject_token": {"type": "string", "minLength": 1},
+                    "subject_token": {"type": "string", "minLength": 1, "maxLength": 8192},
                     "subject_token_type": {"type": "string", "enum": list(subject_types)},
                     "scope": {
                         "type": "string",
                         "minLength": 1,
-                        "description": "WLCG scopes, e.g. storage.read:/mount/dir",
+                        "maxLength": 32768,
+                        "description": "WLCG scopes (at most 64), e.g. storage.read:/mount/dir",
                     },
-                    "audience": {"type": "string"},
+                    "audience": {
+                        "type": "string",
+                        "pattern": _LABEL,
+                        "description": "default: this gateway (public_url); another value "
+                        "makes a token for another service, which this gateway refuses",
+                    },
                     "requested_token_type": {
                         "type": "string",
                         "enum": [access_type, jwt_type],
                     },
-                    "execution_id": {"type": "string"},
-                    "lifetime": {"type": "integer", "minimum": 1},
-                    "uses": {"type": "integer", "minimum": 1},
+                    "execution_id": {"type": "string", "pattern": _LABEL},
+                    "lifetime": {"type": "integer", "minimum": 1, "maximum": 21600},
+                    "uses": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
                 },
             },
             "TokenExchangeResponse": {
@@ -137,17 +146,25 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
             },
             "RevokeRequest": {
                 "type": "object",
-                "description": "one of token, jti or execution_id is required",
+                "description": "one of token (an access token or an API key), jti (or "
+                "token_id) or execution_id is required. A Bearer caller may name only "
+                "itself and the tokens narrowed from it; ids and executions need the "
+                "user's API key (an admin's: anyone's)",
                 "anyOf": [
                     {"required": ["token"]},
                     {"required": ["jti"]},
+                    {"required": ["token_id"]},
                     {"required": ["execution_id"]},
                 ],
                 "properties": {
-                    "token": {"type": "string", "minLength": 1},
-                    "token_type_hint": {"type": "string"},
-                    "jti": {"type": "string", "minLength": 1},
-                    "execution_id": {"type": "string", "minLength": 1},
+                    "token": {"type": "string", "minLength": 1, "maxLength": 8192},
+                    "token_type_hint": {
+                        "type": "string",
+                        "enum": ["access_token", "refresh_token", "api_key"],
+                    },
+                    "jti": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                    "token_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                    "execution_id": {"type": "string", "pattern": _LABEL},
                 },
             },
             "ExternalKey": {
@@ -158,6 +175,11 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
                 "properties": {
                     "storageIdentifier": {"type": "string", "minLength": 1},
                     "apiKey": {"type": "string", "minLength": 1},
+                    "verify": {
+                        "type": "boolean",
+                        "description": "check the credential against the storage first "
+                        "(lists the mount's root); refused and not stored if it fails",
+                    },
                     "credential": {
                         "type": "object",
                         "required": ["kind"],
@@ -176,6 +198,18 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
                             }
                         },
                     },
+                },
+            },
+            "ApiKeyInfo": {
+                "type": "object",
+                "required": ["id", "label", "created", "lastUsed", "expires", "current"],
+                "properties": {
+                    "id": {"type": "string", "description": "the fgk_<id>_ part of the key"},
+                    "label": {"type": "string"},
+                    "created": {"type": "integer", "description": "Unix time"},
+                    "lastUsed": {"type": ["integer", "null"], "description": "to the minute"},
+                    "expires": {"type": ["integer", "null"]},
+                    "current": {"type": "boolean", "description": "the key of this request"},
                 },
             },
             "ExternalKeyInfo": {
