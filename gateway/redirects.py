@@ -181,7 +181,7 @@ async def redirect_put(op: Op, storage: Storage, held_back_body: bool) -> Respon
         except StorageError as exc:
             raise op.storage_error(exc) from None
         except CarminError as exc:
-            op.audit(f"error:{exc.spec.code}", exc.spec.status)
+            op.audit(f"error:{exc.spec.code}", exc.spec.status, reason=exc.message)
             raise
         if response is not None:
             op.audit("redirect", 307, 0)
@@ -195,12 +195,14 @@ async def redirect_put(op: Op, storage: Storage, held_back_body: bool) -> Respon
             else "PUT the body to fedgate instead"
         )
         why = "has a use count" if counted else "may create but not replace this file"
-        op.audit(f"error:{E.NOT_ALLOWED.code}", E.NOT_ALLOWED.status)
-        raise CarminError(
-            E.NOT_ALLOWED, f"{mount.name}: no reusable upload URL for a token that {why}: {how}"
-        )
-    op.audit(f"error:{E.NOT_SUPPORTED.code}", E.NOT_SUPPORTED.status)
+        refused = f"{mount.name}: no reusable upload URL for a token that {why}: {how}"
+        op.audit(f"error:{E.NOT_ALLOWED.code}", E.NOT_ALLOWED.status, reason=refused)
+        raise CarminError(E.NOT_ALLOWED, refused)
+    unsupported = (
+        f"{mount.name}: no direct upload URL for this mount; PUT the body to fedgate instead"
+    )
+    op.audit(f"error:{E.NOT_SUPPORTED.code}", E.NOT_SUPPORTED.status, reason=unsupported)
     raise CarminError(
         E.NOT_SUPPORTED,
-        f"{mount.name}: no direct upload URL for this mount; PUT the body to fedgate instead",
+        unsupported,
     )

@@ -187,6 +187,18 @@ def test_mount_rule_denial_names_the_rule(gw: Running, alice: str) -> None:
     assert not (gw.data.parent / "shared" / "new.txt").exists()
 
 
+def test_an_error_is_recorded_with_its_reason(gw: Running) -> None:
+    # A direct (redirected) upload asked of a mount that cannot presign one.
+    r = httpx.put(
+        gw.api + "/path/local/a/new.bin?redirect=true", content=b"", headers={"apikey": gw.key}
+    )
+    is_error(r, 501, 50101)
+    (row,) = audit(gw, request_id=r.headers["x-request-id"])
+    assert (row["result"], row["status"], row["operation"]) == ("error:50101", 501, "write")
+    assert row["reason"] == r.json()["errorMessage"]
+    assert "no direct upload URL" in row["reason"]
+
+
 def test_refused_exchange_names_the_scopes_beyond_the_user(gw: Running, alice: str) -> None:
     r = exchange(gw, alice, "storage.read:/local storage.modify:/shared/x")
     assert r.status_code == 403
