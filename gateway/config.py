@@ -144,11 +144,12 @@ class Settings:
     token_max_lifetime: int = 21600
     # The iss of the tokens this gateway mints.
     token_issuer: str = "fedgate"  # noqa: S105 - a name, not a secret
-    # Seconds a token of fedgate's own is still accepted past its exp (and before its
-    # nbf), for clock skew between replicas; 0-60.
+    # Seconds a token this gateway minted is still accepted past its exp (and before its
+    # nbf): clock skew between replicas and clients, 0-60.
     token_leeway: int = 10
-    # Audiences accepted in a token's aud besides public_url (which is the aud of the
-    # tokens this gateway mints); see ``audiences``.
+    # More names of this gateway a token's aud may hold (an old URL, an alias). Minted
+    # tokens name public_url, or token_issuer when public_url is empty; the WLCG
+    # https://wlcg.cern.ch/jwt/v1/any is always accepted; any other aud gets 401.
     token_audiences: tuple[str, ...] = ()
     # Trusted external token issuers ([[issuers]] tables; tokens/external.py).
     issuers: tuple[Issuer, ...] = ()
@@ -286,6 +287,14 @@ def _check_server_values(values: Mapping[str, Any], where: str) -> None:
         raise bad("readyz_timeout", "a positive number of seconds")
     if values.get("audit_retention_days", 0) < 0:
         raise bad("audit_retention_days", "0 (keep forever) or a number of days")
+    if "token_leeway" in values and not 0 <= values["token_leeway"] <= 60:
+        raise bad("token_leeway", "0-60 seconds")
+    for aud in values.get("token_audiences", ()):
+        if re.fullmatch(r"[\x21-\x7e]{1,200}", aud) is None:
+            raise ConfigError(
+                f"{where}: [server] token_audiences: expected 1-200 printable characters "
+                f"without spaces each, got {aud!r}"
+            )
     for proxy in values.get("trusted_proxies", ()):
         try:
             ipaddress.ip_network(proxy, strict=False)

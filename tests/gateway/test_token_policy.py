@@ -217,3 +217,22 @@ def test_an_unreachable_storage_is_not_blamed_on_the_key(tmp_path: Path) -> None
         assert r.status_code == 503, r.text
         assert time.monotonic() - started < 30
         assert stored(gw, gw.key) == []
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[server]\ntoken_leeway = 61\n", "token_leeway: expected 0-60"),
+        ("[server]\ntoken_leeway = -1\n", "token_leeway: expected 0-60"),
+        ('[server]\ntoken_audiences = ["a b"]\n', "token_audiences"),
+        ('[server]\ntoken_audiences = ["ok", "bad\\n"]\n', "token_audiences"),
+        ('[mounts."local\\n"]\ntype = "posix"\nroot = "/tmp"\n', "mount names"),
+    ],
+)
+def test_token_settings_are_checked(tmp_path: Path, toml: str, expected: str) -> None:
+    from gateway import config
+
+    path = tmp_path / "fedgate.toml"
+    path.write_text(toml)
+    with pytest.raises(config.ConfigError, match=expected):
+        config.load(str(path), env={})
