@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from adapters._irods_io import _irods, _is, log, translate
 from adapters.base import (
+    AlreadyExists,
     Delegation,
     IsADirectory,
     NotFound,
@@ -26,7 +27,13 @@ def presign(
     method: str,
     expires_at: dt.datetime,
     uses: int | None = None,
+    create_only: bool = False,
 ) -> Delegation:
+    """A read ticket (GET) or a write ticket (PUT) on one data object. A write ticket's
+    object is created empty first, so the ticket covers that object and not its
+    collection; ``create_only``: the object must not exist, and the server refuses the
+    create if it appeared since (DATA_OBJ_CREATE without the force flag), so the ticket
+    never covers a file the token could not replace."""
     method = method.upper()
     if method in ("GET", "HEAD"):
         self.stat(path)
@@ -35,12 +42,17 @@ def presign(
         full = self._full(path)
         if self._is_coll(full):
             raise IsADirectory(f"{path or '/'}: is a directory")
-        if not self._is_obj(full):
+        if create_only or not self._is_obj(full):
             if not self._is_coll(full.rsplit("/", 1)[0]):
                 raise ParentNotFound(f"{parent_of(path) or '/'}: parent does not exist")
             try:
-                self.session.data_objects.open(full, "w").close()
+                if create_only:
+                    self.session.data_objects.create(full, force=False)
+                else:
+                    self.session.data_objects.open(full, "w").close()
             except Exception as exc:
+                if type(exc).__name__ == "DataObjectExistsAtLogicalPath":
+                    raise AlreadyExists(f"{path}: already exists") from exc
                 raise translate(exc, path) from exc
         return issue_ticket(self, path, "write", expires_at, uses, method=method)
     raise NotSupported(f"no iRODS ticket for method {method}")

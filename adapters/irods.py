@@ -308,11 +308,17 @@ class IrodsStorage:
         return _irods_tickets.presign(self, path, method, expires_at)
 
     def delegate(
-        self, path: str, method: str, expires_at: dt.datetime, uses: int | None = None
+        self,
+        path: str,
+        method: str,
+        expires_at: dt.datetime,
+        uses: int | None = None,
+        create_only: bool = False,
     ) -> Delegation:
         """``presign`` with a use count (None: unlimited), taken by the gateway from the
-        fedgate token's own counter; a create-only token's PUT ticket gets 1 (one open)."""
-        return _irods_tickets.presign(self, path, method, expires_at, uses)
+        fedgate token's own counter; a create-only token's PUT ticket is for an object
+        created for it (AlreadyExists if one is there) and gets 1 use (one open)."""
+        return _irods_tickets.presign(self, path, method, expires_at, uses, create_only)
 
     def revoke_delegation(self, delegation: Delegation) -> None:
         """Delete the ticket of a delegation from ``delegate``/``presign`` (NotFound if gone)."""

@@ -109,8 +109,8 @@ async def post_native(request: Request) -> Response:
             return delegation, str(uri)
         delegate = getattr(storage, "delegate", None)
         if delegate is not None:
-            taken = 0
-            if method == "PUT" and not may_modify():
+            taken, create_only = 0, method == "PUT" and not may_modify()
+            if create_only:
                 uses: int | None = 1  # one open creates the file, none replaces it
             elif claims is not None and claims.uses is not None:
                 # The request's own use (spent by its authentication) and every use left
@@ -120,7 +120,7 @@ async def post_native(request: Request) -> Response:
             else:
                 uses = None
             try:
-                delegation = delegate(cpath.inner, method, expires, uses)
+                delegation = delegate(cpath.inner, method, expires, uses, create_only)
             except BaseException:
                 if claims is not None:
                     native_uses.give_back(gw.store, claims, taken)

@@ -23,6 +23,7 @@ from irods.exception import (
 from irods.session import iRODSSession
 
 from adapters.base import (
+    AlreadyExists,
     AuthenticationFailed,
     BackendTimeout,
     BackendUnavailable,
@@ -340,6 +341,20 @@ def test_read_ticket_reads_but_does_not_write(
     finally:
         s.cleanup()
     assert read(owner, "t.txt") == b"ticketed"
+
+
+def test_create_only_write_ticket_never_covers_an_existing_object(
+    owner: IrodsStorage, irods_server: IrodsTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(AlreadyExists):
+        owner.delegate("t.txt", "PUT", _soon(), 1, create_only=True)
+    # The object appearing after every client-side check: the server refuses the create.
+    monkeypatch.setattr(owner.session.data_objects, "exists", lambda path: False)
+    with pytest.raises(AlreadyExists):
+        owner.delegate("t.txt", "PUT", _soon(), 1, create_only=True)
+    assert read(owner, "t.txt") == b"ticketed"
+    delegation = owner.delegate("new.txt", "PUT", _soon(), 1, create_only=True)
+    assert delegation.method == "PUT" and owner.stat("new.txt").size == 0
 
 
 def test_ticket_expires(owner: IrodsStorage, irods_server: IrodsTestServer) -> None:
