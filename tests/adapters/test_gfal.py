@@ -135,6 +135,14 @@ def test_presign_is_not_supported_without_tls(se: Storage) -> None:
         se.presign("f", "GET", expires)
 
 
+def test_macaroon_urls_are_declared_header_bound() -> None:
+    """An https SE's macaroon rides in a header: the gateway must never mint one for a
+    redirect (it could not be followed), and knows it from the capability alone."""
+    storage = create({"base_url": "https://se.invalid:8443/data", "anonymous": True}).bind(None)
+    assert storage.capabilities.native_delegation
+    assert storage.capabilities.presign_needs_headers
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
