@@ -29,6 +29,32 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _json = json_body
+_STR = {"type": "string"}
+# One row of GET /audit, newest first; fields that are not set are left out.
+_AUDIT_EVENT = {
+    "type": "object",
+    "required": ["time", "event", "result"],
+    "properties": {
+        "time": {"type": "string", "format": "date-time"},
+        "event": {"type": "string", "description": "exchange, access, native, revoke, ..."},
+        "user": _STR,
+        "token_id": _STR,
+        "mount": _STR,
+        "path": _STR,
+        "operation": {
+            "type": "string",
+            "description": f"one of {', '.join(OPERATIONS)} (what /explain takes)",
+        },
+        "result": {"type": "string", "description": "ok, denied, redirect, error:<code>"},
+        "status": {"type": "integer"},
+        "bytes": {"type": "integer"},
+        "execution_id": _STR,
+        "detail": _STR,
+        "request_id": {"type": "string", "description": "the request's X-Request-ID"},
+        "reason": {"type": "string", "description": "why it was refused, in words"},
+        "client": {"type": "string", "description": "the client's address"},
+    },
+}
 _AUDIT_TIME = {
     "type": "string",
     "format": "date-time",
@@ -399,7 +425,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     )
                 ],
                 "responses": {
-                    "200": _json({"type": "array", "items": {"type": "object"}}),
+                    "200": _json({"type": "array", "items": _AUDIT_EVENT}),
                     **_errors(400, 401, 403),
                 },
             },
