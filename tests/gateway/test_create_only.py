@@ -75,6 +75,10 @@ class When:
         assert self.fired
 
 
+def write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 def upload_data(data: bytes, kind: str = "File") -> bytes:
     import json
 
@@ -138,7 +142,7 @@ def test_upload_data_file_keeps_a_file_that_appeared_midway(gw: Running, up: Pat
     raw = os.urandom(24 * MIB)
     appear = When(
         lambda: bool(staging_files(gw.data)),
-        lambda: target.write_bytes(b"first come"),
+        lambda: write(target, b"first come"),
         "the gateway's staging file",
     )
     r = httpx.put(
@@ -165,7 +169,7 @@ def test_archive_keeps_a_file_that_appeared_midway(gw: Running, up: Path) -> Non
 
     appear = When(
         big_in_flight,
-        lambda: (target / "big.bin").write_bytes(b"first come"),
+        lambda: write(target / "big.bin", b"first come"),
         "big.bin's staging file",
     )
     r = httpx.put(

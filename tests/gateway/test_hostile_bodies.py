@@ -297,7 +297,7 @@ def test_a_zip_directory_is_counted_before_zipfile_reads_it(
 
     def counting_init(self: zipfile.ZipFile, *args: object, **kw: object) -> None:
         opened.append(1)
-        real_init(self, *args, **kw)  # type: ignore[arg-type]
+        real_init(self, *args, **kw)  # type: ignore[call-overload]
 
     many, small = _zip(5000), _zip(3, 1000)
     monkeypatch.setattr(zipfile.ZipFile, "__init__", counting_init)
