@@ -457,3 +457,15 @@ def test_exclusive_multipart_commit_keeps_an_object_that_appeared(s3: S3Storage)
     assert read(s3, "big") == b"first come"
     key = s3._key("big")
     assert s3.client.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", []) == []
+
+
+def test_mkdir_that_loses_a_race_answers_already_exists(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder appears between mkdir's look and its marker PUT: the marker is put with
+    If-None-Match: *, so the server's 412 (not the look) makes it AlreadyExists."""
+    s3.client.put_object(Bucket=BUCKET, Key=s3._key("d") + "/", Body=b"")
+    monkeypatch.setattr(s3, "_head", lambda path: None)  # the look saw nothing yet
+    monkeypatch.setattr(s3, "_is_dir", lambda path: path != "d")
+    with pytest.raises(AlreadyExists):
+        s3.mkdir("d")
