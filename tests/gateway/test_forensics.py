@@ -24,6 +24,7 @@ from gateway import config
 from gateway.config import MountConfig
 from tests import postgres
 from tests.gateway.test_data_api import is_error
+from tests.scale.procs import cli, serve, write_config
 from tests.server import Running, local_settings, master_env, running
 from tokens.audit import OPERATIONS, iso_time
 
@@ -93,7 +94,12 @@ def exchange(gw: Running, key: str, scope: str, **extra: str) -> httpx.Response:
 
 
 def token(gw: Running, key: str, scope: str, **extra: str) -> str:
-    r = exchange(gw, key, scope, **extra)
+    return token_at(gw.api, key, scope, **extra)
+
+
+def token_at(api: str, key: str, scope: str, **extra: str) -> str:
+    form = {"grant_type": GRANT, "subject_token": key, "subject_token_type": API_KEY_TYPE}
+    r = httpx.post(api + "/token", data={**form, "scope": scope, **extra})
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
@@ -174,6 +180,44 @@ def test_client_address_honours_forwarded_headers_from_trusted_proxies_only(
         r = httpx.get(gw.api + "/path/local?action=list", headers={"apikey": gw.key, **forged})
         (row,) = audit(gw, request_id=r.headers["x-request-id"])
         assert row["client"] == "203.0.113.9"  # what the trusted proxy saw
+
+
+def test_fedgate_serve_records_request_ids_and_never_a_forged_address(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The production server (`fedgate serve`, two workers): every request's audit row
+    carries its request id; X-Forwarded-For from a peer that is not a trusted proxy
+    (here 127.0.0.1, which uvicorn itself would trust) does not change the address."""
+    (tmp_path / "data").mkdir()
+    config = write_config(
+        tmp_path / "fedgate.toml",
+        tmp_path / "state",
+        {"local": {"type": "posix", "root": str(tmp_path / "data")}},
+        database_url,
+    )
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nworkers = 2\n", 1))
+    env = master_env()
+    alice = cli(config, env, "user", "add", "alice").strip()
+    server = serve(config, env, tmp_path / "serve.log")
+    try:
+        tok = token_at(server.api, alice, "storage.read:/local/a")
+        rids = [f"serve-{i}" for i in range(12)]
+        for rid in rids:
+            with httpx.Client(headers={"Connection": "close"}) as c:  # spread over workers
+                r = c.get(
+                    server.api + "/path/local/b?action=list",
+                    headers={**bearer(tok), "X-Request-ID": rid, "X-Forwarded-For": "6.6.6.6"},
+                )
+            assert r.status_code == 403 and r.headers["x-request-id"] == rid
+        for rid in rids:
+            r = httpx.get(
+                server.api + "/audit", params={"request_id": rid}, headers={"apikey": alice}
+            )
+            (row,) = r.json()
+            assert row["client"] == "127.0.0.1" and row["result"] == "denied"
+            assert row["reason"].startswith("no scope of the token allows read on /local/b")
+    finally:
+        assert server.stop() == 0
 
 
 def test_mount_rule_denial_names_the_rule(gw: Running, alice: str) -> None:
