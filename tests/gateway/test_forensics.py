@@ -243,6 +243,23 @@ def test_an_error_is_recorded_with_its_reason(gw: Running) -> None:
     assert "no direct upload URL" in row["reason"]
 
 
+def test_native_refusal_in_a_worker_thread_keeps_the_request_id(gw: Running, alice: str) -> None:
+    # Replacing an existing file needs modify, checked in a worker thread after a stat.
+    (gw.data / "out").mkdir()
+    (gw.data / "out" / "x.txt").write_text("x")
+    tok = token(gw, alice, "storage.create:/local/out")
+    r = httpx.post(
+        gw.api + "/token/native",
+        json={"path": "/local/out/x.txt", "method": "PUT"},
+        headers=bearer(tok),
+    )
+    is_error(r, 403, 40301)
+    (row,) = audit(gw, request_id=r.headers["x-request-id"])
+    assert (row["event"], row["operation"], row["result"]) == ("native", "write", "denied")
+    assert row["reason"].startswith("no scope of the token allows modify on /local/out/x.txt")
+    assert row["client"] == "127.0.0.1" and row["token_id"] == jti_of(tok)
+
+
 def test_refused_exchange_names_the_scopes_beyond_the_user(gw: Running, alice: str) -> None:
     r = exchange(gw, alice, "storage.read:/local storage.modify:/shared/x")
     assert r.status_code == 403
