@@ -85,7 +85,8 @@ async def put_external_key(request: Request) -> Response:
     data = await form_or_json(request)
     f = Fields(data)
     storage_id = f.text("storageIdentifier", required=True, max_len=200)
-    verify = f.flag("verify")
+    # The flag in the body, or ?verify=true for clients that send a fixed body (VIP's).
+    verify = f.flag("verify") or Fields(dict(request.query_params)).flag("verify")
     assert storage_id is not None
     mount = gw.settings.mount(storage_id)
     if mount is None:
