@@ -5,12 +5,16 @@ while the user's other keys and their tokens keep working. SQLite and PostgreSQL
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from tests.gateway.test_data_api import is_error
 from tests.gateway.token_helpers import bearer, exchange, gw_db, narrow, send, status, token
 from tests.server import Running
+from tokens.errors import TokenError
+from tokens.scopes import parse_scopes
 
 __all__ = ["gw_db"]
 
@@ -135,3 +139,43 @@ def test_revoke_a_key_by_id(gw_db: Running) -> None:
     r = httpx.delete(f"{gw.api}/user/apiKeys/{key_id(bob)}", headers={"apikey": gw.key})
     assert r.status_code == 200  # an admin: anyone's
     assert status(gw, {"apikey": bob}) == 401
+
+
+def test_the_operator_lists_and_revokes_keys_from_the_cli(tmp_path: Path) -> None:
+    """The embedded default (SQLite under state_dir), as an operator types it."""
+    from tests.gateway.test_cli import gateway_at, run
+
+    k1 = run(tmp_path, "user", "add", "alice").stdout.strip()
+    made = run(tmp_path, "user", "key", "alice", "--label", "laptop")
+    assert made.returncode == 0, made.stderr
+    k2 = made.stdout.strip()
+    listed = run(tmp_path, "user", "keys", "alice")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "CREATED"]
+    assert [line.split()[0] for line in lines[1:]] == [key_id(k1), key_id(k2)]
+    assert lines[2].split()[-1] == "laptop" and "never" in lines[2]
+    assert secret(k1) not in listed.stdout + listed.stderr
+    assert secret(k2) not in listed.stdout + listed.stderr
+    gw = gateway_at(tmp_path)
+    try:
+        tok = gw.tokens.issue("alice", parse_scopes("storage.read:/local"), key_id=key_id(k1))
+    finally:
+        gw.close()
+    for args in (("bob", "--revoke", key_id(k1)), ("alice", "--revoke", "0" * 16)):
+        refused = run(tmp_path, "user", "key", *args)
+        assert refused.returncode == 1 and "has no API key" in refused.stderr
+    assert run(tmp_path, "user", "keys", "nobody").returncode == 1
+    assert run(tmp_path, "user", "key", "nobody").returncode == 1
+    revoked = run(tmp_path, "user", "key", "alice", "--revoke", key_id(k1))
+    assert revoked.returncode == 0, revoked.stderr
+    assert "1 live tokens revoked" in revoked.stderr
+    gw = gateway_at(tmp_path)
+    try:
+        assert gw.users.authenticate_key(k1) is None
+        assert gw.users.authenticate_key(k2) is not None
+        with pytest.raises(TokenError):
+            gw.tokens.verify(tok.access_token)
+    finally:
+        gw.close()
+    assert key_id(k1) not in run(tmp_path, "user", "keys", "alice").stdout
