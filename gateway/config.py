@@ -101,6 +101,17 @@ class Settings:
     api_prefix: str = "/rest"
     # URL prefix of the WebDAV door (gateway/webdav): the same mounts; "" turns it off.
     webdav_prefix: str = "/webdav"
+    # HTTP third-party copy (COPY with Source or a remote Destination, gateway/webdav/tpc.py):
+    # may the gateway reach loopback and private addresses (an SSRF guard: off by default).
+    tpc_allow_private: bool = False
+    # Third-party copies in flight per user (per process); past it 429 with Retry-After.
+    tpc_max_per_user: int = 4
+    # Third-party copies in flight in all (per process); past it 429 with Retry-After.
+    tpc_max_total: int = 16
+    # Seconds without a byte before a third-party copy is given up.
+    tpc_stall_timeout: int = 60
+    # Seconds between performance markers in a third-party copy's answer.
+    tpc_marker_interval: int = 5
     # Folder of the embedded state: SQLite database and master key file.
     state_dir: str = ".fedgate"
     # URL of the state database, postgresql://user:password@host:5432/db; "": SQLite in
@@ -287,6 +298,9 @@ def _check_server_values(values: Mapping[str, Any], where: str) -> None:
         raise bad("readyz_timeout", "a positive number of seconds")
     if values.get("audit_retention_days", 0) < 0:
         raise bad("audit_retention_days", "0 (keep forever) or a number of days")
+    for name in ("tpc_max_per_user", "tpc_max_total", "tpc_stall_timeout", "tpc_marker_interval"):
+        if name in values and not 1 <= values[name] <= 86_400:
+            raise bad(name, "a whole number from 1 to 86400")
     if "token_leeway" in values and not 0 <= values["token_leeway"] <= 60:
         raise bad("token_leeway", "0-60 seconds")
     for aud in values.get("token_audiences", ()):

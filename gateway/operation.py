@@ -180,7 +180,12 @@ class Op:
         return err
 
     def audit(
-        self, result: str, status: int, nbytes: int | None = None, reason: str | None = None
+        self,
+        result: str,
+        status: int,
+        nbytes: int | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
     ) -> None:
         self.gw.audit.record(
             AuditEvent(
@@ -195,7 +200,7 @@ class Op:
                 status=status,
                 bytes=nbytes,
                 execution_id=self.principal.execution_id,
-                detail=None,
+                detail=detail,  # e.g. a copy's other end
                 request_id=request_id(),
                 reason=reason,
                 client=client_address(),

@@ -60,6 +60,9 @@ OPERATIONS: Mapping[str, str] = {
     # WebDAV MOVE: the source disappears (modify); the destination needs create, and
     # modify when it replaces something, like a write.
     "move": "modify",
+    # WebDAV COPY between paths of the gateway: read at the source (the audit row's path);
+    # the destination (its detail) needs create, and modify to replace, like a write.
+    "copy": "read",
 }
 REPLACING = frozenset({"write", "unpack"})
 

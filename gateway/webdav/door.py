@@ -5,38 +5,37 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
-from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.base import Entry, NotFound, Renaming, Storage, StorageError, join
+from adapters.base import Entry, Renaming, Storage
 from gateway import paths, routes_data, routes_upload
 from gateway.auth import authorize
 from gateway.errors import CarminError, E
-from gateway.operation import Op, stat_entry
+from gateway.operation import Op
 from gateway.transfer import ClosingStreamingResponse, batches_in_thread
-from gateway.webdav import digests, multistatus
-from gateway.webdav.credentials import authenticate_dav, challenge
+from gateway.webdav import copying, digests, multistatus
+from gateway.webdav.common import (
+    destination,
+    existing,
+    op_for,
+    overwrite,
+    prefix,
+    readable,
+    text,
+)
+from gateway.webdav.credentials import challenge
 
-METHODS = ["OPTIONS", "GET", "HEAD", "PUT", "MKCOL", "DELETE", "PROPFIND", "MOVE"]
+METHODS = ["OPTIONS", "GET", "HEAD", "PUT", "MKCOL", "DELETE", "PROPFIND", "MOVE", "COPY"]
 _ALLOW = ", ".join(METHODS)
 # A PROPFIND body only says which properties to send; every answer carries the same
 # small set, so the body is checked for size and form but not otherwise used.
 MAX_PROPFIND_BODY = 64 * 1024
 
 
-def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        message.rstrip("\n") + "\n",
-        status_code=status,
-        media_type="text/plain; charset=utf-8",
-        headers=headers,
-    )
-
-
 def _error(exc: CarminError) -> Response:
-    response = _text(exc.spec.status, exc.message, exc.headers)
+    response = text(exc.spec.status, exc.message, exc.headers)
     if exc.spec.status == 401:
         challenge(response)
     return response
@@ -45,23 +44,15 @@ def _error(exc: CarminError) -> Response:
 async def dispatch(request: Request) -> Response:
     handler = _HANDLERS.get(request.method)
     if handler is None:  # the route's method list keeps others out; belt and braces
-        return _text(405, f"{request.method} is not supported", {"Allow": _ALLOW})
+        return text(405, f"{request.method} is not supported", {"Allow": _ALLOW})
     try:
         return await handler(request)
     except CarminError as exc:
         return _error(exc)
 
 
-def _op(request: Request, operation: str) -> Op:
-    return Op(request, operation, principal=authenticate_dav(request))
-
-
 def _href(prefix: str, cpath: paths.CarminPath, is_dir: bool) -> str:
     return multistatus.href(prefix, cpath.platform_path, is_dir)
-
-
-def _prefix(op: Op) -> str:
-    return op.gw.settings.webdav_prefix
 
 
 # --- OPTIONS --------------------------------------------------------------------------
@@ -84,17 +75,11 @@ async def options(request: Request) -> Response:
 # --- GET / HEAD -----------------------------------------------------------------------
 
 
-async def _readable(op: Op) -> tuple[Storage, Entry]:
-    op.authorize("read")
-    storage = await op.storage()
-    return storage, await op.stat(storage)
-
-
 async def get(request: Request) -> Response:
-    op = _op(request, "content")
+    op = op_for(request, "content")
     if op.cpath.is_root:
         return await _root_index(op)
-    storage, entry = await _readable(op)
+    storage, entry = await readable(op)
     if entry.is_dir:
         return await _index(op, storage, entry)
     wanted = digests.wanted(request.headers.get("want-digest"))
@@ -112,11 +97,11 @@ def _redirect_asked(request: Request) -> bool:
 
 
 async def head(request: Request) -> Response:
-    op = _op(request, "properties")
+    op = op_for(request, "properties")
     if op.cpath.is_root:
         op.audit("ok", 200)
         return Response(status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
-    storage, entry = await _readable(op)
+    storage, entry = await readable(op)
     if entry.is_dir:
         op.audit("ok", 200)
         return Response(status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
@@ -142,7 +127,7 @@ async def _index(op: Op, storage: Storage, entry: Entry) -> Response:
     """A folder asked with GET (a browser): a plain HTML listing, streamed."""
     # Links that lead out of the caller's read scope are not listed (gateway/operation.py).
     iterator = op.in_scope(await op.call(storage.list, op.cpath.inner))
-    base = _href(_prefix(op), op.cpath, True)
+    base = _href(prefix(op), op.cpath, True)
 
     async def body() -> AsyncIterator[bytes]:
         count = 0
@@ -160,7 +145,7 @@ async def _index(op: Op, storage: Storage, entry: Entry) -> Response:
 
 async def _root_index(op: Op) -> Response:
     mounts = _visible_mounts(op)
-    base = _prefix(op) + "/"
+    base = prefix(op) + "/"
     rows = [Entry(path=m, is_dir=True) for m in mounts]
     op.audit("ok", 200)
     html = multistatus.index_head("/") + multistatus.index_rows(base, rows)
@@ -182,42 +167,33 @@ def _visible_mounts(op: Op) -> list[str]:
 
 
 async def put(request: Request) -> Response:
-    op = _op(request, "write")
+    op = op_for(request, "write")
     if op.cpath.is_root or not op.cpath.inner:
-        return _text(405, "a mount or the root is a collection: PUT a file inside it")
+        return text(405, "a mount or the root is a collection: PUT a file inside it")
     op.mount_config()
     op.authorize("create")
     storage = await op.storage()
-    existing = await _existing(op, storage)
-    if existing is not None and existing.is_dir:
-        return _text(405, f"{op.cpath.platform_path} is a collection")
-    if existing is not None:
+    found = await existing(op, storage)
+    if found is not None and found.is_dir:
+        return text(405, f"{op.cpath.platform_path} is a collection")
+    if found is not None:
         op.authorize("modify")
     # The same streamed, atomic write as a CARMIN raw PUT (an empty body is an empty
     # file here: DAV has MKCOL for folders).
     await routes_upload._put_raw(op, storage)
-    return Response(status_code=204 if existing is not None else 201)
-
-
-async def _existing(op: Op, storage: Storage, inner: str | None = None) -> Entry | None:
-    try:
-        return await stat_entry(storage, op.cpath.inner if inner is None else inner)
-    except NotFound:
-        return None
-    except StorageError as exc:
-        raise op.storage_error(exc) from None
+    return Response(status_code=204 if found is not None else 201)
 
 
 # --- MKCOL ----------------------------------------------------------------------------
 
 
 async def mkcol(request: Request) -> Response:
-    op = _op(request, "mkdir")
+    op = op_for(request, "mkdir")
     if op.cpath.is_root or not op.cpath.inner:
-        return _text(405, f"{op.cpath.platform_path} already exists")
+        return text(405, f"{op.cpath.platform_path} already exists")
     length = request.headers.get("content-length", "0")
     if length not in ("", "0") or "transfer-encoding" in request.headers:
-        return _text(415, "MKCOL takes no body")
+        return text(415, "MKCOL takes no body")
     op.mount_config()
     op.authorize("create")
     storage = await op.storage()
@@ -225,7 +201,7 @@ async def mkcol(request: Request) -> Response:
         await op.call(storage.mkdir, op.cpath.inner)
     except CarminError as exc:
         if exc.spec is E.EXISTS:
-            return _text(405, f"{op.cpath.platform_path} already exists")
+            return text(405, f"{op.cpath.platform_path} already exists")
         raise
     op.audit("ok", 201)
     return Response(status_code=201)
@@ -235,9 +211,9 @@ async def mkcol(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    op = _op(request, "delete")
+    op = op_for(request, "delete")
     if op.cpath.is_root or not op.cpath.inner:
-        return _text(403, "a mount or the root cannot be deleted")
+        return text(403, "a mount or the root cannot be deleted")
     op.mount_config()
     op.authorize("modify")
     storage = await op.storage()
@@ -251,7 +227,7 @@ async def delete(request: Request) -> Response:
 
 async def propfind(request: Request) -> Response:
     depth = request.headers.get("depth", "infinity").strip().lower()
-    op = _op(request, "list" if depth == "1" else "properties")
+    op = op_for(request, "list" if depth == "1" else "properties")
     if depth not in ("0", "1"):
         return Response(
             multistatus.finite_depth_error(),
@@ -259,15 +235,15 @@ async def propfind(request: Request) -> Response:
             media_type="application/xml; charset=utf-8",
         )
     await multistatus.check_request_body(request, MAX_PROPFIND_BODY)
-    prefix = _prefix(op)
+    base = prefix(op)
     if op.cpath.is_root:
         children = [Entry(path=m, is_dir=True) for m in _visible_mounts(op)] if depth == "1" else []
         op.audit("ok", 207, len(children))
-        head = multistatus.open_document() + multistatus.response(prefix + "/", Entry("", True))
-        rows = multistatus.responses(prefix + "/", children)
+        head = multistatus.open_document() + multistatus.response(base + "/", Entry("", True))
+        rows = multistatus.responses(base + "/", children)
         return _multistatus_response(head + rows + multistatus.close_document())
-    storage, entry = await _readable(op)
-    self_href = _href(prefix, op.cpath, entry.is_dir)
+    storage, entry = await readable(op)
+    self_href = _href(base, op.cpath, entry.is_dir)
     first = multistatus.open_document() + multistatus.response(self_href, entry)
     if depth == "0" or not entry.is_dir:
         op.audit("ok", 207, 0)
@@ -300,60 +276,41 @@ def _multistatus_response(body: bytes) -> Response:
 # --- MOVE -----------------------------------------------------------------------------
 
 
-def _destination(request: Request, prefix: str) -> paths.CarminPath:
-    raw = request.headers.get("destination")
-    if not raw:
-        raise CarminError(E.BAD_REQUEST, "MOVE needs a Destination header")
-    parts = urlsplit(raw)
-    if parts.netloc and parts.netloc != request.headers.get("host", ""):
-        raise CarminError(E.NOT_ALLOWED, "Destination must be on this server")
-    path = parts.path
-    if not (path == prefix or path.startswith(prefix + "/")):
-        raise CarminError(E.NOT_ALLOWED, f"Destination must be under {prefix}/")
-    paths.check_raw(path.encode("utf-8", "surrogateescape"))
-    return paths.parse(unquote(path[len(prefix) :]).lstrip("/"))
-
-
-def _overwrite(request: Request) -> bool:
-    flag = request.headers.get("overwrite", "T").strip().upper()
-    if flag not in ("T", "F"):
-        raise CarminError(E.BAD_REQUEST, "Overwrite must be T or F")
-    return flag == "T"
-
-
 async def move(request: Request) -> Response:
-    op = _op(request, "move")
+    op = op_for(request, "move")
     if op.cpath.is_root or not op.cpath.inner:
-        return _text(403, "a mount or the root cannot be moved")
-    target = _destination(request, _prefix(op))
-    overwrite = _overwrite(request)
+        return text(403, "a mount or the root cannot be moved")
+    target = destination(request, prefix(op))
+    if target is None:
+        return text(502, "MOVE works within this server (COPY copies to another one)")
+    replace = overwrite(request)
     if target.mount != op.cpath.mount:
-        return _text(502, "MOVE works within one mount (use COPY then DELETE across mounts)")
+        return text(502, "MOVE works within one mount (use COPY then DELETE across mounts)")
     if not target.inner:
-        return _text(403, "the destination is the mount itself")
+        return text(403, "the destination is the mount itself")
     if target.inner == op.cpath.inner:
-        return _text(403, "source and destination are the same")
+        return text(403, "source and destination are the same")
     if target.inner.startswith(op.cpath.inner + "/"):
-        return _text(409, "cannot move a collection into itself")
+        return text(409, "cannot move a collection into itself")
     op.mount_config()
     # The source disappears (modify) and its bytes land where the caller may read them:
     # reading it is needed too, or a modify-only token could move a file into view.
     op.authorize("modify")
-    storage, entry = await _readable(op)
+    storage, entry = await readable(op)
     dest = Op(request, "move", principal=op.principal, path=target)
     dest.mount = op.mount
     dest.authorize("create")
     await dest.storage()  # authorises again where the destination lands (links)
-    existing = await _existing(dest, storage, target.inner)
-    if existing is not None:
-        if not overwrite:
-            return _text(412, f"{target.platform_path} exists and Overwrite is F")
+    found = await existing(dest, storage, target.inner)
+    if found is not None:
+        if not replace:
+            return text(412, f"{target.platform_path} exists and Overwrite is F")
         dest.authorize("modify")
     # A caller who may only create never replaces, whatever appears meanwhile.
     exclusive = not dest.allows("modify", target.inner)
-    await op.call(_move, storage, op.cpath.inner, target.inner, entry, existing, exclusive)
-    op.audit("ok", 204 if existing else 201, entry.size)
-    return Response(status_code=204 if existing is not None else 201)
+    await op.call(_move, storage, op.cpath.inner, target.inner, entry, found, exclusive)
+    op.audit("ok", 204 if found else 201, entry.size, detail=f"to {target.platform_path}")
+    return Response(status_code=204 if found is not None else 201)
 
 
 def _move(
@@ -367,25 +324,8 @@ def _move(
     if isinstance(storage, Renaming):
         storage.rename(src, dst, replace=not exclusive)
         return
-    _copy_tree(storage, src, dst, entry, exclusive)
+    copying.copy_tree(storage, storage, src, dst, entry, exclusive)
     storage.delete(src)
-
-
-def _copy_tree(storage: Storage, src: str, dst: str, entry: Entry, exclusive: bool) -> None:
-    if not entry.is_dir:
-        writer = storage.open_write(dst, entry.size, exclusive=exclusive)
-        try:
-            for chunk in storage.open_read(src):
-                # root:// reads fill bytearrays (adapters/gfal_pread.py); writers take bytes.
-                writer.write(chunk if isinstance(chunk, bytes) else bytes(chunk))
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        return
-    storage.mkdir(dst)
-    for child in storage.list(src):
-        _copy_tree(storage, child.path, join(dst, child.name), child, exclusive)
 
 
 _HANDLERS: dict[str, Callable[[Request], Awaitable[Response]]] = {
@@ -397,4 +337,5 @@ _HANDLERS: dict[str, Callable[[Request], Awaitable[Response]]] = {
     "DELETE": delete,
     "PROPFIND": propfind,
     "MOVE": move,
+    "COPY": copying.copy,
 }
