@@ -1,0 +1,300 @@
+"""COPY on the WebDAV door: between two paths of the gateway, and HTTP third-party copy
+(pull with Source, push with a remote Destination) against a peer on loopback that
+misbehaves on demand (tests/webdav/remote.py) — statuses, markers, the last line, what
+reached the storage and what did not, scopes and the SSRF guard."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import Running, local_settings, running
+from tests.webdav.helpers import bearer, door, token
+from tests.webdav.remote import Remote, serving_remote
+
+
+@pytest.fixture
+def remote() -> Iterator[Remote]:
+    with serving_remote() as r:
+        yield r
+
+
+@pytest.fixture
+def tpc_gw(tmp_path: Path) -> Iterator[Running]:
+    """A gateway that may reach loopback peers (the tests' own), with fast markers and
+    one copy in flight per user."""
+    settings = local_settings(
+        tmp_path, tpc_allow_private=True, tpc_marker_interval=1, tpc_max_per_user=1,
+        tpc_stall_timeout=5,
+    )  # fmt: skip
+    with running(settings) as r:
+        (r.data / "in").mkdir()
+        yield r
+
+
+def key(gw: Running) -> dict[str, str]:
+    return {"apikey": gw.key}
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def last_line(body: str) -> str:
+    return body.rstrip("\n").rsplit("\n", 1)[-1]
+
+
+# --- between two paths of the gateway -------------------------------------------------
+
+
+def test_copy_a_file_and_a_folder(gw: Running) -> None:
+    (gw.data / "src" / "sub").mkdir(parents=True)
+    (gw.data / "src" / "a.bin").write_bytes(os.urandom(300_000))
+    (gw.data / "src" / "sub" / "b.txt").write_bytes(b"b")
+    r = httpx.request(
+        "COPY", door(gw) + "/src/a.bin", headers={**key(gw), "Destination": "/webdav/local/c.bin"}
+    )
+    assert r.status_code == 201
+    assert (gw.data / "c.bin").read_bytes() == (gw.data / "src" / "a.bin").read_bytes()
+    r = httpx.request(
+        "COPY", door(gw) + "/src", headers={**key(gw), "Destination": "/webdav/local/copy"}
+    )
+    assert r.status_code == 201
+    assert (gw.data / "copy" / "sub" / "b.txt").read_bytes() == b"b"
+    assert (gw.data / "src" / "sub" / "b.txt").exists()  # a copy, not a move
+    shallow = {**key(gw), "Destination": "/webdav/local/shallow", "Depth": "0"}
+    assert httpx.request("COPY", door(gw) + "/src", headers=shallow).status_code == 201
+    assert list((gw.data / "shallow").iterdir()) == []
+    over = {**key(gw), "Destination": "/webdav/local/c.bin", "Overwrite": "F"}
+    assert httpx.request("COPY", door(gw) + "/src/sub/b.txt", headers=over).status_code == 412
+    again = {**key(gw), "Destination": "/webdav/local/c.bin"}
+    assert httpx.request("COPY", door(gw) + "/src/sub/b.txt", headers=again).status_code == 204
+    assert (gw.data / "c.bin").read_bytes() == b"b"
+    into = {**key(gw), "Destination": "/webdav/local/src/sub/x"}
+    assert httpx.request("COPY", door(gw) + "/src", headers=into).status_code == 409
+
+
+def test_copy_needs_read_at_the_source_and_create_or_modify_at_the_destination(
+    gw: Running,
+) -> None:
+    for name in ("a", "b"):
+        (gw.data / name).mkdir()
+    (gw.data / "a" / "f").write_bytes(b"source")
+    (gw.data / "b" / "old").write_bytes(b"old")
+
+    def copy(scope: str, src: str, dst: str) -> int:
+        h = {**bearer(token(gw, scope)), "Destination": f"/webdav/local/{dst}"}
+        return httpx.request("COPY", f"{door(gw)}/{src}", headers=h).status_code
+
+    assert copy("storage.create:/local/b", "a/f", "b/new") == 403  # no read at the source
+    assert copy("storage.read:/local/a", "a/f", "b/new") == 403  # no create at the destination
+    assert copy("storage.read:/local/a storage.create:/local/b", "a/f", "b/old") == 403
+    assert (gw.data / "b" / "old").read_bytes() == b"old"
+    assert copy("storage.read:/local/a storage.create:/local/b", "a/f", "b/new") == 201
+    assert copy("storage.read:/local/a storage.modify:/local/b", "a/f", "b/old") == 204
+    assert (gw.data / "b" / "old").read_bytes() == b"source"
+
+
+def test_copy_skips_links_out_of_scope(gw: Running) -> None:
+    (gw.data / "a").mkdir()
+    (gw.data / "secret").mkdir()
+    (gw.data / "secret" / "s.txt").write_bytes(b"secret")
+    (gw.data / "a" / "mine.txt").write_bytes(b"mine")
+    os.symlink("../secret", gw.data / "a" / "link")
+    h = {
+        **bearer(token(gw, "storage.read:/local/a storage.create:/local/out")),
+        "Destination": "/webdav/local/out",
+    }
+    assert httpx.request("COPY", door(gw) + "/a", headers=h).status_code == 201
+    assert sorted(p.name for p in (gw.data / "out").iterdir()) == ["mine.txt"]
+
+
+def test_copy_is_audited_once_with_both_ends(gw: Running) -> None:
+    (gw.data / "f").write_bytes(b"12345")
+    h = {**key(gw), "Destination": "/webdav/local/g"}
+    r = httpx.request("COPY", door(gw) + "/f", headers=h)
+    assert r.status_code == 201
+    rows = httpx.get(
+        gw.api + "/audit", params={"request_id": r.headers["x-request-id"]}, headers=key(gw)
+    ).json()
+    copies = [row for row in rows if row.get("operation") == "copy"]
+    assert len(copies) == 1
+    assert copies[0]["path"] == "/local/f"
+    assert copies[0]["detail"] == "to /local/g"
+    assert copies[0]["bytes"] == 5
+
+
+# --- HTTP third-party copy: pull ------------------------------------------------------
+
+
+def test_pull_with_markers_and_forwarded_headers(tpc_gw: Running, remote: Remote) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    remote.files["/data/in.bin"] = data
+    r = httpx.request(
+        "COPY",
+        door(tpc_gw) + "/in/pulled.bin",
+        headers={
+            **key(tpc_gw),
+            "Source": remote.url + "/data/in.bin",
+            "Credential": "none",
+            "TransferHeaderAuthorization": "Bearer remote-token-123",
+        },
+    )
+    assert r.status_code == 202
+    assert r.text.startswith("Perf Marker\n\tTimestamp: ")
+    assert "\tStripe Bytes Transferred: " in r.text
+    assert last_line(r.text) == "success: Created"
+    assert (tpc_gw.data / "in" / "pulled.bin").read_bytes() == data
+    sent = [h for m, p, h in remote.requests if m == "GET"]
+    assert sent[0]["authorization"] == "Bearer remote-token-123"
+    assert "apikey" not in {k.lower() for k in sent[0]}  # our credentials stay with us
+    audit = httpx.get(tpc_gw.api + "/audit", headers=key(tpc_gw)).text
+    assert "remote-token-123" not in audit
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["missing", "wrong-digest", "cut"],
+)
+def test_a_failed_pull_leaves_nothing(tpc_gw: Running, remote: Remote, fault: str) -> None:
+    (tpc_gw.data / "in" / "keep.bin").write_bytes(b"good")
+    remote.files["/f"] = os.urandom(1024 * 1024)
+    remote.wrong_digest = fault == "wrong-digest"
+    remote.cut_after = 300_000 if fault == "cut" else None
+    source = remote.url + ("/nope" if fault == "missing" else "/f")
+    for target in ("keep.bin", "new.bin"):
+        r = httpx.request(
+            "COPY", f"{door(tpc_gw)}/in/{target}", headers={**key(tpc_gw), "Source": source}
+        )
+        assert r.status_code == 202
+        assert last_line(r.text).startswith("failure: "), r.text
+    assert (tpc_gw.data / "in" / "keep.bin").read_bytes() == b"good"
+    assert not (tpc_gw.data / "in" / "new.bin").exists()
+
+
+def test_a_client_gone_mid_pull_cancels_it(tpc_gw: Running, remote: Remote) -> None:
+    remote.files["/slow"] = os.urandom(4 * 1024 * 1024)
+    remote.slow = 0.2
+    with httpx.stream(
+        "COPY",
+        door(tpc_gw) + "/in/slow.bin",
+        headers={**key(tpc_gw), "Source": remote.url + "/slow"},
+    ) as r:
+        assert r.status_code == 202
+        next(r.iter_bytes())  # the first marker: the copy is under way; then hang up
+
+    def cancelled() -> bool:
+        rows = httpx.get(tpc_gw.api + "/audit", headers=key(tpc_gw)).json()
+        return any(row.get("result") == "error:tpc" for row in rows)
+
+    wait_for(cancelled, "the cancelled copy's audit row")
+    assert not (tpc_gw.data / "in" / "slow.bin").exists()
+
+
+def test_pull_scopes(tpc_gw: Running, remote: Remote) -> None:
+    remote.files["/f"] = b"remote"
+    (tpc_gw.data / "in" / "old").write_bytes(b"old")
+    reader = bearer(token(tpc_gw, "storage.read:/local/in"))
+    r = httpx.request(
+        "COPY", door(tpc_gw) + "/in/new", headers={**reader, "Source": remote.url + "/f"}
+    )
+    assert r.status_code == 403
+    creator = bearer(token(tpc_gw, "storage.create:/local/in"))
+    r = httpx.request(
+        "COPY", door(tpc_gw) + "/in/old", headers={**creator, "Source": remote.url + "/f"}
+    )
+    assert r.status_code == 403
+    assert (tpc_gw.data / "in" / "old").read_bytes() == b"old"
+    assert remote.requests == []  # refused before anything reached the peer
+
+
+def test_copies_in_flight_are_capped(tpc_gw: Running, remote: Remote) -> None:
+    remote.files["/slow"] = os.urandom(2 * 1024 * 1024)
+    remote.slow = 30
+    with httpx.stream(
+        "COPY", door(tpc_gw) + "/in/a", headers={**key(tpc_gw), "Source": remote.url + "/slow"}
+    ) as first:
+        next(first.iter_bytes())
+        second = httpx.request(
+            "COPY", door(tpc_gw) + "/in/b", headers={**key(tpc_gw), "Source": remote.url + "/slow"}
+        )
+        assert second.status_code == 429
+        assert second.headers["Retry-After"].isdigit()
+        remote.release.set()
+
+
+def test_only_credential_none(tpc_gw: Running, remote: Remote) -> None:
+    h = {**key(tpc_gw), "Source": remote.url + "/f", "Credential": "gridsite"}
+    assert httpx.request("COPY", door(tpc_gw) + "/in/x", headers=h).status_code == 400
+
+
+# --- the SSRF guard -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "LOCAL",
+        "http://127.0.0.1:9/x",
+        "http://[::1]:9/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/x",
+        "http://localhost:9/x",
+        "ftp://example.org/x",
+        "file:///etc/passwd",
+        "http://user:pw@example.org/x",
+    ],
+)
+def test_no_copy_from_or_to_private_addresses_by_default(
+    gw: Running, remote: Remote, url: str
+) -> None:
+    url = remote.url + "/f" if url == "LOCAL" else url
+    remote.files["/f"] = b"x"
+    (gw.data / "f").write_bytes(b"mine")
+    pull = httpx.request("COPY", door(gw) + "/new", headers={**key(gw), "Source": url})
+    assert pull.status_code in (400, 403), pull.text
+    push = httpx.request("COPY", door(gw) + "/f", headers={**key(gw), "Destination": url})
+    assert push.status_code in (400, 403), push.text
+    assert remote.requests == []
+    assert not (gw.data / "new").exists()
+
+
+# --- push -----------------------------------------------------------------------------
+
+
+def test_push(tpc_gw: Running, remote: Remote) -> None:
+    data = os.urandom(1024 * 1024 + 3)
+    (tpc_gw.data / "in" / "out.bin").write_bytes(data)
+    r = httpx.request(
+        "COPY",
+        door(tpc_gw) + "/in/out.bin",
+        headers={
+            **key(tpc_gw),
+            "Destination": remote.url + "/data/pushed.bin",
+            "TransferHeaderAuthorization": "Bearer remote-token-456",
+        },
+    )
+    assert r.status_code == 202
+    assert last_line(r.text) == "success: Created"
+    assert remote.files["/data/pushed.bin"] == data
+    put = next(h for m, p, h in remote.requests if m == "PUT")
+    assert put["authorization"] == "Bearer remote-token-456"
+
+
+def test_push_refused_by_the_destination_or_out_of_scope(tpc_gw: Running, remote: Remote) -> None:
+    (tpc_gw.data / "in" / "f").write_bytes(b"f")
+    h = {**key(tpc_gw), "Destination": remote.url + "/readonly/f"}
+    r = httpx.request("COPY", door(tpc_gw) + "/in/f", headers=h)
+    assert last_line(r.text) == "failure: the destination answered 403"
+    writer = bearer(token(tpc_gw, "storage.modify:/local/in"))  # modify does not read
+    h = {**writer, "Destination": remote.url + "/data/f"}
+    assert httpx.request("COPY", door(tpc_gw) + "/in/f", headers=h).status_code == 403
+    assert "/data/f" not in remote.files
