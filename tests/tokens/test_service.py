@@ -66,8 +66,10 @@ def mint(svc: TokenService, **overrides: Any) -> str:
         "jti": "j-" + str(time.time_ns()),
         "scope": "storage.read:/s3",
         "wlcg.ver": "1.0",
+        "aud": ISS,  # a service with no audience configured names itself by its issuer
     }
     claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode({"alg": "ES256", "kid": kid}, claims, key)
 
 
