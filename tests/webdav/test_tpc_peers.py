@@ -92,6 +92,8 @@ def test_gfal2_drives_a_third_party_copy(
 ) -> None:
     gfal2, ctx = gfal
     ctx.set_opt_string("HTTP PLUGIN", "DEFAULT_COPY_MODE", mode)
+    # No quiet fallback to streaming the bytes through gfal2: the copy must be third-party.
+    ctx.set_opt_boolean("HTTP PLUGIN", "ENABLE_FALLBACK_TPC_COPY", False)
     params = ctx.transfer_parameters()
     # gfal2 compares the source's and the destination's ADLER32 (Want-Digest on both).
     params.set_checksum(gfal2.checksum_mode.both, "ADLER32", "")
@@ -108,3 +110,9 @@ def test_gfal2_drives_a_third_party_copy(
         (gw.data / f"{name}.bin").write_bytes(data)
         ctx.filecopy(params, f"{fedgate}/{name}.bin", f"{xrootd}/{name}.bin")
         assert (se_data / folder / f"{name}.bin").read_bytes() == data
+    # fedgate moved the bytes itself: its audit has the copy with the other end.
+    rows = httpx.get(gw.api + "/audit", headers={"apikey": gw.key}).json()
+    ends = [row.get("detail", "") for row in rows if row.get("bytes") == len(data)]
+    assert any(
+        d.startswith(("from http://127.0.0.1:11095/", "to http://127.0.0.1:11095/")) for d in ends
+    )
