@@ -215,3 +215,21 @@ def test_links_out_of_the_mount_are_never_followed(gw: Running, tree: Path) -> N
         assert not any("outside" in n for n in _tar_names(r.content))
         is_error(c.put("/path/local/a/out/planted", content=b"x", headers=OCTET), 403)
     assert not (Path(os.readlink(tree / "a" / "out")) / "planted").exists()
+
+
+# --- the WebDAV door: the same operations, so the same rule -----------------------------------
+
+
+def test_the_webdav_door_does_not_follow_links_out_of_scope(gw: Running, tree: Path) -> None:
+    tok = token(gw, "storage.read:/local/a storage.modify:/local/a")
+    before = snapshot(gw.data / "b")
+    with httpx.Client(base_url=f"{gw.url}/webdav/local", headers=bearer(tok), timeout=30) as c:
+        assert c.get("/a/link/secret.txt").status_code == 403
+        assert c.get("/a/flink").status_code == 403
+        listing = c.request("PROPFIND", "/a/", headers={"Depth": "1"})
+        assert listing.status_code == 207, listing.text
+        assert "link" not in listing.text  # neither a/link nor a/flink is listed
+        assert c.put("/a/link/planted.txt", content=b"planted").status_code == 403
+        assert c.delete("/a/link/secret.txt").status_code == 403
+        assert c.request("MKCOL", "/a/link/newdir").status_code == 403
+    assert snapshot(gw.data / "b") == before
