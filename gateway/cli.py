@@ -318,8 +318,8 @@ def _rotate_key_file_in_place(gw: Any) -> int:
     count = gw.vault.rotate(new_keys)
     print(
         f"fedgate: re-wrapped {count} secrets under master key {new_keys.current_id}; "
-        f"{path} holds it first and the older keys after it; running gateways have "
-        "picked it up (no restart needed)",
+        f"{path} holds it first and the older keys after it; running gateways read "
+        "it from there (no restart needed)",
         file=sys.stderr,
     )
     return 0
