@@ -126,6 +126,23 @@ def test_raw_put_keeps_a_file_that_appeared_midway(gw: Running, up: Path) -> Non
     assert staging_files(gw.data) == []
 
 
+def test_webdav_put_keeps_a_file_that_appeared_midway(gw: Running, up: Path) -> None:
+    """The WebDAV door's PUT is the same streamed write: the same rule."""
+    tok = token(gw, "storage.create:/local/up")
+    target = up / "dav.bin"
+
+    def body() -> Iterator[bytes]:
+        yield b"x" * 65536
+        wait_for(lambda: bool(staging_files(gw.data)), "the gateway's staging file")
+        target.write_bytes(b"first come")
+        yield b"y" * 65536
+
+    r = httpx.put(f"{gw.url}/webdav/local/up/dav.bin", content=body(), headers=bearer(tok))
+    assert r.status_code == 409, r.text
+    assert target.read_bytes() == b"first come"
+    assert staging_files(gw.data) == []
+
+
 def test_raw_put_with_modify_still_replaces(gw: Running, up: Path) -> None:
     """The other side of the rule: a token that may modify replaces as before."""
     tok = token(gw, "storage.modify:/local/up")
