@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.client import copy as copying
 from gateway.client import discovery, transfer
 from gateway.client.errors import (
     AuthError,
@@ -184,6 +185,29 @@ class Client:
 
     def mkdir(self, uri: str | Resolved, exist_ok: bool = False) -> bool:
         return transfer.mkdir(self.http, self._target(uri), exist_ok)
+
+    # -- copies the gateway makes ------------------------------------------------------
+
+    def copy(
+        self,
+        source: str,
+        destination: str,
+        *,
+        remote_token: str | None = None,
+        webdav: str | None = None,
+    ) -> copying.CopyResult:
+        """Copy on the gateway's side: between two fedgate paths, or by HTTP third-party
+        copy with another server's URL (``remote_token`` goes to that server)."""
+        ends = [self._copy_end(source), self._copy_end(destination)]
+        door = copying.door_url(self.gateway, webdav)
+        return copying.copy(self.http, door, ends[0], ends[1], remote_token, self.progress)
+
+    def _copy_end(self, uri: str) -> Resolved | str:
+        """Another server's http(s) URL stays a URL; anything else is a fedgate path."""
+        text = uri.strip()
+        if text.lower().startswith(("http://", "https://")) and not self.http.is_gateway(text):
+            return text
+        return self.resolve(text)
 
     # -- transfers ---------------------------------------------------------------------
 

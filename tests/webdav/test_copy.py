@@ -5,7 +5,10 @@ reached the storage and what did not, scopes and the SSRF guard."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -298,3 +301,39 @@ def test_push_refused_by_the_destination_or_out_of_scope(tpc_gw: Running, remote
     h = {**writer, "Destination": remote.url + "/data/f"}
     assert httpx.request("COPY", door(tpc_gw) + "/in/f", headers=h).status_code == 403
     assert "/data/f" not in remote.files
+
+
+# --- the job client: fedgate cp -------------------------------------------------------
+
+
+def fedgate_cp(gw: Running, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FEDGATE_URL": gw.api, "FEDGATE_APIKEY": gw.key}
+    env.pop("BEARER_TOKEN", None)
+    cmd = [sys.executable, "-m", "gateway.client.cli", "cp", *args, "--json"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_fedgate_cp_between_paths_and_by_tpc(
+    tpc_gw: Running, remote: Remote, tmp_path: Path
+) -> None:
+    (tpc_gw.data / "in" / "a.txt").write_bytes(b"alpha")
+    done = fedgate_cp(tpc_gw, "/local/in/a.txt", "/local/in/b.txt")
+    assert done.returncode == 0, done.stderr
+    assert (tpc_gw.data / "in" / "b.txt").read_bytes() == b"alpha"
+    remote.files["/r.bin"] = data = os.urandom(1024 * 1024)
+    token_file = tmp_path / "remote-token"
+    token_file.write_text("remote-secret-789\n")
+    pulled = fedgate_cp(
+        tpc_gw, remote.url + "/r.bin", "/local/in/r.bin", "--remote-token-file", str(token_file)
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout)["bytes"] == len(data)
+    assert (tpc_gw.data / "in" / "r.bin").read_bytes() == data
+    assert remote.requests[-1][2]["authorization"] == "Bearer remote-secret-789"
+    pushed = fedgate_cp(tpc_gw, "/local/in/a.txt", remote.url + "/pushed.txt")
+    assert pushed.returncode == 0, pushed.stderr
+    assert remote.files["/pushed.txt"] == b"alpha"
+    missing = fedgate_cp(tpc_gw, remote.url + "/nope", "/local/in/n.bin")
+    assert missing.returncode == 3, missing.stderr  # not found
+    assert not (tpc_gw.data / "in" / "n.bin").exists()
+    assert "remote-secret-789" not in pulled.stderr + missing.stderr
