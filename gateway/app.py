@@ -32,7 +32,7 @@ from gateway.errors import CarminError, E, error_response
 from gateway.limits import TimeLimits
 from gateway.openapi import openapi_document
 from gateway.state import Gateway
-from tokens.errors import StoreError
+from tokens.errors import StoreError, VaultError
 
 log = logging.getLogger("fedgate")
 
@@ -56,6 +56,17 @@ async def store_error(request: Request, exc: Exception) -> Response:
     # condition the client may retry, and the store reconnects by itself.
     log.error("state database error on %s %s: %s", request.method, request.url.path, exc)
     return error_response(E.STATE_UNAVAILABLE, "the gateway's state database is unavailable")
+
+
+async def vault_error(request: Request, exc: Exception) -> Response:
+    # A stored secret the master keyring cannot open (a key dropped too early, a wrong
+    # key file): the operator's to fix, not the caller's, and /readyz/gateway says so.
+    # The message names key ids and where keys are read from, never a key.
+    log.error("master keyring error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        E.STATE_UNAVAILABLE,
+        "the gateway cannot decrypt its stored secrets (master keyring): see /readyz/gateway",
+    )
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -147,6 +158,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             CarminError: carmin_error,
             HTTPException: http_error,
             StoreError: store_error,
+            VaultError: vault_error,
             Exception: internal_error,
         },
         lifespan=lifespan,

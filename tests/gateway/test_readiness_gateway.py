@@ -62,6 +62,17 @@ def test_ready_with_a_backend_down_unready_without_a_needed_key(tmp_path: Path) 
             },
             credential_source="service",
         ),
+        MountConfig(  # every request decrypts the caller's credential before anything
+            name="peruser",
+            type="s3",
+            options={
+                "endpoint_url": f"http://127.0.0.1:{dead}",
+                "bucket": "b",
+                "max_attempts": 1,
+                "connect_timeout": 1,
+            },
+            credential_source="user",
+        ),
     )
     key_file = tmp_path / "master-key"
     key_file.write_text(K1 + "\n")
@@ -74,9 +85,13 @@ def test_ready_with_a_backend_down_unready_without_a_needed_key(tmp_path: Path) 
         assert body["status"] == "ready" and body["database"]["ok"]
         assert body["keyring"]["current"] == MasterKeys.parse(K1).current_id
         assert K1 not in r.text
-        wait_for_mount_up(gw.url, {"local": 1.0, "down": 0.0})
+        wait_for_mount_up(gw.url, {"local": 1.0, "down": 0.0, "peruser": 0.0})
 
-        gw.gateway.vault.put("admin", "local", Credential("apikey", {"apiKey": "v"}))
+        stored = Credential("access_secret", {"accessKey": "a", "secretKey": "s3cr3t-v"})
+        gw.gateway.vault.put("admin", "peruser", stored)
+        listing = gw.api + "/path/peruser?action=list"
+        headers = {"apikey": gw.key}
+        assert httpx.get(listing, headers=headers).json()["errorCode"] == 50301  # unreachable
         # The key file now lacks the key the credential is wrapped under.
         tmp = tmp_path / "next"
         tmp.write_text(K2 + "\n")
@@ -91,6 +106,10 @@ def test_ready_with_a_backend_down_unready_without_a_needed_key(tmp_path: Path) 
         keyring = r.json()["keyring"]
         assert not keyring["ok"] and MasterKeys.parse(K1).current_id in keyring["error"]
         assert K1 not in r.text and K2 not in r.text
+        # A request needing the credential: 503, the operator's error, not a 500.
+        r = httpx.get(listing, headers=headers)
+        assert r.status_code == 503 and r.json()["errorCode"] == 50302, r.text
+        assert "master keyring" in r.text and "s3cr3t-v" not in r.text
         # Restored (the old key after the new one): ready again, the credential readable.
         tmp.write_text(f"{K2}\n{K1}\n")
         tmp.replace(key_file)
@@ -101,4 +120,5 @@ def test_ready_with_a_backend_down_unready_without_a_needed_key(tmp_path: Path) 
                 break
             time.sleep(0.1)
         assert r.status_code == 200, r.text
-        assert gw.gateway.vault.get("admin", "local") == Credential("apikey", {"apiKey": "v"})
+        assert gw.gateway.vault.get("admin", "peruser") == stored
+        assert httpx.get(listing, headers=headers).json()["errorCode"] == 50301
