@@ -154,7 +154,21 @@ async def post_revoke(request: Request) -> Response:
         )
     # Revoking is not a use of a token: an exhausted token may still revoke itself.
     caller = None if anonymous else authenticate(request, consume_use=False)
-    count, key = await to_thread.run_sync(_revoke, gw, caller, req)
+    try:
+        count, key = await to_thread.run_sync(_revoke, gw, caller, req)
+    except CarminError as exc:
+        # A job's token reaching for its siblings is worth a row of its own.
+        audit_event(
+            gw,
+            "revoke",
+            caller,
+            "denied",
+            token_id=caller.token_id if caller is not None else None,
+            execution_id=req.execution_id,
+            status=exc.spec.status,
+            reason=exc.message,
+        )
+        raise
     detail = f"{count} revoked" + (f", API key {key.id} of {key.user!r}" if key else "")
     audit_event(
         gw,

@@ -105,6 +105,15 @@ def test_a_bearer_token_cannot_revoke_siblings_ancestors_or_executions(
         is_error(r, 403, 40303)
         assert "API key" in r.json()["errorMessage"] or "another user" in r.json()["errorMessage"]
     assert alive(gw, fam) == everyone
+    gw.gateway.audit.flush()
+    denied = httpx.get(
+        gw.api + "/audit",
+        params={"event": "revoke", "result": "denied"},
+        headers={"apikey": gw.key},
+    ).json()
+    assert len(denied) == len(attempts)
+    assert {e["token_id"] for e in denied} == {jti_of(gw, fam.child)}
+    assert all(e["status"] == 403 and e["reason"] for e in denied)
     # Unauthenticated, an id is refused outright.
     for body in ({"jti": jti_of(gw, fam.sibling)}, {"execution_id": "exec-1"}):
         is_error(revoke(gw, body, as_json), 401, 40101)
