@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import lzma
 import struct
 import tarfile
 import time
@@ -30,6 +31,10 @@ from adapters.base import Entry, Storage, join
 from gateway import paths
 from gateway.archive_limits import Tally, UnsafeArchive, count_zip_directory, scan_tar
 from gateway.errors import CarminError
+
+# What a damaged archive raises while its entries are read (xz's LZMAError is none of the
+# others: uncaught, it was a 500).
+_DAMAGED = (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,7 @@ class Archive:
             tarfile.TarError,
             EOFError,
             zlib.error,
+            lzma.LZMAError,
             OSError,
             struct.error,
         ) as exc:
@@ -197,9 +203,11 @@ def unpack(
                 writer.abort()
                 raise
             created.append(path)
-    except (StorageError, CarminError, OSError, zipfile.BadZipFile, tarfile.TarError, zlib.error):
+    except (*_DAMAGED, StorageError, CarminError) as exc:
         _roll_back(storage, created, {target} | {join(target, d) for d in archive.directories()})
-        raise
+        if isinstance(exc, StorageError | CarminError):
+            raise
+        raise UnsafeArchive(f"the archive is damaged ({type(exc).__name__})") from None
     return created
 
 

@@ -12,7 +12,10 @@ and ``tarfile`` spends ~100 µs of pure Python on each header. So:
   headers are counted the same way (a few µs each), skipping the data blocks by the
   size each header declares.
 
-Both only ever refuse on what they counted for certain. A tar header this quick scan does
+The tar scan also reads the compressed stream to its end, which checks its checksum
+(gzip's CRC-32, xz's check): tarfile stops at the end-of-archive blocks and never would,
+so a damaged file inside a tar.gz used to be written as if it were good. Both scans only
+ever refuse on what they counted for certain. A tar header this quick scan does
 not understand (a bad checksum, a size held in a PAX record) ends the scan without a
 verdict, and tarfile's own reading, which counts as it goes too (gateway/archive.py),
 decides; the scan is an early refusal, not the only check.
@@ -111,7 +114,7 @@ def _decompressed(data: bytes) -> Iterator[bytes]:
                 piece = gz.decompress(view[pos : pos + 65536], PIECE)
                 pos += 65536
             else:
-                return
+                raise EOFError("the gzip stream is truncated")
             if piece:
                 yield piece
         return
@@ -131,7 +134,7 @@ def _decompressed(data: bytes) -> Iterator[bytes]:
         if piece:
             yield piece
         elif other.needs_input:
-            return
+            raise EOFError("the compressed stream is truncated")
 
 
 def _declared_size(header: bytes) -> int | None:
@@ -159,9 +162,21 @@ def _checksum_ok(header: bytes) -> bool:
 def scan_tar(data: bytes, tally: Tally) -> None:
     """Count a tar's entries and declared file sizes header by header, raising at the
     first limit passed; return quietly at the end, or at anything it does not follow."""
+    pieces = _decompressed(data)
+    try:
+        _count_headers(pieces, tally)
+        for _ in pieces:
+            pass  # the rest of the stream, so that its checksum (gzip, xz) is checked too
+    except (zlib.error, lzma.LZMAError, OSError, EOFError) as exc:
+        # tarfile stops at the end-of-archive blocks and would never check it: a damaged
+        # file inside would be written as if it were good.
+        raise UnsafeArchive(f"the archive is damaged ({exc})") from None
+
+
+def _count_headers(pieces: Iterator[bytes], tally: Tally) -> None:
     extensions = 0
     buf, pos, skip = b"", 0, 0
-    for piece in _decompressed(data):
+    for piece in pieces:
         buf, pos = buf[pos:] + piece, 0
         while True:
             if skip:

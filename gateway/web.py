@@ -24,7 +24,7 @@ def gateway_of(request: Request) -> Gateway:
     return gw
 
 
-async def read_capped(request: Request, limit: int, what: str = "request body") -> bytes:
+async def read_capped(request: Request, limit: int, what: str = "request body") -> bytearray:
     """The whole body of a small request, never more than ``limit`` bytes of it in memory.
 
     A declared Content-Length past the limit is refused before a byte is read, and a
@@ -40,7 +40,7 @@ async def read_capped(request: Request, limit: int, what: str = "request body") 
         body += chunk
         if len(body) > limit:
             raise too_large
-    return bytes(body)
+    return body  # not copied into bytes: an UploadData body may be 256 MB
 
 
 async def form_or_json(request: Request, limit: int = 64 * 1024) -> dict[str, Any]:

@@ -344,3 +344,30 @@ def test_300000_entries_through_the_api_leave_memory_flat(
     assert "more than 100000 entries" in r.json()["errorMessage"]
     # Parsed by tarfile, 100,000 entries alone held ~60 MB; the scan holds one 1 MiB piece.
     assert vm_hwm(srv.proc.pid) - before < 24 * MIB
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz", "zip"])
+def test_a_damaged_archive_is_a_400_and_leaves_nothing(gw: Running, mode: str) -> None:
+    out = io.BytesIO()
+    if mode == "zip":
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for i in range(4):
+                zf.writestr(f"f{i}", os.urandom(20_000))
+    else:
+        with tarfile.open(fileobj=out, mode=mode) as tf:  # type: ignore[call-overload]
+            for i in range(4):
+                data = os.urandom(20_000)
+                info = tarfile.TarInfo(f"f{i}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    damaged = bytearray(out.getvalue())
+    middle = len(damaged) * 3 // 5
+    damaged[middle : middle + 16] = bytes(16)  # in the compressed data of a late entry
+    with gw.client() as c:
+        r = c.put(
+            "/path/local/unpacked",
+            content=upload_body(bytes(damaged), "Archive"),
+            headers=CARMIN_JSON,
+        )
+    is_error(r, 400, 40006)
+    assert not (gw.data / "unpacked").exists()
