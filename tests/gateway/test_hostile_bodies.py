@@ -371,3 +371,19 @@ def test_a_damaged_archive_is_a_400_and_leaves_nothing(gw: Running, mode: str) -
         )
     is_error(r, 400, 40006)
     assert not (gw.data / "unpacked").exists()
+
+
+@pytest.mark.parametrize(("method", "path"), SMALL_BODY_ROUTES)
+def test_a_declared_length_past_the_limit_is_refused_before_the_body(
+    gw: Running, method: str, path: str
+) -> None:
+    """Only the head is sent: the answer comes without the gateway waiting for a byte."""
+    host, port = gw.url.removeprefix("http://").split(":")
+    head = (
+        f"{method} /rest{path} HTTP/1.1\r\nHost: t\r\napikey: {gw.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {HOSTILE}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        answer = sock.recv(65536)  # a timeout here: the gateway waited for the body
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
