@@ -386,3 +386,8 @@ def _replica_procedure(tmp_path: Path, prefix: str, database_url: str) -> None:
             s.stop()
     for i in range(2):
         assert "Traceback" not in (tmp_path / f"serve-{i}.log").read_text()
+    # On PostgreSQL too, a replica given a keyring without the key is refused, not started.
+    wrong = tmp_path / "wrong-key"
+    wrong.write_text(MasterKeys.generate() + "\n")
+    res = refused(configs[0], {"FEDGATE_MASTER_KEY_FILE": str(wrong)})
+    assert_one_line_naming(res, key_id(new), admin, S3_KEYS["secretKey"], new, old)
