@@ -95,7 +95,7 @@ IN_FLIGHT: dict[tuple[str, str], str] = {
     ("DELETE", "/rest/user/apiKeys/{keyId}"): "auth: revoke one API key and its tokens",
     **{
         (method, "/webdav" + tail): "read/write: the WebDAV door (covered as WebDAV ways)"
-        for method in ("GET", "PUT", "DELETE", "MKCOL", "MOVE", "OPTIONS", "PROPFIND")
+        for method in ("GET", "PUT", "DELETE", "MKCOL", "MOVE", "COPY", "OPTIONS", "PROPFIND")
         for tail in ("", "/", "/{completePath:path}")
     },
 }
@@ -282,6 +282,16 @@ def _dav_move(c: httpx.Client, folder: str, name: str, data: bytes) -> httpx.Res
     return dav(c, "MOVE", f"{folder}/incoming-{name}", headers=move)
 
 
+def _dav_copy(c: httpx.Client, folder: str, name: str, data: bytes) -> httpx.Response:
+    """Upload under a fresh name, then COPY it onto ``name`` (Overwrite: T). The HTTP-TPC
+    pull (COPY with Source) is tested in tests/webdav/test_copy.py: it needs a peer."""
+    staged = dav(c, "PUT", f"{folder}/incoming-{name}", content=data)
+    if staged.status_code not in (200, 201, 204):
+        return staged
+    dest = str(c.base_url).rstrip("/").removesuffix("/rest") + f"/webdav{folder}/{name}"
+    return dav(c, "COPY", f"{folder}/incoming-{name}", headers={"Destination": dest})
+
+
 WRITES = [
     Write("raw PUT", _raw),
     Write("chunked PUT", _chunked),
@@ -295,6 +305,7 @@ if WEBDAV:
         Write("WebDAV PUT", _dav_put),
         Write("WebDAV MKCOL", _dav_mkcol, makes_folder=True),
         Write("WebDAV MOVE", _dav_move),
+        Write("WebDAV COPY", _dav_copy),
     ]
 REFUSED = (403, 409, 412, 501)
 
@@ -308,7 +319,7 @@ def test_create_only_never_overwrites(gw: Running, way: Write) -> None:
         r = way.send(c, "/local/w", "f", b"new bytes")
     assert r.status_code in (*REFUSED, 405), r.text
     after = snapshot(gw.data)
-    if way.name == "WebDAV MOVE":  # its first step, a new file, was the token's right
+    if way.name in ("WebDAV MOVE", "WebDAV COPY"):  # the first step, a new file, was allowed
         after = {k: v for k, v in after.items() if "incoming-" not in k}
     assert after == before  # nothing replaced, nothing left behind
 
@@ -328,6 +339,10 @@ def test_create_only_creates(gw: Running, way: Write) -> None:
         return
     if way.name == "WebDAV MOVE":  # a MOVE is a create and a delete: needs modify
         assert r.status_code == 403, r.text
+        return
+    if way.name == "WebDAV COPY":  # a COPY reads its source: a create-only token may not
+        assert r.status_code == 403, r.text
+        assert not (gw.data / "w" / "g").exists()
         return
     assert r.status_code in (201, 204), r.text
     target = gw.data / folder.removeprefix("/local/") / "g"
