@@ -437,7 +437,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None) -> Setti
     return Settings(**server, mounts=mounts, issuers=issuers)
 
 
-_ISSUER_KEYS = {
+ISSUER_KEYS = {
     "issuer": "the issuer's URL, exactly as its tokens' iss claim",
     "base_path": "the fedgate path WLCG scope paths are relative to (/<mount>/...)",
     "user": "the fedgate account the issuer's tokens act as",
@@ -455,16 +455,16 @@ def _issuers(where: str, raw: Any) -> tuple[Issuer, ...]:
         if not isinstance(table, dict):
             raise ConfigError(f"{place}: expected a table")
         for key, value in table.items():
-            if key not in _ISSUER_KEYS:
+            if key not in ISSUER_KEYS:
                 raise ConfigError(
-                    f"{place} {key}: unknown key (expected {', '.join(_ISSUER_KEYS)})"
-                    + config_fields.did_you_mean(key, _ISSUER_KEYS)
+                    f"{place} {key}: unknown key (expected {', '.join(ISSUER_KEYS)})"
+                    + config_fields.did_you_mean(key, ISSUER_KEYS)
                 )
             if not isinstance(value, str):
                 raise ConfigError(f"{place} {key}: expected a string, got {value!r}")
         for key in ("issuer", "base_path", "user"):
             if not table.get(key):
-                raise ConfigError(f"{place} {key}: required ({_ISSUER_KEYS[key]})")
+                raise ConfigError(f"{place} {key}: required ({ISSUER_KEYS[key]})")
         for key in ("issuer", "jwks_uri"):
             if table.get(key) and not re.fullmatch(r"https?://\S+", table[key]):
                 raise ConfigError(f"{place} {key}: expected an http(s) URL")

@@ -10,7 +10,14 @@ from typing import Any
 
 from adapters.options import OPTIONS
 from gateway import config_fields
-from gateway.config import ENVIRONMENT, MOUNT_ENV, MountKeys, env_name, server_keys
+from gateway.config import (
+    ENVIRONMENT,
+    ISSUER_KEYS,
+    MOUNT_ENV,
+    MountKeys,
+    env_name,
+    server_keys,
+)
 
 HEADER = """\
 # Configuration reference
@@ -20,7 +27,7 @@ adapters/options.py; edit those, then run the script (a test fails when this is 
 
 One TOML file — `--config`, else `$FEDGATE_CONFIG`, else `./fedgate.toml` if it exists;
 none at all runs the embedded default (`./data` mounted as `local`, state in
-`./.fedgate`) — with two kinds of table: `[server]` and one `[mounts.NAME]` per mount.
+`./.fedgate`) — with `[server]`, one `[mounts.NAME]` per mount and `[[issuers]]`.
 Every key can also come from the environment, which wins over the file:
 `FEDGATE_<KEY>` for `[server]`, `FEDGATE_MOUNT__<NAME>__<KEY>` for a mount (this creates
 the mount if the file has none of that name; NAME and KEY are matched in lower case).
@@ -103,6 +110,17 @@ def render() -> str:
                 f"`credential_source`): {', '.join(f'`{s}`' for s in service)}.\n"
             )
         out += _table(list(config_fields.keys_of(cls)), mount_env)
+    out.append("\n## `[[issuers]]`: trusted external token issuers\n")
+    out.append(
+        "Tokens of a VO's IAM (any WLCG-profile issuer) accepted on the CARMIN API and the "
+        "WebDAV door; their `storage.*` scopes, placed under `base_path`, are their only "
+        "rights (tokens/external.py). One table per issuer; file only (no environment).\n"
+    )
+    out.append("| key | type | required | meaning |")
+    out.append("|---|---|---|---|")
+    for name, doc in ISSUER_KEYS.items():
+        required = "no" if name == "jwks_uri" else "yes"
+        out.append(f"| `{name}` | string | {required} | {_cell(doc)} |")
     out.append("\n## Other environment variables\n")
     out.append("| variable | meaning |")
     out.append("|---|---|")
