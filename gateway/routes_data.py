@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
-from gateway import archive, paths
+from gateway import archive, digests, paths
 from gateway.auth import authorize
 from gateway.errors import CarminError, E
 from gateway.operation import Op, path_json, stat_entry
@@ -55,9 +55,10 @@ async def get_path(request: Request) -> Response:
     if action == "md5":
         if entry.is_dir:
             raise CarminError(E.IS_A_DIRECTORY, f"{op.cpath.platform_path} is a directory")
-        digest = await op.call(storage.checksum, op.cpath.inner, "md5")
+        # Kept since the upload (or computed once by streaming, then kept).
+        have = await digests.values(op, storage, {"md5"})
         op.audit("ok", 200)
-        return JSONResponse({"md5": digest})
+        return JSONResponse({"md5": have.get("md5") or await _md5_of(op, storage)})
     return await content(op, storage, entry)
 
 
@@ -188,21 +189,36 @@ async def content(op: Op, storage: Storage, entry: Entry, *, redirect: bool = Tr
             f"range not satisfiable: the file has {exc.size} bytes",
             headers={"Content-Range": f"bytes */{exc.size}"},
         ) from None
+    # Repr-Digest / Digest as Want-Repr-Digest / Want-Digest ask: of the whole file
+    # (a representation digest), so also on a 206 and on a redirect, for the job to
+    # check what it fetches from the storage.
+    wanted = await digests.response_headers(op, storage)
     if redirect:
         moved = await maybe_redirect(op, storage, entry)
         if moved is not None:
+            moved.headers.update(wanted)
             return moved
     start, end = (rng.start, rng.end) if rng else (0, size)
-    iterator = await op.call(storage.open_read, op.cpath.inner, start, end)
     headers = {
         "Content-Length": str(end - start),
         "Accept-Ranges": "bytes",
         "Last-Modified": last_modified,
         "ETag": etag,
         "Content-Disposition": _content_disposition(name),
+        **wanted,
     }
     if rng:
         headers["Content-Range"] = rng.content_range(size)
+    if request.method == "HEAD":
+        # The GET's headers, no body: the storage is not opened.
+        op.audit("ok", 206 if rng else 200)
+        response = Response(status_code=206 if rng else 200)
+        headers["Content-Type"] = entry.mime_type or "application/octet-stream"
+        response.raw_headers = [
+            (k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        return response
+    iterator = await op.call(storage.open_read, op.cpath.inner, start, end)
 
     def done(n: int, ok: bool) -> None:
         op.audit("ok" if ok else "error:stream", 206 if rng else 200, n)
@@ -218,6 +234,12 @@ async def content(op: Op, storage: Storage, entry: Entry, *, redirect: bool = Tr
         splice=op.gw.settings.splice_bodies,
         prefetch=getattr(storage, "read_ahead", 0),
     )
+
+
+async def _md5_of(op: Op, storage: Storage) -> str:
+    # A file the digest store could not vouch for (changed while it was read): the
+    # backend's own answer, computed now and not kept.
+    return str(await op.call(storage.checksum, op.cpath.inner, "md5"))
 
 
 # --- DELETE ---------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
-from gateway import archive, paths
+from gateway import archive, digests, paths
+from gateway.digesting import digests_of, mismatch
 from gateway.errors import CarminError, E
 from gateway.operation import Op, path_json, stat_entry
 from gateway.redirects import body_pending, put_redirect_requested, redirect_put
@@ -99,6 +100,7 @@ def _create_only(op: Op) -> bool:
 async def _put_raw(op: Op, storage: Storage) -> Response:
     request = op.request
     size_hint = request.headers.get("content-length")
+    expected = digests.announced(request.headers)  # a malformed one: 400 before any write
     writer = await op.call(
         functools.partial(
             storage.open_write,
@@ -107,6 +109,8 @@ async def _put_raw(op: Op, storage: Storage) -> Response:
             exclusive=_create_only(op),
         )
     )
+    # Hashed while it streams (off the event loop), checked before commit, kept after.
+    writer = digests.digesting(op, storage, op.cpath.inner, writer, expected)
     limit = op.gw.settings.max_upload_bytes
     if size_hint and size_hint.isdigit() and int(size_hint) > limit:
         await to_thread.run_sync(writer.abort)
@@ -133,6 +137,15 @@ async def _storage_for_write(op: Op) -> Storage:
 
 async def _read_json_body(op: Op) -> Any:
     body = await read_capped(op.request, op.gw.settings.max_json_upload_bytes, "JSON body")
+    # Content-Digest here is the JSON body's (RFC 9530: the message content); the file's
+    # own is UploadData.md5.
+    expected = digests.announced(op.request.headers)
+    if expected:
+        wrong = mismatch(await to_thread.run_sync(digests_of, bytes(body)), expected)
+        if wrong is not None:
+            raise CarminError(
+                E.MD5_MISMATCH, f"{wrong} of the body does not match: nothing written"
+            )
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -167,7 +180,13 @@ async def _put_upload_data(op: Op) -> Response:
         exclusive = _create_only(op)
 
         def write_all() -> Entry:
-            writer = storage.open_write(op.cpath.inner, size_hint=len(raw), exclusive=exclusive)
+            writer = digests.digesting(
+                op,
+                storage,
+                op.cpath.inner,
+                storage.open_write(op.cpath.inner, size_hint=len(raw), exclusive=exclusive),
+                {"md5": md5.strip().lower()} if md5 is not None else None,
+            )
             try:
                 writer.write(raw)
                 return writer.commit()
@@ -190,7 +209,7 @@ async def _put_upload_data(op: Op) -> Response:
     await op.call(
         archive.unpack,
         unpacked,
-        storage,
+        digests.recording(op, storage),  # every entry's digests kept as it is written
         op.cpath.inner,
         existing is not None,
         _create_only(op),

@@ -142,4 +142,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX issued_tokens_key ON issued_tokens(key_id)",
         ),
     ),
+    Migration(
+        5,
+        (
+            # Content digests of files, computed once while an upload streams through (or
+            # by one streamed read) and served from here (gateway/digests.py). ``key`` is
+            # sha256(mount NUL path) so the primary key stays small however long the
+            # path; ``identity`` is what identified the bytes when they were hashed (size,
+            # mtime, inode, ETag...): a row whose identity no longer matches a fresh stat
+            # is stale and never served.
+            """CREATE TABLE digests (
+                key TEXT PRIMARY KEY,
+                mount TEXT NOT NULL,
+                path TEXT NOT NULL,
+                identity TEXT NOT NULL,
+                md5 TEXT,
+                adler32 TEXT,
+                sha256 TEXT,
+                updated {real} NOT NULL)""",
+            "CREATE INDEX digests_mount ON digests(mount)",
+        ),
+    ),
 )

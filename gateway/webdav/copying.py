@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.base import ChecksumMismatch, Entry, NotSupported, Storage, join
-from gateway import paths
+from gateway import digests, paths
 from gateway.operation import Op
 from gateway.transfer import ClosingStreamingResponse
 from gateway.webdav import peers, tpc
@@ -126,7 +126,7 @@ async def _local(request: Request, op: Op, target: paths.CarminPath) -> Response
             target_storage.delete(target.inner)  # RFC 4918 9.8.4: Overwrite T replaces
         return copy_tree(
             source,
-            target_storage,
+            digests.recording(dest, target_storage),  # the copies' digests kept
             op.cpath.inner,
             target.inner,
             entry,
@@ -209,7 +209,7 @@ async def _pull(request: Request) -> Response:
         tpc.pull,
         url,
         tpc.forwarded_headers(request.headers),
-        storage,
+        digests.recording(op, storage),  # hashed as it arrives, kept once committed
         op.cpath.inner,
         exclusive,
         limits,

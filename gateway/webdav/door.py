@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.base import Entry, Renaming, Storage
-from gateway import paths, routes_data, routes_upload
+from gateway import digests, paths, routes_data, routes_upload
 from gateway.auth import authorize
 from gateway.errors import CarminError, E
 from gateway.operation import Op
 from gateway.transfer import ClosingStreamingResponse, batches_in_thread
-from gateway.webdav import copying, digests, multistatus
+from gateway.webdav import copying, multistatus
 from gateway.webdav.common import (
     destination,
     existing,
@@ -82,12 +82,8 @@ async def get(request: Request) -> Response:
     storage, entry = await readable(op)
     if entry.is_dir:
         return await _index(op, storage, entry)
-    wanted = digests.wanted(request.headers.get("want-digest"))
-    digest = await digests.header(op, storage, wanted) if wanted else None
-    response = await routes_data.content(op, storage, entry, redirect=_redirect_asked(request))
-    if digest:
-        response.headers["Digest"] = digest
-    return response
+    # routes_data.content answers Want-Digest / Want-Repr-Digest, as on CARMIN.
+    return await routes_data.content(op, storage, entry, redirect=_redirect_asked(request))
 
 
 def _redirect_asked(request: Request) -> bool:
@@ -112,9 +108,7 @@ async def head(request: Request) -> Response:
         "ETag": routes_data.entity_tag(entry),
         "Accept-Ranges": "bytes",
     }
-    wanted = digests.wanted(request.headers.get("want-digest"))
-    if wanted:
-        headers["Digest"] = await digests.header(op, storage, wanted)
+    headers.update(await digests.response_headers(op, storage))
     op.audit("ok", 200)
     # A HEAD answer carries the GET's Content-Length and no body; Starlette would
     # otherwise put Content-Length: 0 for the empty content.
