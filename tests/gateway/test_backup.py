@@ -13,7 +13,9 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import psycopg
 
+from tests import postgres
 from tests.gateway.test_master_key import (
     PAYLOAD,
     key_id,
@@ -24,6 +26,7 @@ from tests.gateway.test_master_key import (
     store_credential_and_file,
 )
 from tests.scale.procs import FEDGATE, cli, serve, write_config
+from tokens.masterkey import MasterKeys
 
 
 def fedgate(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -108,3 +111,57 @@ def test_an_older_backup_restores_with_the_rotated_key_file(
         assert read_back(server.api, admin).content == PAYLOAD
     finally:
         server.stop()
+
+
+def _pg_tool(name: str) -> str:
+    return str(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))[-1])
+
+
+def test_postgresql_dump_and_restore_with_the_keyring(
+    tmp_path: Path,
+    prefix: str,  # noqa: F811
+    pg_server: str,
+) -> None:
+    """The PostgreSQL way of "Backups": pg_dump, the database lost, pg_restore, the same
+    keyring file; a keyring without the key is refused on the restored database."""
+    db = postgres.schema_url(pg_server, "bk_")
+    url = next(db)
+    schema = url.split("search_path%3D")[1]
+    key_file = tmp_path / "keyring"
+    key_file.write_text(MasterKeys.generate() + "\n")
+    env = {"FEDGATE_MASTER_KEY_FILE": str(key_file)}
+    config = write_config(
+        tmp_path / "fedgate.toml", tmp_path / "state", {"s3": s3_mount(prefix)}, url
+    )
+    pg = ["-h", "127.0.0.1", "-p", "55432", "-U", "postgres", "-d", "fedgate"]
+    try:
+        admin = cli(config, env, "user", "add", "admin", "--admin").strip()
+        server = serve(config, env, tmp_path / "serve.log")
+        try:
+            store_credential_and_file(server.api, admin)
+        finally:
+            server.stop()
+        dump = tmp_path / "fedgate.dump"
+        subprocess.run([_pg_tool("pg_dump"), *pg, "-Fc", "-n", schema, "-f", str(dump)], check=True)
+        assert b"testsecret" not in dump.read_bytes() and admin.encode() not in dump.read_bytes()
+        with psycopg.connect(pg_server, autocommit=True) as conn:  # the database is lost
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        subprocess.run([_pg_tool("pg_restore"), *pg, str(dump)], check=True)
+        wrong = tmp_path / "wrong"
+        wrong.write_text(MasterKeys.generate() + "\n")
+        res = subprocess.run(
+            [FEDGATE, "--config", str(config), "user", "list"],
+            env={**os.environ, "FEDGATE_MASTER_KEY_FILE": str(wrong)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 1 and key_id(key_file.read_text()) in res.stderr
+        server = serve(config, env, tmp_path / "serve.log")
+        try:
+            r = read_back(server.api, admin)
+            assert r.status_code == 200 and r.content == PAYLOAD
+        finally:
+            server.stop()
+    finally:
+        next(db, None)
