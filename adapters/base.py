@@ -33,6 +33,7 @@ import hashlib
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -275,6 +276,25 @@ class LinkResolver(Protocol):
         """The path inside the mount that ``path`` resolves to (links followed; the last
         component only if ``follow_last``: a write, mkdir or delete acts on the link
         itself). PermissionDenied if it resolves outside the mount."""
+        ...
+
+
+@runtime_checkable
+class LocalFill(Protocol):
+    """A writer that can take a local file's bytes inside the kernel (a local folder's
+    copy_file_range): a copy between two local mounts never reads them into the process."""
+
+    def fill_from(self, source: str) -> int:
+        """Append the whole file at ``source``; the number of bytes copied."""
+        ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A storage whose files are files on this machine (a local folder)."""
+
+    def local_path(self, path: str) -> Path:
+        """The file on disk behind ``path`` (confined to the mount)."""
         ...
 
 

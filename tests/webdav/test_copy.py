@@ -337,3 +337,17 @@ def test_fedgate_cp_between_paths_and_by_tpc(
     assert missing.returncode == 3, missing.stderr  # not found
     assert not (tpc_gw.data / "in" / "n.bin").exists()
     assert "remote-secret-789" not in pulled.stderr + missing.stderr
+
+
+def test_local_to_local_copy_in_the_kernel_keeps_md5_right(gw: Running) -> None:
+    """Between two local folders the bytes are copied by the kernel, without the writer
+    seeing them: the md5 the gateway then gives must still be the file's."""
+    import hashlib
+
+    data = os.urandom(3 * 1024 * 1024 + 9)
+    (gw.data / "k.bin").write_bytes(data)
+    h = {**key(gw), "Destination": "/webdav/local/k2.bin"}
+    assert httpx.request("COPY", door(gw) + "/k.bin", headers=h).status_code == 201
+    assert (gw.data / "k2.bin").read_bytes() == data
+    md5 = httpx.get(gw.api + "/path/local/k2.bin?action=md5", headers=key(gw)).json()["md5"]
+    assert md5 == hashlib.md5(data).hexdigest()
