@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,10 @@ _SESSION_LOCK = threading.Lock()
 MIB = 1024 * 1024
 MIN_PART = 5 * MIB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
+# Parts of one upload sent at once. One at a time left the storage idle while the next
+# part crossed and the gateway idle while the storage stored the last: 0.53-0.68 x a
+# presigned curl on SeaweedFS (bench/s3.py, docs/decisions.md).
+PARTS_IN_FLIGHT = 4
 INSTALL_HINT = "the s3 mount type needs boto3: pip install 'fedgate[s3]'"
 
 
@@ -123,7 +128,9 @@ class S3Settings:
             # Many S3-compatible servers reject or ignore the newer default CRC headers.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            max_pool_connections=32,
+            # 16 uploads x PARTS_IN_FLIGHT parts on one credential's client, without
+            # urllib3 discarding connections beyond its pool.
+            max_pool_connections=64,
         )
         global _SESSION
         with _SESSION_LOCK:  # a boto3 Session is not thread-safe; its clients are
@@ -205,12 +212,19 @@ def translate(exc: BaseException, path: str, bucket: str) -> StorageError:
 
 
 class S3Writer:
-    """Buffers up to the multipart threshold; past it, streams parts as they fill.
+    """Buffers up to the multipart threshold; past it, streams parts as they fill, with
+    up to ``PARTS_IN_FLIGHT`` of them sent at once.
 
     Part sizes grow with the part count (see ``_part_size``) so an upload of unknown size
-    fits in S3's 10,000 parts while memory stays bounded by one part, itself within a
-    process-wide budget (adapters/s3_buffer.py). A part is sent once it holds at least
-    the part size (it may exceed it by less than one incoming chunk).
+    fits in S3's 10,000 parts. A part is handed to a sender thread once it holds at least
+    the part size (it may exceed it by less than one incoming chunk); while
+    ``PARTS_IN_FLIGHT`` parts are out, ``write`` waits for one to finish, so an upload
+    holds at most ``PARTS_IN_FLIGHT + 1`` part buffers, and a slow storage slows the
+    client down instead of growing the gateway. The buffers' memory comes from a
+    process-wide budget, past which they spill to temporary files
+    (adapters/s3_buffer.py). The first failed part fails the next ``write`` or the
+    commit; ``abort`` waits for the parts still being sent, then aborts the multipart
+    upload, so no part lands after the abort.
 
     ``exclusive`` (create only): the object is written with ``If-None-Match: *`` on the
     PUT or on CompleteMultipartUpload, so the server refuses (412) to replace an object
@@ -249,7 +263,10 @@ class S3Writer:
         self._on_commit = on_commit
         self._part = PartBuffer()
         self._upload_id: str | None = None
-        self._parts: list[CompletedPartTypeDef] = []
+        self._numbered = 0  # parts handed to a sender so far
+        self._parts: list[CompletedPartTypeDef] = []  # parts the storage has, any order
+        self._in_flight: set[Future[CompletedPartTypeDef]] = set()
+        self._senders: ThreadPoolExecutor | None = None
         self._closed = False
 
     @property
@@ -258,7 +275,7 @@ class S3Writer:
 
     def _part_size(self) -> int:
         # 1000 parts at the base size, then 1000 at 2x, 3x...: 55x the base in 10,000 parts.
-        return self._base_part * (1 + len(self._parts) // 1000)
+        return self._base_part * (1 + self._numbered // 1000)
 
     def _fail(self, exc: BaseException) -> StorageError:
         return translate(exc, self._path, self._bucket)
@@ -279,23 +296,51 @@ class S3Writer:
             self._send_part()
 
     def _send_part(self) -> None:
+        """Hands the gathered part to a sender thread, first waiting for a free slot."""
         assert self._upload_id is not None
-        number = len(self._parts) + 1
+        full = len(self._in_flight) >= PARTS_IN_FLIGHT
+        self._collect(wait_for=FIRST_COMPLETED if full else None)
+        number = self._numbered + 1
         if number > MAX_PARTS:
             raise StorageError(f"{self._path}: upload exceeds S3's {MAX_PARTS} parts")
+        if self._senders is None:
+            self._senders = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        part, self._part = self._part, PartBuffer()
+        self._numbered = number
+        self._in_flight.add(self._senders.submit(self._upload_part, self._upload_id, number, part))
+
+    def _upload_part(self, upload_id: str, number: int, part: PartBuffer) -> CompletedPartTypeDef:
+        """In a sender thread: one part, its buffer released whatever happens."""
         try:
             sent = self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._key,
-                UploadId=self._upload_id,
+                UploadId=upload_id,
                 PartNumber=number,
-                Body=self._part.body(),
+                Body=part.body(),
             )
         except Exception as exc:
             raise self._fail(exc) from exc
         finally:
-            self._part.release()
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+            part.release()
+        return {"PartNumber": number, "ETag": sent["ETag"]}
+
+    def _collect(self, wait_for: str | None) -> None:
+        """Records the parts sent (after waiting, if ``wait_for``: FIRST_ or ALL_COMPLETED);
+        raises the first failure."""
+        if wait_for is not None and self._in_flight:
+            wait(self._in_flight, return_when=wait_for)
+        done = {f for f in self._in_flight if f.done()}
+        self._in_flight -= done
+        for future in done:
+            self._parts.append(future.result())  # a failed part raises its StorageError
+
+    def _stop_senders(self) -> None:
+        """Waits for the parts still being sent (their buffers are then released)."""
+        if self._senders is not None:
+            self._senders.shutdown(wait=True, cancel_futures=True)
+            self._senders = None
+        self._in_flight.clear()
 
     def commit(self) -> Entry:
         if self._closed:
@@ -314,14 +359,17 @@ class S3Writer:
                 except Exception as exc:
                     raise self._commit_error(exc) from exc
             else:
-                if self._part.size or not self._parts:
+                if self._part.size or not self._numbered:
                     self._send_part()
+                self._collect(wait_for=ALL_COMPLETED)
+                self._stop_senders()
+                parts = sorted(self._parts, key=lambda p: p["PartNumber"])
                 try:
                     self._client.complete_multipart_upload(
                         Bucket=self._bucket,
                         Key=self._key,
                         UploadId=self._upload_id,
-                        MultipartUpload={"Parts": self._parts},
+                        MultipartUpload={"Parts": parts},
                         **self._condition,
                     )
                 except Exception as exc:
@@ -343,6 +391,7 @@ class S3Writer:
     def abort(self) -> None:
         self._closed = True
         self._part.release()
+        self._stop_senders()  # before the abort: a part sent after it could linger
         if self._upload_id is None:
             return
         try:
