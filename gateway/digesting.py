@@ -58,10 +58,13 @@ class _Lane:
 
 
 class Hasher:
-    """md5, adler32 and sha-256 of a byte stream fed in order; see the module docstring."""
+    """md5, adler32 and sha-256 of a byte stream fed in order; see the module docstring.
 
-    def __init__(self) -> None:
-        self._md5 = hashlib.md5(usedforsecurity=False)
+    ``md5=False``: someone else hashes md5 (the local folder's writer does, for its
+    xattr): one md5 pass per upload, not two -- md5 is the slowest of the three."""
+
+    def __init__(self, md5: bool = True) -> None:
+        self._md5: Any = hashlib.md5(usedforsecurity=False) if md5 else None
         self._sha256 = hashlib.sha256()
         self._adler = 1
         self._fed = 0
@@ -76,15 +79,15 @@ class Hasher:
             data = bytes(data)
         self._fed += len(data)
         if not self._lanes and self._fed > INLINE_BYTES:
-            self._lanes = [
-                _Lane(self._md5.update, "fedgate-digest-md5"),
-                _Lane(self._sha_and_adler, "fedgate-digest-sha"),
-            ]
+            self._lanes = [_Lane(self._sha_and_adler, "fedgate-digest-sha")]
+            if self._md5 is not None:
+                self._lanes.append(_Lane(self._md5.update, "fedgate-digest-md5"))
         if self._lanes:
             for lane in self._lanes:
                 lane.put(data)
         else:
-            self._md5.update(data)
+            if self._md5 is not None:
+                self._md5.update(data)
             self._sha_and_adler(data)
 
     def _drain(self) -> None:
@@ -95,11 +98,13 @@ class Hasher:
     def finish(self) -> dict[str, str]:
         """The lowercase hex digests of everything fed (names as the adapters spell them)."""
         self._drain()
-        return {
-            "md5": self._md5.hexdigest(),
+        values = {
             "adler32": f"{self._adler & 0xFFFFFFFF:08x}",
             "sha256": self._sha256.hexdigest(),
         }
+        if self._md5 is not None:
+            values["md5"] = self._md5.hexdigest()
+        return values
 
     def cancel(self) -> None:
         self._drain()
@@ -123,12 +128,29 @@ class DigestingWriter:
         self._inner = inner
         self._keep = keep
         self._expected = dict(expected or {})
-        self._hasher = Hasher()
+        # A writer that hashes md5 itself says so (PosixWriter.md5_hexdigest, adapters/posix.py).
+        own_md5 = getattr(inner, "md5_hexdigest", None)
+        self._own_md5: Callable[[], str | None] | None = own_md5 if callable(own_md5) else None
+        self._hasher = Hasher(md5=self._own_md5 is None)
+        self._bypassed = False  # bytes went in without passing write(): nothing to keep
         self.values: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
-        # The wrapped writer's hints (block_size) stay visible to the gateway.
-        return getattr(self._inner, name)
+        # Only what is known to be safe is passed through: the block size hint, and a
+        # local copy inside the kernel (adapters.base.LocalFill), whose bytes this
+        # wrapper never sees, so that nothing is kept for them (they get hashed on
+        # first request instead). Anything else is not this writer's.
+        if name == "block_size":
+            return getattr(self._inner, name)
+        if name == "fill_from":
+            fill = getattr(self._inner, name)
+
+            def fill_from(source: str) -> int:
+                self._bypassed = True
+                return int(fill(source))
+
+            return fill_from
+        raise AttributeError(name)
 
     def write(self, data: bytes) -> None:
         self._hasher.update(data)
@@ -136,12 +158,20 @@ class DigestingWriter:
 
     def commit(self) -> Entry:
         self.values = self._hasher.finish()
+        if self._own_md5 is not None:
+            md5 = self._own_md5()
+            if md5:
+                self.values["md5"] = md5
+        if self._bypassed:
+            if self._expected:  # never: only copies fill, and they announce nothing
+                raise ChecksumMismatch("bytes copied without passing the digest check")
+            self.values = {}
         wrong = mismatch(self.values, self._expected)
         if wrong is not None:
             label = "sha-256" if wrong == "sha256" else wrong
             raise ChecksumMismatch(f"the {label} announced does not match the bytes received")
         entry = self._inner.commit()
-        if self._keep is not None:
+        if self._keep is not None and self.values:
             try:
                 self._keep(self.values, entry)
             except Exception:  # the file is safely written; its digests get computed later
