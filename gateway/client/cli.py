@@ -17,7 +17,7 @@ Exit codes:
     2  usage: bad arguments, unparsable URI, no gateway URL
     3  not found: the path, its mount, or no mount covers the URI
     4  denied: missing, invalid, expired or revoked credential, or not allowed
-    5  checksum: the size or md5 of what arrived does not match (nothing left at DEST)
+    5  checksum: the size or sha-256 of what arrived does not match (nothing left at DEST)
     6  network: gateway or storage unreachable, timeouts, 5xx (after the retries)
     7  conflict: already exists, not a directory, is a directory
 """

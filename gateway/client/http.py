@@ -161,9 +161,13 @@ class Http:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         hops: int = 5,
+        seen: dict[str, str] | None = None,
     ) -> tuple[Body, bool]:
         """A GET whose body is read with ``readinto`` (a download), redirects followed
-        with the same credential rule as :meth:`send`; (body, redirected elsewhere)."""
+        with the same credential rule as :meth:`send`; (body, redirected elsewhere).
+
+        ``seen`` gets the gateway's own ``Repr-Digest`` when it redirects to a storage:
+        the digest the bytes fetched there must have."""
         target = str(httpx.URL(url, params=params)) if params else url
         left_gateway = False
         for _ in range(hops + 1):
@@ -174,6 +178,9 @@ class Http:
             location = body.headers.get("location")
             if body.status not in REDIRECTS or not location:
                 return body, left_gateway
+            digest = body.headers.get("repr-digest")
+            if seen is not None and own and digest:
+                seen["repr-digest"] = str(digest)
             body.read_small()
             body.close()
             target = urljoin(target, location)

@@ -37,13 +37,13 @@ def tree(gw: Running) -> Path:
     return gw.data
 
 
-def test_get_file_by_platform_path_checks_md5(gw: Running, tree: Path, tmp_path: Path) -> None:
+def test_get_file_by_platform_path_checks_sha256(gw: Running, tree: Path, tmp_path: Path) -> None:
     dest = tmp_path / "a.bin"
     with Client(gw.api, token(gw, "storage.read:/local/in")) as c:
         [res] = c.get("/local/in/a.bin", dest)
     assert dest.read_bytes() == (tree / "in" / "a.bin").read_bytes()
-    assert res.checksum == "md5"
-    assert res.md5 == hashlib.md5(dest.read_bytes()).hexdigest()
+    assert res.checksum == "sha-256"  # the gateway's Repr-Digest, hashed beside the receive
+    assert res.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
     assert res.bytes == 300_000 and not res.redirected
     assert not any(p.exists() for p in part_paths(dest))
 
@@ -88,9 +88,10 @@ def test_put_directory_recursively_with_create_only_token(
     assert (out / "r.txt").read_text() == "result"
     assert (out / "deep" / "er" / "x.bin").read_bytes() == (src / "deep/er/x.bin").read_bytes()
     assert (out / "zero").read_bytes() == b""
-    # a create-only token cannot read: the md5 check falls back to the size, and says so
+    # a create-only token cannot read, yet every file is verified: the upload's answer
+    # carries the sha-256 the gateway computed of what it stored (Repr-Digest)
     files = [r for r in results if r.operation == "put"]
-    assert len(files) == 3 and all(r.checksum == "size-only" for r in files)
+    assert len(files) == 3 and all(r.checksum == "sha-256" for r in files)
 
 
 def test_put_into_existing_directory_and_md5(gw: Running, tree: Path, tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_put_into_existing_directory_and_md5(gw: Running, tree: Path, tmp_path: 
     f.write_text("one")
     with Client(gw.api, apikey=gw.key) as c:
         [res] = c.put(f, "/local/out")
-        assert res.path == "/local/out/one.txt" and res.checksum == "md5"
+        assert res.path == "/local/out/one.txt" and res.checksum == "sha-256"
         assert c.stat("/local/out/one.txt").size == 3
         assert [e.name for e in c.ls("/local/out")] == ["one.txt"]
         with pytest.raises(ConflictError):
@@ -139,7 +140,7 @@ def test_cli_get_json_and_quiet(gw: Running, tree: Path, tmp_path: Path) -> None
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["ok"] and summary["bytes"] == 300_000
-    assert summary["files"][0]["checksum"] == "md5"
+    assert summary["files"][0]["checksum"] == "sha-256"
     assert r.stderr == ""
     r = fedgate("get", "/local/in/sub/b.txt", str(tmp_path / "b"), "-q", env=env)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")

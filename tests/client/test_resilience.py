@@ -48,7 +48,7 @@ def test_interrupted_download_resumes_with_range(gw: Running, blob: bytes, tmp_p
     assert 1_000_000 - 2000 < res.resumed_from < 1_000_000
     assert f"range: bytes={res.resumed_from}-".encode() in sent.lower()
     assert b"if-range: " in sent.lower()
-    assert res.checksum == "md5"
+    assert res.checksum == "sha-256"
 
 
 def test_a_later_run_resumes_the_part_file(gw: Running, blob: bytes, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_corrupted_byte_is_caught_and_nothing_is_left(
             p.url + "/rest",
             env={"FEDGATE_APIKEY": gw.key},
         )
-    assert r.returncode == 5 and "md5" in r.stderr
+    assert r.returncode == 5 and "sha-256" in r.stderr
     assert list(out.iterdir()) == []
 
 
@@ -196,7 +196,7 @@ def test_a_tree_of_files_shares_one_download_connection(gw: Running, tmp_path: P
     with proxy(port_of(gw)) as p, Client(p.url + "/rest", apikey=gw.key) as c:
         results = c.get("/local/many", tmp_path / "many")
         connections = p.connections
-    assert len(results) == 9 and all(r.checksum == "md5" for r in results[1:])
+    assert len(results) == 9 and all(r.checksum == "sha-256" for r in results[1:])
     for name, data in files.items():
         assert (tmp_path / "many" / name).read_bytes() == data
     # the JSON calls keep theirs (md5 runs alongside: two), the bodies one: not one per file
@@ -212,5 +212,6 @@ def test_no_checksum_neither_computes_nor_compares(
     ):
         [res] = c.get("/local/big.bin", tmp_path / "b")
         assert b"action=md5" not in bytes(p.seen)
+        assert b"want-repr-digest" not in bytes(p.seen).lower()
     assert (tmp_path / "b").read_bytes() == blob
-    assert res.checksum == "none" and res.md5 is None and res.bytes == SIZE
+    assert res.checksum == "none" and res.sha256 is None and res.md5 is None and res.bytes == SIZE
