@@ -95,7 +95,6 @@ async def put_path(request: Request) -> Response:
 def _create_only(op: Op) -> bool:
     """Whether the caller may create but not replace (a ``storage.create`` token): its
     uploads then commit without replacing, whatever appears at the path meanwhile."""
-    return False
     where = [op.cpath.inner] + ([op.resolved.inner] if op.resolved is not None else [])
     return not all(op.allows("modify", inner) for inner in where)
 
