@@ -56,6 +56,7 @@ class When:
     def __init__(self, condition: Callable[[], bool], action: Callable[[], None], what: str):
         self.error: BaseException | None = None
         self.fired = False
+        self.raced = True  # what the action saw: set by actions that can tell
 
         def run() -> None:
             try:
