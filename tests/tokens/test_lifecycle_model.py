@@ -12,7 +12,7 @@ token's remaining uses are the model's.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ import tokens.service
 import tokens.signing
 from tests import postgres
 from tests.clock import FakeClock
+from tokens.claims import TokenClaims
 from tokens.errors import TokenError
 from tokens.masterkey import MasterKeys
 from tokens.scopes import Scope
@@ -42,6 +43,7 @@ from tokens.service import TokenService
 from tokens.store import Store
 
 MK = MasterKeys.parse(MasterKeys.generate())
+UrlGen = Generator[str, None, None]  # yields a fresh database URL, cleans it up on close
 LEEWAY = 30
 MAX_LIFETIME = 3600
 ENTRY_TTL = MAX_LIFETIME + LEEWAY  # how long a revocation entry lives
@@ -83,7 +85,9 @@ class Model:
 class TokenLifecycle(RuleBasedStateMachine):
     tokens = Bundle("tokens")
 
-    def __init__(self, open_url: Callable[[], Iterator[str]], clock: FakeClock) -> None:
+    def __init__(
+        self, open_url: Callable[[], Generator[str, None, None]], clock: FakeClock
+    ) -> None:
         super().__init__()
         self._urls = open_url()
         url = next(self._urls)
@@ -258,7 +262,7 @@ class TokenLifecycle(RuleBasedStateMachine):
         self.all.append(m)
         return m
 
-    def claims(self, t: Model) -> tokens.service.TokenClaims:
+    def claims(self, t: Model) -> TokenClaims:
         return self.svc.decode(t.token)
 
     @rule(t=tokens)
@@ -266,7 +270,11 @@ class TokenLifecycle(RuleBasedStateMachine):
         """One request: verify, then spend a use (gateway/auth.py's order)."""
         want = self.expected(t)
         counted = [x for x in (t, *t.chain) if x.uses_left is not None]
-        if want is None and t.uses_left is not None and any(x.uses_left <= 0 for x in counted):
+        if (
+            want is None
+            and t.uses_left is not None
+            and any((x.uses_left or 0) <= 0 for x in counted)
+        ):
             want = "exhausted"
         try:
             claims = self.svc.verify(t.token)
@@ -360,7 +368,7 @@ class TokenLifecycle(RuleBasedStateMachine):
                 assert self.svc.remaining_uses(self.claims(t)) == t.uses_left
 
 
-def _sqlite() -> Iterator[str]:
+def _sqlite() -> Generator[str, None, None]:
     with tempfile.TemporaryDirectory() as tmp:
         yield f"sqlite:///{Path(tmp)}/state.db"
 
@@ -371,15 +379,15 @@ def test_the_token_life_cycle_follows_the_model(
 ) -> None:
     clock = FakeClock().install(monkeypatch, tokens.service, tokens.revocation, tokens.signing)
     if backend == "sqlite":
-        open_url: Callable[[], Iterator[str]] = _sqlite
+        open_url: Callable[[], UrlGen] = _sqlite
     else:
         server = request.getfixturevalue("pg_server")
 
-        def open_url() -> Iterator[str]:
-            return postgres.schema_url(server, prefix="sm_")
+        def open_url() -> Generator[str, None, None]:
+            return postgres.schema_url(server, prefix="sm_")  # type: ignore[return-value]
 
     run_state_machine_as_test(
-        lambda: TokenLifecycle(open_url, clock),
+        lambda: TokenLifecycle(open_url, clock),  # type: ignore[arg-type,return-value]
         settings=settings(
             max_examples=75 if backend == "sqlite" else 20,
             stateful_step_count=30,
