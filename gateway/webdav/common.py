@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
@@ -9,6 +10,7 @@ from starlette.responses import Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
 from gateway import paths
+from gateway.auth import Principal
 from gateway.errors import CarminError, E
 from gateway.operation import Op, stat_entry
 from gateway.webdav.credentials import authenticate_dav
@@ -67,3 +69,30 @@ def overwrite(request: Request) -> bool:
     if flag not in ("T", "F"):
         raise CarminError(E.BAD_REQUEST, "Overwrite must be T or F")
     return flag == "T"
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where a MOVE or COPY writes: authorised (create, and modify when it replaces),
+    links followed, and whether the caller may only create there (then it never
+    replaces, whatever appears meanwhile)."""
+
+    op: Op
+    storage: Storage
+    found: Entry | None
+    exclusive: bool
+
+
+async def landing(
+    request: Request, principal: Principal, target: paths.CarminPath, operation: str
+) -> Landing | Response:
+    dest = Op(request, operation, principal=principal, path=target)
+    dest.mount_config()
+    dest.authorize("create")
+    storage = await dest.storage()  # authorises again where the destination lands (links)
+    found = await existing(dest, storage, target.inner)
+    if found is not None:
+        if not overwrite(request):
+            return text(412, f"{target.platform_path} exists and Overwrite is F")
+        dest.authorize("modify")
+    return Landing(dest, storage, found, not dest.allows("modify", target.inner))

@@ -32,7 +32,16 @@ from gateway import digests, paths
 from gateway.operation import Op
 from gateway.transfer import ClosingStreamingResponse
 from gateway.webdav import peers, tpc
-from gateway.webdav.common import destination, existing, op_for, overwrite, prefix, readable, text
+from gateway.webdav.common import (
+    destination,
+    existing,
+    landing,
+    op_for,
+    overwrite,
+    prefix,
+    readable,
+    text,
+)
 
 
 def copy_tree(
@@ -120,22 +129,16 @@ async def _local(request: Request, op: Op, target: paths.CarminPath) -> Response
     depth = request.headers.get("depth", "infinity").strip().lower()
     if depth not in ("0", "infinity"):
         return text(400, "Depth must be 0 or infinity on COPY")
-    replace = overwrite(request)
+    overwrite(request)  # a bad Overwrite header is refused before anything is read
     source, entry = await readable(op)
     if target.mount == op.cpath.mount and (
         target.inner == op.cpath.inner or target.inner.startswith(op.cpath.inner + "/")
     ):
         return text(403 if target.inner == op.cpath.inner else 409, "cannot copy into itself")
-    dest = Op(request, "write", principal=op.principal, path=target)
-    dest.mount_config()
-    dest.authorize("create")
-    target_storage = await dest.storage()
-    found = await existing(dest, target_storage, target.inner)
-    if found is not None:
-        if not replace:
-            return text(412, f"{target.platform_path} exists and Overwrite is F")
-        dest.authorize("modify")
-    exclusive = not dest.allows("modify", target.inner)
+    land = await landing(request, op.principal, target, "write")
+    if isinstance(land, Response):
+        return land
+    dest, target_storage, found, exclusive = land.op, land.storage, land.found, land.exclusive
 
     def run() -> int:
         if found is not None and (found.is_dir or entry.is_dir):

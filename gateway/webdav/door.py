@@ -19,6 +19,7 @@ from gateway.webdav import copying, multistatus
 from gateway.webdav.common import (
     destination,
     existing,
+    landing,
     op_for,
     overwrite,
     prefix,
@@ -277,7 +278,7 @@ async def move(request: Request) -> Response:
     target = destination(request, prefix(op))
     if target is None:
         return text(502, "MOVE works within this server (COPY copies to another one)")
-    replace = overwrite(request)
+    overwrite(request)  # a bad Overwrite header is refused before anything moves
     if target.mount != op.cpath.mount:
         return text(502, "MOVE works within one mount (use COPY then DELETE across mounts)")
     if not target.inner:
@@ -291,18 +292,11 @@ async def move(request: Request) -> Response:
     # reading it is needed too, or a modify-only token could move a file into view.
     op.authorize("modify")
     storage, entry = await readable(op)
-    dest = Op(request, "move", principal=op.principal, path=target)
-    dest.mount = op.mount
-    dest.authorize("create")
-    await dest.storage()  # authorises again where the destination lands (links)
-    found = await existing(dest, storage, target.inner)
-    if found is not None:
-        if not replace:
-            return text(412, f"{target.platform_path} exists and Overwrite is F")
-        dest.authorize("modify")
-    # A caller who may only create never replaces, whatever appears meanwhile.
-    exclusive = not dest.allows("modify", target.inner)
-    await op.call(_move, storage, op.cpath.inner, target.inner, entry, found, exclusive)
+    land = await landing(request, op.principal, target, "move")
+    if isinstance(land, Response):
+        return land
+    found = land.found
+    await op.call(_move, storage, op.cpath.inner, target.inner, entry, found, land.exclusive)
     op.audit("ok", 204 if found else 201, entry.size, detail=f"to {target.platform_path}")
     return Response(status_code=204 if found is not None else 201)
 

@@ -114,9 +114,7 @@ def pull(
             response = client.send(_request(client, "GET", peer, ask), stream=True)
             try:
                 if response.status_code in REDIRECTS and "location" in response.headers:
-                    peer = peers.check(
-                        urljoin(peer.url, response.headers["location"]), limits.allow_private
-                    )
+                    peer = _next_hop(peer, response, limits)
                     continue
                 if response.status_code != 200:
                     raise TransferFailed(f"the source answered {response.status_code}")
@@ -197,9 +195,7 @@ def push(
             sent = {**headers, "Content-Length": str(size)}
             response = client.send(_request(client, "PUT", peer, sent, content=iter(body)))
             if response.status_code in REDIRECTS and "location" in response.headers:
-                peer = peers.check(
-                    urljoin(peer.url, response.headers["location"]), limits.allow_private
-                )
+                peer = _next_hop(peer, response, limits)
                 continue
             if not 200 <= response.status_code < 300:
                 raise TransferFailed(f"the destination answered {response.status_code}")
