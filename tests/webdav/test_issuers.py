@@ -173,3 +173,45 @@ def test_issuers_in_the_config_file(tmp_path: Path) -> None:
     conf.write_text('[[issuers]]\nissuer = "iam"\nbase_path = "/x"\nuser = "u"\n')
     with pytest.raises(ConfigError, match="http"):
         load(str(conf), env={})
+
+
+def test_grid_clients_with_a_vo_token(gw: Running, issuer: FakeVO, tmp_path: Path) -> None:
+    """davix and rclone, unchanged, with a token of the VO's issuer."""
+    import os
+    import shutil
+    import subprocess
+
+    tok = issuer.token("storage.read:/in storage.modify:/out")
+    davix = shutil.which("davix-get")
+    assert davix, "davix is installed by make test-deps"
+    out = tmp_path / "a.txt"
+    auth = f"Authorization: Bearer {tok}"
+    subprocess.run([davix, "-H", auth, dav(gw, "vo/in/a.txt"), str(out)], check=True, timeout=60)
+    assert out.read_bytes() == b"vo input"
+    src = tmp_path / "result.bin"
+    src.write_bytes(b"job output")
+    put = shutil.which("davix-put")
+    assert put
+    subprocess.run(
+        [put, "-H", auth, str(src), dav(gw, "vo/out/result.bin")], check=True, timeout=60
+    )
+    assert (gw.data / "vo" / "out" / "result.bin").read_bytes() == b"job output"
+    # Outside its scope, davix fails and nothing is read or written.
+    refused = subprocess.run(
+        [davix, "-H", auth, dav(gw, "private.txt"), str(tmp_path / "p")], timeout=60, check=False
+    )
+    assert refused.returncode != 0
+    assert not (tmp_path / "p").exists() or (tmp_path / "p").read_bytes() != b"not the vo's"
+    rclone = shutil.which("rclone") or str(Path(__file__).parents[2] / ".venv/bin/rclone")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+    env.update(
+        RCLONE_CONFIG="/dev/null",
+        RCLONE_CONFIG_VO_TYPE="webdav",
+        RCLONE_CONFIG_VO_URL=f"{gw.url}/webdav/local/vo",
+        RCLONE_CONFIG_VO_VENDOR="other",
+        RCLONE_CONFIG_VO_BEARER_TOKEN=tok,
+    )
+    listed = subprocess.run(
+        [rclone, "lsjson", "vo:in"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert '"Path":"a.txt"' in listed.stdout
