@@ -11,6 +11,7 @@ token's remaining uses are the model's.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from tokens.service import TokenService
 from tokens.store import Store
 
 MK = MasterKeys.parse(MasterKeys.generate())
+UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ
 UrlGen = Generator[str, None, None]  # yields a fresh database URL, cleans it up on close
 LEEWAY = 30
 MAX_LIFETIME = 3600
@@ -389,7 +391,8 @@ def test_the_token_life_cycle_follows_the_model(
     run_state_machine_as_test(
         lambda: TokenLifecycle(open_url, clock),  # type: ignore[arg-type,return-value]
         settings=settings(
-            max_examples=75 if backend == "sqlite" else 20,
+            # Under mutmut (MUTANT_UNDER_TEST set) each surviving mutant runs it again.
+            max_examples=(75 if backend == "sqlite" else 20) // (3 if UNDER_MUTMUT else 1),
             stateful_step_count=30,
             deadline=None,
             database=None,
