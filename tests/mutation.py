@@ -174,21 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="module paths to mutate (default: all)")
     parser.add_argument("--report", default=str(REPO / "docs" / "mutation-report.md"))
     parser.add_argument("--no-run", action="store_true", help="report on the last run")
+    parser.add_argument("--work", default=str(WORK), help="where the copy and results live")
     parser.add_argument(
         "--worktree", action="store_true", help="mutate the working tree, not the last commit"
     )
     args = parser.parse_args(argv)
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
     modules = list(args.only or config["only_mutate"])
+    work = Path(args.work)
     started = time.monotonic()
     if not args.no_run:
-        copy_tree(WORK, args.worktree)
+        copy_tree(work, args.worktree)
         if args.only:
-            set_only(WORK, modules)
+            set_only(work, modules)
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         run = subprocess.run(
             [str(MUTMUT), "run", "--max-children", str(args.children)],
-            cwd=WORK,
+            cwd=work,
             env=env,
             check=False,
         )
@@ -196,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mutmut run failed ({run.returncode})", file=sys.stderr)
             return run.returncode
     seconds = time.monotonic() - started
-    unexplained, stale = report(WORK, modules, seconds, args.children, Path(args.report))
+    missing = [m for m in modules if not (work / "mutants" / (m + ".meta")).exists()]
+    if missing:
+        print(f"no mutmut results for {', '.join(missing)} (see the output above)")
+        return 2
+    unexplained, stale = report(work, modules, seconds, args.children, Path(args.report))
     print(f"report: {args.report}; {unexplained} unexplained survivor(s), {stale} stale")
     return 1 if unexplained else 0
 
