@@ -1,6 +1,11 @@
-"""``fedgate get`` against curl on the same URL, same run (issue 8).
+"""``fedgate get`` against curl on the same URL, same run (issues 8 and 21).
 
-    .venv/bin/python bench/client.py [--size-mib 1024] [--runs 5]
+    .venv/bin/python bench/client.py [--size-mib 1024] [--runs 5] [--before REV]
+
+Issue 21: the client verifies with sha-256 (the gateway's Repr-Digest, hashed beside the
+receive) instead of md5. ``fedgate get (before)`` is the client of ``--before`` (a git
+revision, default the last one verifying by md5; exported with ``git archive`` and put
+first on PYTHONPATH) against the same gateway, in the same rounds.
 
 One file on a posix mount of a real ``fedgate serve``; each client downloads it to a file
 in the same folder (curl with ``-o``, ``fedgate get`` with its temporary file, md5
@@ -44,9 +49,13 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def fedgate_get(url: str, key: str, dest: Path, *extra: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the client process)."""
+def fedgate_get(
+    url: str, key: str, dest: Path, *extra: str, tree: Path | None = None
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the client process); ``tree``: another source tree."""
     env = {**os.environ, "FEDGATE_APIKEY": key}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     cpu = children_cpu()
     started = time.monotonic()
     subprocess.run(
@@ -89,16 +98,39 @@ def md5_speed(size: int) -> float:
     return size / (time.perf_counter() - started) / 1e6
 
 
+def sha256_speed(size: int) -> float:
+    block = os.urandom(MiB)
+    sha = hashlib.sha256()
+    started = time.perf_counter()
+    for _ in range(size // MiB):
+        sha.update(block)
+    return size / (time.perf_counter() - started) / 1e6
+
+
 NAMES = (
     "curl",
     "fedgate get",
+    "fedgate get (before)",
     "fedgate get --no-checksum",
     "client body + md5",
     "md5 alone",
+    "sha-256 alone",
 )
+BEFORE = "fd104a9^"  # the client before issue 21: md5 from ?action=md5
 
 
-def measure(work: Path, size: int, count: int) -> dict[str, list[dict[str, float]]]:
+def export(rev: str) -> Path:
+    into = Path(tempfile.mkdtemp(prefix="fedgate-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent.parent), "archive", rev],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def measure(work: Path, size: int, count: int, old_tree: Path) -> dict[str, list[dict[str, float]]]:
     data = work / "data"
     data.mkdir()
     make_file(data / "blob.bin", size)
@@ -113,15 +145,16 @@ def measure(work: Path, size: int, count: int) -> dict[str, list[dict[str, float
             t = curl_get(url + "?action=content", {"apikey": fg.key}, out=str(dest))["total"]
             runs["curl"].append({"mb_s": size / t / 1e6, "load": before})
             dest.unlink()
-            for name, extra in (
-                ("fedgate get", ()),
-                ("fedgate get --no-checksum", ("--no-checksum",)),
+            for name, extra, tree in (
+                ("fedgate get", (), None),
+                ("fedgate get (before)", (), old_tree),
+                ("fedgate get --no-checksum", ("--no-checksum",), None),
             ):
-                before = load()
+                loaded = load()
                 dest = out / "fedgate.bin"
-                t, cpu = fedgate_get(url, fg.key, dest, *extra)
+                t, cpu = fedgate_get(url, fg.key, dest, *extra, tree=tree)
                 assert dest.stat().st_size == size
-                runs[name].append({"mb_s": size / t / 1e6, "load": before, "cpu_s": cpu})
+                runs[name].append({"mb_s": size / t / 1e6, "load": loaded, "cpu_s": cpu})
                 dest.unlink()
             before = load()
             dest = out / "body.bin"
@@ -130,6 +163,8 @@ def measure(work: Path, size: int, count: int) -> dict[str, list[dict[str, float
             dest.unlink()
             before = load()
             runs["md5 alone"].append({"mb_s": md5_speed(size), "load": before})
+            before_sha = load()
+            runs["sha-256 alone"].append({"mb_s": sha256_speed(size), "load": before_sha})
     return runs
 
 
@@ -137,11 +172,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--before", default=BEFORE)
     args = ap.parse_args()
     size = args.size_mib * MiB
     work = Path(tempfile.mkdtemp(prefix="bench-client-"))
     try:
-        runs = measure(work, size, args.runs)
+        runs = measure(work, size, args.runs, export(args.before))
     finally:
         shutil.rmtree(work, ignore_errors=True)  # a GiB or more per run
     for name in NAMES:
@@ -166,6 +202,7 @@ def main() -> None:
             "best": {k: v["mb_s"] for k, v in best.items()},
             "ratio": best["fedgate get"]["mb_s"] / curl,
             "ratio_no_checksum": best["fedgate get --no-checksum"]["mb_s"] / curl,
+            "ratio_before": best["fedgate get (before)"]["mb_s"] / curl,
         },
     )
 

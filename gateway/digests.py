@@ -31,7 +31,14 @@ import re
 from collections.abc import Mapping
 from typing import Any, cast
 
-from adapters.base import Entry, NotSupported, Storage, Writer
+from adapters.base import (
+    BackendUnavailable,
+    Entry,
+    NotSupported,
+    PermissionDenied,
+    Storage,
+    Writer,
+)
 from gateway.digesting import DigestingWriter, Hasher, Keep
 from gateway.errors import CarminError, E
 from gateway.operation import Op
@@ -235,7 +242,9 @@ def known(
         for name in sorted(wanted_names & native):
             try:
                 result[name] = storage.checksum(path, name).lower()
-            except NotSupported:
+            except (NotSupported, BackendUnavailable, PermissionDenied):
+                # The SE does not keep this one after all (or will not say): the store,
+                # or one streamed read, answers instead.
                 continue
 
     if not _strong(ident):
