@@ -60,7 +60,10 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
             "AuthenticationCredentials": {
                 "type": "object",
                 "required": ["username", "password"],
-                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                "properties": {
+                    "username": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+                },
             },
             "AuthenticationResult": {
                 "type": "object",
