@@ -61,7 +61,8 @@ test: test-deps
 # The server-free subset (well under 90 s): tokens on SQLite, the gateway in-process on a
 # local folder, the checks on the suite itself.
 FAST_TESTS := tests/test_hygiene.py tests/tokens tests/adapters/test_posix.py \
-	tests/gateway/test_data_api.py tests/gateway/test_safety.py tests/gateway/test_delegation.py
+	tests/adapters/test_posix_md5_cache.py tests/gateway/test_data_api.py \
+	tests/gateway/test_safety.py tests/gateway/test_delegation.py
 test-fast:
 	$(BIN)/pytest -p no:cacheprovider -q -k "not postgres" $(FAST_TESTS)
 
