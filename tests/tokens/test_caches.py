@@ -231,3 +231,62 @@ def test_admin_rights_taken_away_are_seen_at_once_here(store: Store, clock: Fake
     assert users.authenticate_key(key) == User("erin", True)
     users.set_admin("erin", False)
     assert users.authenticate_key(key) == User("erin", False)
+
+
+# --- revocation entries and their lifetimes (mutants of tokens/revocation.py) ----------
+
+
+def test_a_revoked_key_refuses_tokens_a_replica_mints_late(
+    svc: TokenService, clock: FakeClock
+) -> None:
+    """A replica that still trusts the key from its cache may mint from it after the
+    revocation: the key's entry outlives the longest token by a margin to catch those."""
+    key = "key0alice0000001"
+    events: list[tokens.revocation.Revocation] = []
+    svc.on_revoke(events.append)
+    early = svc.issue("alice", READ, lifetime=10, key_id=key).access_token
+    clock.advance(20)  # past its expiry, inside the leeway: still accepted
+    assert reason(svc, early) is None
+    assert svc.revoke_api_key(key) == 1  # counted: it was still usable
+    assert events[-1].key_id == key
+    ttl = svc.max_lifetime + svc.leeway
+    clock.advance(ttl + tokens.revocation._KEY_MARGIN_S - 1)
+    late = svc.issue("alice", READ, key_id=key).access_token
+    assert reason(svc, late) == "revoked"
+    clock.advance(2)
+    assert reason(svc, svc.issue("alice", READ, key_id=key).access_token) is None
+
+
+def test_revoking_a_storage_reaches_tokens_inside_the_leeway(
+    svc: TokenService, clock: FakeClock
+) -> None:
+    events: list[tokens.revocation.Revocation] = []
+    svc.on_revoke(events.append)
+    expiring = svc.issue("alice", parse_scopes("storage.read:/Xdata"), lifetime=10)
+    other = svc.issue("alice", parse_scopes("storage.read:/data"))
+    bobs = svc.issue("bob", parse_scopes("storage.read:/Xdata"))
+    clock.advance(20)  # past exp, inside the leeway: still accepted, so still revoked
+    assert svc.revoke_for_storage("alice", "Xdata") == 1
+    assert reason(svc, expiring.access_token) == "revoked"
+    assert reason(svc, other.access_token) is None  # /data is not /Xdata
+    assert reason(svc, bobs.access_token) is None  # another user's
+    assert events[-1].user == "alice" and events[-1].storage_id == "Xdata"
+
+
+def test_old_rows_are_purged_and_live_ones_kept(
+    svc: TokenService, store: Store, clock: FakeClock
+) -> None:
+    gone = svc.issue("alice", READ, lifetime=10)
+    svc.revoke(token=gone.access_token)
+    kept = svc.issue("alice", READ, lifetime=svc.max_lifetime)
+    clock.advance(10 + svc.leeway + 61)  # past gone's grace, and the purge is due
+    svc.issue("alice", READ)  # each issue purges at most once a minute
+    with store.transaction(write=False) as tx:
+        jtis = {r[0] for r in tx.query("SELECT jti FROM issued_tokens")}
+        entries = tx.query("SELECT value FROM revocations")
+    assert gone.claims.jti not in jtis and kept.claims.jti in jtis
+    assert [e[0] for e in entries] == [gone.claims.jti]  # its entry lives on (ttl)
+    clock.advance(svc.max_lifetime + 61)
+    svc.issue("alice", READ)
+    with store.transaction(write=False) as tx:
+        assert tx.query("SELECT value FROM revocations") == []
