@@ -171,12 +171,6 @@ class PosixWriter:
         instead of running a second md5 pass, the slowest of its digests."""
         return self._md5.hexdigest() if self._md5 is not None else None
 
-    def md5_hexdigest(self) -> str | None:
-        """The md5 of the bytes written so far (None when some were not written through
-        ``write``): a wrapper hashing the upload too (gateway/digesting.py) takes it
-        instead of running a second md5 pass, the slowest of its digests."""
-        return self._md5.hexdigest() if self._md5 is not None else None
-
     def commit(self) -> Entry:
         try:
             self._file.flush()
