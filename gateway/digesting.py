@@ -1,17 +1,17 @@
 """Digests computed while an upload streams: md5, adler32 and sha-256 in one pass.
 
 ``DigestingWriter`` wraps any storage Writer (adapters.base.Writer). Each block handed
-to ``write`` is given to two hashing threads before the storage writes it, so hashing
-overlaps the storage's own write and the socket read (hashlib and zlib release the GIL
-on large buffers): md5 on one thread, sha-256 and adler32 on the other, the split that
-keeps the two lanes about equally busy. ``commit`` waits for the lanes, compares what
-the client announced (Content-Digest, Digest, CARMIN's md5), refuses a mismatch before
-anything is visible (ChecksumMismatch, the caller aborts), then commits and hands the
-values to ``keep`` (gateway/digests.py stores them). Nothing here runs on the event
-loop: ``write`` and ``commit`` are called from the upload's thread.
+to ``write`` is hashed, then written, in the upload's writer thread: off the event loop,
+and beside the socket reads, which another thread does (gateway/socket_receive.py
+WriteBehind, gateway/block_pipe.py). ``commit`` compares what the client announced
+(Content-Digest, Digest, CARMIN's md5), refuses a mismatch before anything is visible
+(ChecksumMismatch, the caller aborts), then commits and hands the values to ``keep``
+(gateway/digests.py stores them).
 
-A small upload (an archive's many little files) is hashed inline: starting two threads
-would cost more than hashing it.
+Why not more threads: measured on the 2-vCPU test machine (bench/digests.py), hashing
+sha-256 and adler32 in a thread of their own cost 2.75 CPU-s per GiB more than the
+upload without digests, against 1.1 CPU-s hashed in the writer's thread, and uploads
+ran slower, not faster (two busy threads share one core's execution units there).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import queue
-import threading
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -28,37 +26,12 @@ from typing import Any
 from adapters.base import ChecksumMismatch, Entry, Writer
 
 log = logging.getLogger("fedgate")
-# Below this many bytes the caller's thread hashes; above, the lanes take over.
-INLINE_BYTES = 1024 * 1024
-# Blocks a lane may lag behind the writes (each block is shared, never copied).
-LANE_DEPTH = 2
 
 Keep = Callable[[dict[str, str], Entry], None]
 
 
-class _Lane:
-    """One hashing thread fed through a small queue."""
-
-    def __init__(self, update: Callable[[bytes], None], name: str) -> None:
-        self._update = update
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=LANE_DEPTH)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (block := self._queue.get()) is not None:
-            self._update(block)
-
-    def put(self, block: bytes) -> None:
-        self._queue.put(block)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-
 class Hasher:
-    """md5, adler32 and sha-256 of a byte stream fed in order; see the module docstring.
+    """md5, adler32 and sha-256 of a byte stream fed in order.
 
     ``md5=False``: someone else hashes md5 (the local folder's writer does, for its
     xattr): one md5 pass per upload, not two -- md5 is the slowest of the three."""
@@ -67,37 +40,15 @@ class Hasher:
         self._md5: Any = hashlib.md5(usedforsecurity=False) if md5 else None
         self._sha256 = hashlib.sha256()
         self._adler = 1
-        self._fed = 0
-        self._lanes: list[_Lane] = []
 
-    def _sha_and_adler(self, data: bytes) -> None:
+    def update(self, data: bytes) -> None:
+        if self._md5 is not None:
+            self._md5.update(data)
         self._sha256.update(data)
         self._adler = zlib.adler32(data, self._adler)
 
-    def update(self, data: bytes) -> None:
-        if not isinstance(data, bytes):  # a bytearray may be reused by its producer
-            data = bytes(data)
-        self._fed += len(data)
-        if not self._lanes and self._fed > INLINE_BYTES:
-            self._lanes = [_Lane(self._sha_and_adler, "fedgate-digest-sha")]
-            if self._md5 is not None:
-                self._lanes.append(_Lane(self._md5.update, "fedgate-digest-md5"))
-        if self._lanes:
-            for lane in self._lanes:
-                lane.put(data)
-        else:
-            if self._md5 is not None:
-                self._md5.update(data)
-            self._sha_and_adler(data)
-
-    def _drain(self) -> None:
-        lanes, self._lanes = self._lanes, []
-        for lane in lanes:
-            lane.close()
-
     def finish(self) -> dict[str, str]:
         """The lowercase hex digests of everything fed (names as the adapters spell them)."""
-        self._drain()
         values = {
             "adler32": f"{self._adler & 0xFFFFFFFF:08x}",
             "sha256": self._sha256.hexdigest(),
@@ -105,9 +56,6 @@ class Hasher:
         if self._md5 is not None:
             values["md5"] = self._md5.hexdigest()
         return values
-
-    def cancel(self) -> None:
-        self._drain()
 
 
 def mismatch(computed: dict[str, str], expected: dict[str, str]) -> str | None:
@@ -179,7 +127,6 @@ class DigestingWriter:
         return entry
 
     def abort(self) -> None:
-        self._hasher.cancel()
         self._inner.abort()
 
 

@@ -28,7 +28,9 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, cast
 
 from adapters.base import (
@@ -247,31 +249,75 @@ def known(
                 # or one streamed read, answers instead.
                 continue
 
+    def from_store() -> None:
+        missing = names - set(result)
+        if missing:
+            kept = store.get(mount, path)
+            if kept is not None and ident is not None and kept.identity == ident:
+                result.update({n: v for n, v in kept.values.items() if n in missing})
+
     if not _strong(ident):
         ask_native(names)
-    missing = names - set(result)
-    if missing:
-        kept = store.get(mount, path)
-        if kept is not None and ident is not None and kept.identity == ident:
-            result.update({n: v for n, v in kept.values.items() if n in missing})
+    from_store()
     if _strong(ident):
         ask_native(names - set(result))
-    missing = names - set(result)
-    if missing and ident is not None:
-        hasher = Hasher()
-        chunks = storage.open_read(path)
-        try:
-            for chunk in chunks:
-                hasher.update(chunk)
-        finally:
-            values = hasher.finish()
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        if identity(storage, path) == ident:  # not changed while it was read
-            store.put(mount, path, ident, values)
-            result.update({n: v for n, v in values.items() if n in missing})
+    if names - set(result) and ident is not None:
+        with _one_reader(mount, path):
+            from_store()  # kept by the request this one waited for
+            missing = names - set(result)
+            if missing:
+                _stream_and_keep(store, mount, storage, path, ident, missing, result)
     return result
+
+
+def _stream_and_keep(
+    store: DigestStore,
+    mount: str,
+    storage: Storage,
+    path: str,
+    ident: str,
+    missing: set[str],
+    result: dict[str, str],
+) -> None:
+    """One streamed read computing all three; kept unless the file changed meanwhile."""
+    hasher = Hasher()
+    chunks = storage.open_read(path)
+    try:
+        for chunk in chunks:
+            hasher.update(chunk)
+    finally:
+        values = hasher.finish()
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if identity(storage, path) == ident:  # not changed while it was read
+        store.put(mount, path, ident, values)
+        result.update({n: v for n, v in values.items() if n in missing})
+
+
+_readers: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
+_readers_lock = threading.Lock()
+
+
+@contextmanager
+def _one_reader(mount: str, path: str) -> Iterator[None]:
+    """At most one streamed read per file in this process: concurrent requests for the
+    digests of a large file wait for the first instead of each reading it (a HEAD
+    repeated by many jobs, or by someone trying to load the storage)."""
+    key = (mount, path)
+    with _readers_lock:
+        lock, users = _readers.get(key, (threading.Lock(), 0))
+        _readers[key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _readers_lock:
+            lock, users = _readers[key]
+            if users == 1:
+                del _readers[key]
+            else:
+                _readers[key] = (lock, users - 1)
 
 
 def store_of(op: Op) -> DigestStore:

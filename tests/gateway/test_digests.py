@@ -10,8 +10,11 @@ import io
 import json
 import os
 import tarfile
+import threading
+import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,13 @@ import httpx
 import pytest
 
 from adapters.posix import PosixStorage
+from gateway import digests
 from gateway.app import create_app
 from gateway.limits import GuardedHttpTools
 from gateway.state import Gateway
 from tests.server import Running, ServerThread, local_settings, master_env, running
 
-BODY = os.urandom(3 * 1024 * 1024 + 17)  # above the inline size: the hashing threads run
+BODY = os.urandom(3 * 1024 * 1024 + 17)  # several blocks of the upload pipeline
 
 
 def b64(raw: bytes) -> str:
@@ -378,3 +382,35 @@ def test_head_on_a_gib_uploaded_through_the_gateway_never_reads_it(
     assert r.headers["repr-digest"] == f"sha-256=:{expected}:"
     assert r.headers["content-length"] == str(len(block) * count)
     assert reads == []
+
+
+def test_concurrent_requests_for_an_unknown_digest_read_the_file_once(
+    gw: Running, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (gw.data / "shared.bin").write_bytes(BODY)
+    release = threading.Event()
+    seen: list[str] = []
+    original = PosixStorage.open_read
+
+    def held(self: PosixStorage, path: str, start: int = 0, end: int | None = None) -> Any:
+        seen.append(path)
+        assert release.wait(30)
+        return original(self, path, start, end)
+
+    monkeypatch.setattr(PosixStorage, "open_read", held)
+    want = {"Want-Repr-Digest": "sha-256=10"}
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(head, client, "shared.bin", **want)
+        deadline = time.monotonic() + 30
+        while not seen:  # the first request is reading
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        second = pool.submit(head, client, "shared.bin", **want)
+        while digests._readers.get(("local", "shared.bin"), (None, 0))[1] < 2:
+            assert time.monotonic() < deadline  # the second one waits for the first
+            time.sleep(0.005)
+        release.set()
+        answers = [first.result(), second.result()]
+    assert [a.headers["repr-digest"] for a in answers] == [f"sha-256=:{sha256_of(BODY)}:"] * 2
+    assert seen == ["shared.bin"]
+    assert digests._readers == {}
