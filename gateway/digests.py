@@ -28,6 +28,7 @@ import base64
 import binascii
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -198,8 +199,14 @@ def identity(storage: Storage, path: str) -> str | None:
     """What identifies the bytes at ``path`` now (None: a directory). Blocking."""
     local = getattr(storage, "local_path", None)
     if callable(local):
-        st = os.stat(local(path))
-        return f"posix:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
+        try:
+            st = os.stat(local(path))
+        except OSError:
+            st = None  # gone, or not ours to see: the storage's stat says which, below
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                return None
+            return f"posix:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
     head = getattr(storage, "_head", None)  # S3: the object's own version of its bytes
     if callable(head) and path:
         found: dict[str, Any] | None = head(path)

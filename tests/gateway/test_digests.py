@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.base import NotFound
 from adapters.posix import PosixStorage
 from gateway import digests
 from gateway.app import create_app
@@ -414,3 +415,18 @@ def test_concurrent_requests_for_an_unknown_digest_read_the_file_once(
     assert [a.headers["repr-digest"] for a in answers] == [f"sha-256=:{sha256_of(BODY)}:"] * 2
     assert seen == ["shared.bin"]
     assert digests._readers == {}
+
+
+def test_identity_of_a_local_file(tmp_path: Path) -> None:
+    storage = PosixStorage(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_bytes(b"x")
+    assert digests.identity(storage, "d") is None  # a folder has no digest
+    first = digests.identity(storage, "f")
+    assert first is not None and first.startswith("posix:1:")
+    with pytest.raises(NotFound):  # a storage error (404), never a bare OSError (500)
+        digests.identity(storage, "gone")
+    (tmp_path / "f").write_bytes(b"y")  # same size, rewritten: a new mtime
+    st = (tmp_path / "f").stat()
+    os.utime(tmp_path / "f", ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+    assert digests.identity(storage, "f") != first
