@@ -39,7 +39,7 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"}
 STATUS.update({36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"})
 STATUS.update({34: "skipped", 37: "type check", -11: "segfault", -9: "segfault"})
-COLUMNS = ("killed", "survived", "equivalent", "timeout", "no tests", "other")
+COLUMNS = ("killed", "survived", "equivalent", "timeout", "no tests", "not checked", "other")
 _EQUIV_LINE = re.compile(r"^- `([^`]+)`\s*[—:-]+\s*(.+)$")
 
 
@@ -119,7 +119,12 @@ def diff_of(dest: Path, name: str) -> str:
 
 
 def report(
-    dest: Path, modules: list[str], seconds: float, children: int, out: Path
+    dest: Path,
+    modules: list[str],
+    seconds: float,
+    children: int,
+    out: Path,
+    diffs: bool = True,
 ) -> tuple[int, int]:
     """Write the report; return (survivors not listed as equivalent, listed ones that
     are no longer survivors)."""
@@ -154,7 +159,9 @@ def report(
         lines.append(f"| {module} | {sum(counts.values())} | {cells} |")
     lines += ["", f"## Survivors not listed as equivalent ({len(unexplained)})", ""]
     for _module, name in unexplained:
-        lines += [f"- `{name}`", "", "```diff", diff_of(dest, name), "```", ""]
+        lines += [f"- `{name}`"]
+        if diffs:
+            lines += ["", "```diff", diff_of(dest, name), "```", ""]
     if stale:
         lines += ["## Listed as equivalent but killed now (remove them)", ""]
         lines += [f"- `{name}`" for name in stale]
@@ -175,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default=str(REPO / "docs" / "mutation-report.md"))
     parser.add_argument("--no-run", action="store_true", help="report on the last run")
     parser.add_argument("--work", default=str(WORK), help="where the copy and results live")
+    parser.add_argument("--no-diffs", action="store_true", help="name survivors, no diffs")
     parser.add_argument(
         "--worktree", action="store_true", help="mutate the working tree, not the last commit"
     )
@@ -202,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"no mutmut results for {', '.join(missing)} (see the output above)")
         return 2
-    unexplained, stale = report(work, modules, seconds, args.children, Path(args.report))
+    unexplained, stale = report(
+        work, modules, seconds, args.children, Path(args.report), diffs=not args.no_diffs
+    )
     print(f"report: {args.report}; {unexplained} unexplained survivor(s), {stale} stale")
     return 1 if unexplained else 0
 
