@@ -263,6 +263,9 @@ def test_promised_names_match_one_control(gw: Running, make_page: Any) -> None:
     page.get_by_label("API key").wait_for()
     assert page.get_by_label("API key").count() == 1
     assert page.get_by_role("button", name="Sign in").count() == 1
+    # Nothing of a signed-in page shows before signing in.
+    assert page.get_by_role("button", name="Sign out").count() == 0
+    assert page.get_by_role("navigation", name="Sections").count() == 0
     ui.sign_in(gw.key)
     assert page.get_by_role("button", name="Sign out").count() == 1
     page.get_by_role("link", name="local", exact=True).click()
