@@ -64,7 +64,9 @@ def parse_range(
         n = int(last)
         if n == 0:
             raise Unsatisfiable(size)
-        return ByteRange(max(0, size - n), size) if size else _empty_or_fail(size)
+        # RFC 9110 14.1.1: a non-zero suffix is satisfiable even on an empty file; the
+        # whole (empty) representation answers it, with 200 (as nginx does).
+        return ByteRange(max(0, size - n), size) if size else None
     start = int(first)
     end = size if not last else min(int(last) + 1, size)
     if last and int(last) < start:
@@ -73,6 +75,3 @@ def parse_range(
         raise Unsatisfiable(size)
     return ByteRange(start, end)
 
-
-def _empty_or_fail(size: int) -> ByteRange:
-    raise Unsatisfiable(size)

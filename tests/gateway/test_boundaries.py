@@ -210,25 +210,12 @@ DIFFERENCES: dict[tuple[str, str], tuple[int, str]] = {
         for f in FILES
     },
 }
-# Where fedgate is wrong today: they flip to a failure once fixed.
-SUFFIX_ON_EMPTY = pytest.mark.xfail(
-    strict=True,
-    reason="RFC 9110 14.1.1: a suffix range with a non-zero length is satisfiable on an empty "
-    "file; nginx answers 200 with the (empty) file, gateway/ranges.py answers 416",
-)
-
-
-def _suffix_on_empty(name: str, rng: str) -> bool:
-    return name == "empty" and rng.startswith("bytes=-") and rng != "bytes=-0"
-
-
 def _cases() -> list[object]:
     return [
         pytest.param(
             name,
             rng,
             id=f"{name}-{rng}",
-            marks=[SUFFIX_ON_EMPTY] if _suffix_on_empty(name, rng) else [],
         )
         for name in FILES
         for rng in RANGES
