@@ -1,6 +1,7 @@
 """S3 through fedgate against S3 directly: same machine, same run, same SeaweedFS.
 
     .venv/bin/python bench/s3.py [--size-mib 1024] [--parallel 16] [--repeat 2] [--get-repeat 7]
+                                 [--put-rounds 5] [--compare-with DIR]
 
 Starts SeaweedFS with scripts/testbeds/seaweedfs.sh (and stops it again if it was not
 running), then for one ``--size-mib`` object:
@@ -16,8 +17,13 @@ written in C gets on the same machine. Best of ``--repeat`` runs each for PUTs; 
 run in ``--get-repeat`` rounds (boto3, curl presigned, nginx relay, fedgate, every other
 round in reverse order, after one untimed warm-up GET; a 1 GiB GET takes about a second,
 and on this noisy VM more rounds give a steadier best), and the median of the rounds' own
-fedgate/boto3 ratios is printed beside the ratio of bests. Targets (issue 4): proxied
-GET ≥ 0.9 × direct; redirect: 0 payload bytes through fedgate; RSS < 150 MB.
+fedgate/boto3 ratios is printed beside the ratio of bests. The proxied PUT runs in
+``--put-rounds`` rounds beside curl on a presigned URL, order alternating, and its median
+is compared with curl's. ``--compare-with DIR`` runs a second gateway from another
+checkout of fedgate (e.g. ``git archive`` of the code before a change) in the same GET
+and PUT rounds: before and after, side by side. Targets (issue 4): proxied GET ≥ 0.9 ×
+direct; redirect: 0 payload bytes through fedgate; RSS < 150 MB. Issue 24: proxied PUT
+≥ 0.9 × curl on a presigned URL (medians of rounds).
 """
 
 from __future__ import annotations
@@ -142,6 +148,8 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--get-repeat", type=int, default=7)
+    ap.add_argument("--put-rounds", type=int, default=5)
+    ap.add_argument("--compare-with", type=Path, default=None, help="another fedgate checkout")
     args = ap.parse_args()
     size = args.size_mib * MiB
     was_running = seaweedfs("status") == 0
@@ -180,9 +188,17 @@ def main() -> None:
             "secret_key": "testsecret",
             "credential_source": "service",
         }
-        with fedgate({"s3": mount}) as fg:
+        with contextlib.ExitStack() as stack:
+            fg = stack.enter_context(fedgate({"s3": mount}))
             h = {"apikey": fg.key}
             src = f"{fg.url}/path/s3/src/big.bin?action=content"
+            # The same mount in a gateway run from another checkout (before a change).
+            other = None
+            if args.compare_with is not None:
+                env = {"PYTHONPATH": str(args.compare_with.resolve())}
+                other = stack.enter_context(fedgate({"s3": mount}, extra_env=env))
+                h0 = {"apikey": other.key}
+                src0 = f"{other.url}/path/s3/src/big.bin?action=content"
             # CARMIN: the parent must exist. Folder markers go in with boto3: SeaweedFS
             # lists the folders an earlier run emptied for a while and then drops them,
             # so a mkdir through fedgate could answer 409 (exists) for a folder about to
@@ -192,7 +208,7 @@ def main() -> None:
             # All GETs in turn, so that a change in the machine's speed during
             # the run hits both sides (the 1 GiB GETs take about a second each).
             gets: dict[str, list[dict[str, float]]] = {
-                "a": [], "a_curl": [], "b": [], "ngx": [], "c": []
+                "a": [], "a_curl": [], "b": [], "ngx": [], "c": [], "b0": []
             }  # fmt: skip
             # (c) redirect: a job's token, exchanged for the fedgate API key
             tok = post_json(
@@ -219,6 +235,8 @@ def main() -> None:
                     ("b", lambda: curl_get(src, h)),
                     ("c", lambda: curl_get(src, auth, follow=True)),
                 ]
+                if other is not None:
+                    runners.append(("b0", lambda: curl_get(src0, h0)))
                 for i in range(args.get_repeat):
                     # Every other round in reverse, so no side always runs first or last.
                     for name, run in runners if i % 2 == 0 else runners[::-1]:
@@ -229,7 +247,7 @@ def main() -> None:
             paired = zip(gets["a"], gets["b"], strict=True)
             round_ratios = sorted(b["mb_s"] / a["mb_s"] for a, b in paired)
             results["get_rounds"] = {
-                k: [round(r["mb_s"]) for r in runs] for k, runs in gets.items()
+                k: [round(r["mb_s"]) for r in runs] for k, runs in gets.items() if runs
             }
             results["get_round_ratio_median"] = statistics.median(round_ratios)
             results["nginx_relay"] = {"get": get_ngx}
@@ -239,8 +257,26 @@ def main() -> None:
                 "get_curl_presigned": get_a_curl,
                 "put_curl_presigned": put_a_curl,
             }
-            # (b) proxied
-            put_b = best(lambda: curl_put(f"{fg.url}/path/s3/proxied/put.bin", big, h), args.repeat)
+            # (b) proxied, in rounds beside curl on the presigned URL (and the other gateway)
+            put_runners: list[tuple[str, Callable[[], dict[str, float]]]] = [
+                ("a_curl", lambda: curl_put(put_url, big)),
+                ("b", lambda: curl_put(f"{fg.url}/path/s3/proxied/put.bin", big, h)),
+            ]
+            if other is not None:
+                put_runners.append(
+                    ("b0", lambda: curl_put(f"{other.url}/path/s3/proxied/put0.bin", big, h0))
+                )
+            puts: dict[str, list[float]] = {name: [] for name, _ in put_runners}
+            for i in range(args.put_rounds):
+                for name, run in put_runners if i % 2 == 0 else put_runners[::-1]:
+                    puts[name].append(run()["mb_s"])
+            put_b = {"mb_s": max(puts["b"])}
+            put_med = {name: statistics.median(v) for name, v in puts.items()}
+            put_round_ratio = statistics.median(
+                b / a for a, b in zip(puts["a_curl"], puts["b"], strict=True)
+            )
+            results["put_rounds"] = {k: [round(x) for x in v] for k, v in puts.items()}
+            results["put_round_ratio_median"] = put_round_ratio
             # (c) redirect
             before = io_bytes(fg.pid)
             curl_get(src, auth, follow=True)  # one more, to count what crosses fedgate
@@ -305,12 +341,34 @@ def main() -> None:
         ("proxied / curl direct", f"{get_b['mb_s'] / get_a_curl['mb_s']:.2f}", "target ≥ 0.90"),
         ("nginx relay / boto3 direct", f"{get_ngx['mb_s'] / get_a['mb_s']:.2f}", "a C relay"),
         ("proxied / nginx relay", f"{get_b['mb_s'] / get_ngx['mb_s']:.2f}", ""),
+        *(
+            [
+                (
+                    "GET medians b / b0 (--compare-with)",
+                    f"{statistics.median(r['mb_s'] for r in gets['b']):.0f} / "
+                    f"{statistics.median(r['mb_s'] for r in gets['b0']):.0f}",
+                    "MB/s, this checkout / the other",
+                )
+            ]
+            if gets["b0"]
+            else []
+        ),
         ("redirect / curl direct", f"{get_c['mb_s'] / get_a_curl['mb_s']:.2f}", ""),
         ("PUT (a) boto3 direct", mbs(put_a), "upload_file: multipart, 10 threads"),
         ("PUT (a) curl presigned direct", mbs(put_a_curl), "one stream"),
         ("PUT (b) fedgate proxied", mbs(put_b), "curl + API key"),
         ("PUT (c) fedgate redirect", mbs(put_c), "curl -L -T, Expect: 100-continue"),
-        ("PUT proxied / curl direct", f"{put_b['mb_s'] / put_a_curl['mb_s']:.2f}", ""),
+        ("PUT proxied / curl direct", f"{put_b['mb_s'] / put_a_curl['mb_s']:.2f}", "bests"),
+        (
+            f"PUT medians of {args.put_rounds} rounds",
+            " / ".join(f"{put_med[k]:.0f}" for k in puts),
+            " / ".join(puts) + " MB/s (a_curl: presigned; b: fedgate; b0: --compare-with)",
+        ),
+        (
+            "PUT proxied / curl, median of rounds",
+            f"{put_round_ratio:.2f}",
+            "target ≥ 0.90 (issue 24)",
+        ),
         ("redirect GET bytes via fedgate", f"{get_c_io}", "rchar+wchar delta, headers only"),
         ("redirect PUT bytes via fedgate", f"{put_c_io}", "rchar+wchar delta, headers only"),
         ("redirect payload in audit", f"{audit_c}", "target 0"),

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import Credential, StorageError
+from adapters.base import Credential, NotFound, StorageError
 from adapters.s3 import S3Storage, create
 from adapters.s3_support import MIB, PARTS_IN_FLIGHT
 from tests.scale.procs import Server, cli, serve, write_config
@@ -286,7 +286,8 @@ def gateway(admin: S3Storage, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         server.stop()
         proxy.close()
-        admin.delete(prefix)
+        with suppress(NotFound):
+            admin.delete(prefix)
 
 
 def start_put(gw: Gateway, mount: str, name: str, length: int) -> socket.socket:
