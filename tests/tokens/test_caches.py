@@ -290,3 +290,13 @@ def test_old_rows_are_purged_and_live_ones_kept(
     svc.issue("alice", READ)
     with store.transaction(write=False) as tx:
         assert tx.query("SELECT value FROM revocations") == []
+
+
+def test_revoking_a_user_reaches_tokens_inside_the_leeway(
+    svc: TokenService, clock: FakeClock
+) -> None:
+    expiring = svc.issue("alice", READ, lifetime=10)
+    clock.advance(20)  # past exp, inside the leeway: still accepted
+    assert reason(svc, expiring.access_token) is None
+    assert svc.revoke(user="alice") == 1
+    assert reason(svc, expiring.access_token) == "revoked"
