@@ -15,8 +15,10 @@ Options (the mount's TOML table):
     The mount's service credential, used by ``bind(None)``. Never logged.
 ``multipart_threshold`` / ``part_size`` (default 8 MiB each; part_size >= 5 MiB)
     Uploads smaller than the threshold at commit are one PUT; larger ones are multipart
-    uploads whose parts are sent as they fill. A writer holds at most
-    ``max(multipart_threshold, part_size)`` bytes (plus one incoming chunk) in memory.
+    uploads whose parts are sent as they fill, up to 4 at once (``PARTS_IN_FLIGHT`` in
+    adapters/s3_support.py); a writer waits for a free slot rather than gather more. Part
+    bytes live in memory within a process-wide budget, else in temporary files
+    (adapters/s3_buffer.py).
 ``connect_timeout`` / ``read_timeout`` (seconds, default 5 / 30)
 ``max_attempts`` (default 3)
     Total attempts per request, botocore's "standard" retry mode (retries connection

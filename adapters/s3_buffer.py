@@ -2,11 +2,12 @@
 budget, else an anonymous temporary file.
 
 S3 needs a part's whole body before sending it (its length, and over plain HTTP its
-SHA-256 for the signature), so each upload holds up to one part (8 MiB by default). With
-16 parallel uploads that alone was 16 x 2 copies of a part; the budget bounds the total
-whatever the parallelism, and an upload past it spills to disk instead of growing the
-gateway. Chunks are kept as received and read back through a seekable view, so a part
-is never copied into one contiguous buffer.
+SHA-256 for the signature), so each upload holds up to PARTS_IN_FLIGHT parts being sent
+and one gathering (8 MiB each by default; adapters/s3_support.py). With 16 parallel
+uploads that would be 16 x 5 parts; the budget bounds the total whatever the
+parallelism, and a part past it spills to disk instead of growing the gateway. Chunks
+are kept as received and read back through a seekable view, so a part is never copied
+into one contiguous buffer.
 """
 
 from __future__ import annotations
