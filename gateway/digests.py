@@ -239,10 +239,17 @@ def keeper(store: DigestStore, mount: str, storage: Storage, path: str) -> Keep:
 
 
 def known(
-    store: DigestStore, mount: str, storage: Storage, path: str, names: set[str]
+    store: DigestStore,
+    mount: str,
+    storage: Storage,
+    path: str,
+    names: set[str],
+    read: bool = True,
 ) -> dict[str, str]:
     """The digests ``names`` (adapter names) of the file at ``path``, lowercase hex;
-    see the module docstring for where each comes from. Blocking."""
+    see the module docstring for where each comes from. ``read=False``: only what is
+    known without reading the file (a GET must not wait minutes for its first byte
+    while a large file is hashed; a HEAD or ``?action=md5`` may). Blocking."""
     ident = identity(storage, path)
     native = storage.capabilities.native_checksums
     result: dict[str, str] = {}
@@ -268,7 +275,7 @@ def known(
     from_store()
     if _strong(ident):
         ask_native(names - set(result))
-    if names - set(result) and ident is not None:
+    if read and names - set(result) and ident is not None:
         with _one_reader(mount, path):
             from_store()  # kept by the request this one waited for
             missing = names - set(result)
@@ -331,21 +338,24 @@ def store_of(op: Op) -> DigestStore:
     return DigestStore(op.gw.store)
 
 
-async def values(op: Op, storage: Storage, names: set[str]) -> dict[str, str]:
+async def values(op: Op, storage: Storage, names: set[str], read: bool = True) -> dict[str, str]:
     """``known`` for the operation's path, in a worker thread."""
-    return dict(await op.call(known, store_of(op), op.cpath.mount, storage, op.cpath.inner, names))
+    mount, path = op.cpath.mount, op.cpath.inner
+    return dict(await op.call(known, store_of(op), mount, storage, path, names, read))
 
 
-async def response_headers(op: Op, storage: Storage) -> dict[str, str]:
+async def response_headers(op: Op, storage: Storage, read: bool = True) -> dict[str, str]:
     """``Digest`` / ``Repr-Digest`` for what the request's ``Want-Digest`` /
-    ``Want-Repr-Digest`` ask (empty when they ask nothing)."""
+    ``Want-Repr-Digest`` ask (empty when they ask nothing). ``read=False`` (a GET, a
+    redirect): a digest not known without reading the file is left out; a HEAD asks
+    for it (and has it kept)."""
     request = op.request
     legacy = wanted(request.headers.get("want-digest"))
     modern = wanted_repr(request.headers.get("want-repr-digest"))
     if not legacy and not modern:
         return {}
     names = {_ALGORITHMS[n] for n in legacy} | {_REPR_ALGORITHMS[n] for n in modern}
-    have = await values(op, storage, names)
+    have = await values(op, storage, names, read)
     headers = {}
     parts = [encode(n, have[_ALGORITHMS[n]]) for n in legacy if _ALGORITHMS[n] in have]
     if parts:

@@ -192,7 +192,9 @@ async def content(op: Op, storage: Storage, entry: Entry, *, redirect: bool = Tr
     # Repr-Digest / Digest as Want-Repr-Digest / Want-Digest ask: of the whole file
     # (a representation digest), so also on a 206 and on a redirect, for the job to
     # check what it fetches from the storage.
-    wanted = await digests.response_headers(op, storage)
+    # A GET does not wait for a digest that would need the file read first (a large
+    # file not uploaded through fedgate): it leaves it out; a HEAD computes and keeps it.
+    wanted = await digests.response_headers(op, storage, read=request.method == "HEAD")
     if redirect:
         moved = await maybe_redirect(op, storage, entry)
         if moved is not None:

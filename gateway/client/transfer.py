@@ -31,6 +31,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.message import Message
 from pathlib import Path
@@ -173,9 +174,12 @@ class _Download:
             _remove(self.part, self.meta)
         # Without a check to make, no hash: it would cost a core at network speed.
         self.hashing = hashing
-        self.hash: Any | None = None  # made once the first answer says which algorithm
-        self.algorithm: str | None = None  # "sha256" (the gateway's Repr-Digest) or "md5"
+        self.hash: Any | None = None  # sha-256 of the bytes in the part file
         self.expected: str | None = None  # the gateway's sha-256 of the file
+        # Asked beside the download when the answer carried no sha-256 (a file the
+        # gateway has not hashed yet: its HEAD hashes it while we receive).
+        self.asked: Future[tuple[str | None, str]] | None = None
+        self.pool: ThreadPoolExecutor | None = None
         self.total: int | None = None
         self.redirected = False
         self.started_at = 0
@@ -186,21 +190,20 @@ class _Download:
         _remove(self.part, self.meta)
 
     def _choose_hash(self, response: Body, seen: dict[str, str]) -> None:
-        """The gateway's sha-256, from this answer or the redirect that led to it; the
-        hash of the bytes already in the part file, in the algorithm chosen."""
+        """The gateway's sha-256, from this answer or the redirect that led to it (else
+        asked beside the download); the hash of the bytes already in the part file."""
         if not self.hashing:
             return
         own = response.headers.get("repr-digest") if not self.redirected else None
         announced = sha256_from(seen.get("repr-digest") or own)
-        if self.algorithm is None:
-            self.algorithm = "sha256" if announced else "md5"
-        if announced and self.algorithm == "sha256":
+        if announced:
             self.expected = announced  # a 200 after a change brings the new file's
+        elif self.expected is None and self.asked is None:
+            self.pool = ThreadPoolExecutor(1)
+            self.asked = self.pool.submit(remote_sha256, self.http, self.target)
         if self.hash is None:
             self.hash = (
-                _hash_file(self.part, self.offset, self.algorithm)
-                if self.offset
-                else _new_hash(self.algorithm)
+                _hash_file(self.part, self.offset, "sha256") if self.offset else hashlib.sha256()
             )
 
     def _save_state(self) -> None:
@@ -272,6 +275,22 @@ def download(
     started = time.monotonic()
     job = _Download(http, target, dest, bar, hashing=verify)
     try:
+        return _finish(http, target, dest, job, expected_size, verify, started)
+    finally:
+        if job.pool is not None:
+            job.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _finish(
+    http: Http,
+    target: Resolved,
+    dest: Path,
+    job: _Download,
+    expected_size: int | None,
+    verify: bool,
+    started: float,
+) -> FileResult:
+    try:
         http.retrying(f"download of {target.path}", job.attempt, lambda: job.offset)
     except NetworkError:
         raise  # the part file stays: the next run resumes it
@@ -290,14 +309,14 @@ def download(
     if not verify:
         result.checksum = "none"
     else:
-        if job.hash is None:  # an empty body: nothing was received to choose with
-            job.hash = _new_hash(job.algorithm or "md5")
-        local = job.hash.hexdigest()
-        if job.algorithm == "sha256" and job.expected is not None:
-            result.sha256, result.checksum = local, "sha-256"
-            remote: str | None = job.expected
-        else:
-            result.md5, result.checksum = local, "md5"
+        local = (job.hash or hashlib.sha256()).hexdigest()
+        result.sha256, result.checksum = local, "sha-256"
+        remote = job.expected
+        if remote is None and job.asked is not None:
+            remote, result.note = job.asked.result()
+        if remote is None:  # a gateway that gives no sha-256: md5, at the cost of a reread
+            local = _hash_file(job.part, size, "md5").hexdigest()
+            result.sha256, result.md5, result.checksum = None, local, "md5"
             remote, result.note = remote_md5(http, target)
         if remote is None:
             result.checksum = "size-only"
@@ -330,16 +349,17 @@ def _file_body(src: Path, bar: Bar) -> Iterator[bytes]:
 def remote_sha256(http: Http, target: Resolved) -> tuple[str | None, str]:
     """(sha-256, note) as the gateway has it kept, from a HEAD with Want-Repr-Digest."""
     try:
-        response, _ = http.send(
+        # Answered by the gateway itself (never a 307): a storage's word is not its own.
+        response, redirected = http.send(
             "HEAD",
             target.url,
             params={"action": "content"},
-            headers={"Want-Repr-Digest": "sha-256=10"},
+            headers={"Want-Repr-Digest": "sha-256=10", "X-Fedgate-Redirect": "never"},
         )
         http.check(response, f"digest of {target.path}")
     except FedgateError as exc:
         return None, f"the gateway gave no sha-256 ({exc.message}): size checked only"
-    found = sha256_from(response.headers.get("repr-digest"))
+    found = None if redirected else sha256_from(response.headers.get("repr-digest"))
     return found, "" if found else "the gateway gave no sha-256: size checked only"
 
 

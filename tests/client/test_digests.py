@@ -112,3 +112,17 @@ def test_put_sends_content_digest_and_checks_the_stored_one(gw: Running, tmp_pat
     assert res.checksum == "sha-256" and res.sha256 == hashlib.sha256(DATA).hexdigest()
     assert (gw.data / "up.bin").read_bytes() == DATA
     assert b"action=md5" not in sent  # the 201's Repr-Digest said what was stored
+
+
+def test_a_file_the_gateway_never_hashed_is_checked_with_sha256_too(
+    gw: Running, tmp_path: Path
+) -> None:
+    (gw.data / "outside.bin").write_bytes(DATA)  # not uploaded through the gateway
+    port = int(gw.url.rsplit(":", 1)[1])
+    with proxy(port) as p, Client(p.url + "/rest", apikey=gw.key) as c:
+        [res] = c.get("/local/outside.bin", tmp_path / "o.bin")
+        sent = bytes(p.seen).lower()
+    assert (tmp_path / "o.bin").read_bytes() == DATA
+    assert res.checksum == "sha-256" and res.sha256 == hashlib.sha256(DATA).hexdigest()
+    assert b"head /rest/path/local/outside.bin?action=content" in sent  # asked beside it
+    assert b"action=md5" not in sent

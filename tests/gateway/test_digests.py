@@ -430,3 +430,19 @@ def test_identity_of_a_local_file(tmp_path: Path) -> None:
     st = (tmp_path / "f").stat()
     os.utime(tmp_path / "f", ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
     assert digests.identity(storage, "f") != first
+
+
+def test_a_get_never_waits_for_a_digest_that_needs_the_file_read(
+    gw: Running, client: httpx.Client, reads: list[str]
+) -> None:
+    (gw.data / "fresh.bin").write_bytes(BODY)
+    want = {"Want-Repr-Digest": "sha-256=10", "Want-Digest": "adler32"}
+    r = client.get("/path/local/fresh.bin?action=content", headers=want)
+    assert r.content == BODY
+    assert "repr-digest" not in r.headers and "digest" not in r.headers
+    assert reads == ["fresh.bin"]  # the body's own read: no second one before it
+    r = head(client, "fresh.bin", **want)  # a HEAD may read: it hashes and keeps
+    assert r.headers["repr-digest"] == f"sha-256=:{sha256_of(BODY)}:"
+    r = client.get("/path/local/fresh.bin?action=content", headers=want)
+    assert r.headers["repr-digest"] == f"sha-256=:{sha256_of(BODY)}:"
+    assert r.headers["digest"] == f"adler32={adler_of(BODY)}"
