@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import VENV_BIN, MiB, curl_get, fedgate, make_file, save, table
+from bench.common import VENV_BIN, MiB, curl_get, curl_put, fedgate, make_file, save, table
 
 
 def load() -> float:
@@ -64,6 +64,20 @@ def fedgate_get(
         check=True,
     )
     return time.monotonic() - started, children_cpu() - cpu
+
+
+def fedgate_put(url: str, key: str, src: Path, dest: str, tree: Path | None) -> float:
+    """Wall seconds of ``fedgate put`` (verified: Content-Digest, the 201's Repr-Digest)."""
+    env = {**os.environ, "FEDGATE_APIKEY": key}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    started = time.monotonic()
+    subprocess.run(
+        [str(VENV_BIN / "fedgate"), "put", str(src), dest, "--gateway", url, "--quiet"],
+        env=env,
+        check=True,
+    )
+    return time.monotonic() - started
 
 
 def client_body(url: str, key: str, dest: Path) -> float:
@@ -115,6 +129,9 @@ NAMES = (
     "client body + md5",
     "md5 alone",
     "sha-256 alone",
+    "curl -T",
+    "fedgate put",
+    "fedgate put (before)",
 )
 BEFORE = "fd104a9^"  # the client before issue 21: md5 from ?action=md5
 
@@ -165,6 +182,14 @@ def measure(work: Path, size: int, count: int, old_tree: Path) -> dict[str, list
             runs["md5 alone"].append({"mb_s": md5_speed(size), "load": before})
             before_sha = load()
             runs["sha-256 alone"].append({"mb_s": sha256_speed(size), "load": before_sha})
+            # Uploads of the same file to the same mount, replacing one target.
+            loaded = load()
+            t = curl_put(f"{fg.url}/path/local/up.bin", data / "blob.bin", {"apikey": fg.key})
+            runs["curl -T"].append({"mb_s": size / t["total"] / 1e6, "load": loaded})
+            for name, tree in (("fedgate put", None), ("fedgate put (before)", old_tree)):
+                loaded = load()
+                t_put = fedgate_put(fg.url, fg.key, data / "blob.bin", "/local/up.bin", tree)
+                runs[name].append({"mb_s": size / t_put / 1e6, "load": loaded})
     return runs
 
 
@@ -190,10 +215,12 @@ def main() -> None:
     for name in NAMES:
         b = best[name]
         note = f"load {b['load']:.2f}"
-        if name != "curl":
+        if name.endswith("put") or name.endswith("put (before)"):
+            note = f"{b['mb_s'] / best['curl -T']['mb_s']:.2f} × curl -T; {note}"
+        elif name not in ("curl", "curl -T"):
             note = f"{b['mb_s'] / curl:.2f} × curl; {note}"
         rows.append((name, f"{b['mb_s']:.0f}", note))
-    print(table(f"GET {args.size_mib} MiB to a local file, best of {args.runs} (MB/s)", rows))
+    print(table(f"GET / PUT {args.size_mib} MiB, local file, best of {args.runs} (MB/s)", rows))
     save(
         "client",
         {
@@ -203,6 +230,8 @@ def main() -> None:
             "ratio": best["fedgate get"]["mb_s"] / curl,
             "ratio_no_checksum": best["fedgate get --no-checksum"]["mb_s"] / curl,
             "ratio_before": best["fedgate get (before)"]["mb_s"] / curl,
+            "put_ratio": best["fedgate put"]["mb_s"] / best["curl -T"]["mb_s"],
+            "put_ratio_before": best["fedgate put (before)"]["mb_s"] / best["curl -T"]["mb_s"],
         },
     )
 
