@@ -184,8 +184,8 @@ def measure(work: Path, size: int, count: int, old_tree: Path) -> dict[str, list
             runs["sha-256 alone"].append({"mb_s": sha256_speed(size), "load": before_sha})
             # Uploads of the same file to the same mount, replacing one target.
             loaded = load()
-            t = curl_put(f"{fg.url}/path/local/up.bin", data / "blob.bin", {"apikey": fg.key})
-            runs["curl -T"].append({"mb_s": size / t["total"] / 1e6, "load": loaded})
+            put = curl_put(f"{fg.url}/path/local/up.bin", data / "blob.bin", {"apikey": fg.key})
+            runs["curl -T"].append({"mb_s": size / put["total"] / 1e6, "load": loaded})
             for name, tree in (("fedgate put", None), ("fedgate put (before)", old_tree)):
                 loaded = load()
                 t_put = fedgate_put(fg.url, fg.key, data / "blob.bin", "/local/up.bin", tree)
