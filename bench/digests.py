@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,6 +75,15 @@ def main() -> None:
     old_tree = export(args.before, Path(tempfile.mkdtemp(prefix="fedgate-before-")))
     (work / "before").mkdir()
     (work / "after").mkdir()
+    try:
+        results = run(args, work, src, old_tree)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # three GiB per run
+        shutil.rmtree(old_tree, ignore_errors=True)
+    report(args, results)
+
+
+def run(args: argparse.Namespace, work: Path, src: Path, old_tree: Path) -> dict[str, Any]:
     before_env = {"PYTHONPATH": str(old_tree)}
     speeds: dict[str, list[float]] = {"before": [], "after": []}
     cpu: dict[str, list[float]] = {"before": [], "after": []}
@@ -104,6 +115,11 @@ def main() -> None:
         "head_want_repr_digest_ms": head,
     }
     results["ratio"] = results["put_after_mb_s"] / results["put_before_mb_s"]
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    head = results["head_want_repr_digest_ms"]
     print(
         table(
             f"PUT {args.size_mib} MiB, medians of {args.rounds} alternating rounds",
