@@ -44,6 +44,18 @@ MAX_PARTS = 10_000
 # part crossed and the gateway idle while the storage stored the last: 0.53-0.68 x a
 # presigned curl on SeaweedFS (bench/s3.py, docs/decisions.md).
 PARTS_IN_FLIGHT = 4
+# ... and of all uploads of the process together. Each part being sent holds botocore's
+# request and its 1 MiB hashing reads: 16 uploads x 4 parts took the gateway to 132 MiB
+# of RSS (bench/s3.py), and 16 parts already keep any storage this gateway can feed busy.
+ALL_PARTS_IN_FLIGHT = 16
+_ALL_PARTS = threading.BoundedSemaphore(ALL_PARTS_IN_FLIGHT)
+
+
+def free_part_slots() -> int:
+    """Parts the process could start sending now (for tests: every slot comes back)."""
+    return int(_ALL_PARTS._value)  # type: ignore[attr-defined]
+
+
 INSTALL_HINT = "the s3 mount type needs boto3: pip install 'fedgate[s3]'"
 
 
@@ -305,9 +317,16 @@ class S3Writer:
             raise StorageError(f"{self._path}: upload exceeds S3's {MAX_PARTS} parts")
         if self._senders is None:
             self._senders = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        _ALL_PARTS.acquire()  # freed by a part of any upload, whatever its outcome
         part, self._part = self._part, PartBuffer()
         self._numbered = number
-        self._in_flight.add(self._senders.submit(self._upload_part, self._upload_id, number, part))
+        try:
+            sending = self._senders.submit(self._upload_part, self._upload_id, number, part)
+        except BaseException:
+            part.release()
+            _ALL_PARTS.release()
+            raise
+        self._in_flight.add(sending)
 
     def _upload_part(self, upload_id: str, number: int, part: PartBuffer) -> CompletedPartTypeDef:
         """In a sender thread: one part, its buffer released whatever happens."""
@@ -323,6 +342,7 @@ class S3Writer:
             raise self._fail(exc) from exc
         finally:
             part.release()
+            _ALL_PARTS.release()
         return {"PartNumber": number, "ETag": sent["ETag"]}
 
     def _collect(self, wait_for: str | None) -> None:
@@ -338,7 +358,9 @@ class S3Writer:
     def _stop_senders(self) -> None:
         """Waits for the parts still being sent (their buffers are then released)."""
         if self._senders is not None:
-            self._senders.shutdown(wait=True, cancel_futures=True)
+            # Nothing is ever queued (one thread per slot), so every part submitted runs
+            # and frees its buffer and its slot of _ALL_PARTS.
+            self._senders.shutdown(wait=True)
             self._senders = None
         self._in_flight.clear()
 
