@@ -210,6 +210,8 @@ DIFFERENCES: dict[tuple[str, str], tuple[int, str]] = {
         for f in FILES
     },
 }
+
+
 def _cases() -> list[object]:
     return [
         pytest.param(
