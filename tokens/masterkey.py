@@ -243,7 +243,11 @@ class MasterKeys:
 
     def decrypt(self, key_id: str, blob: bytes, aad: bytes, what: str = "a secret") -> bytes:
         aead = self._ring.by_id.get(key_id)
-        if aead is None and self.refresh():
+        if aead is None:
+            # Look again whatever refresh() answers: another thread may have loaded the
+            # changed file between our lookup and this call (then refresh() sees nothing
+            # new and returns False, yet the ring now holds the key).
+            self.refresh()
             aead = self._ring.by_id.get(key_id)
         if aead is None:
             raise MissingMasterKeyError(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.base import Credential
+from tokens import masterkey
 from tokens.errors import MissingMasterKeyError, VaultError
 from tokens.masterkey import MasterKeys, native_grant_aad
 from tokens.store import Store
@@ -221,6 +222,32 @@ def test_keyring_follows_its_file(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     # A keyring from the environment has no file to follow.
     env_keys = MasterKeys.load({"FEDGATE_MASTER_KEY": K1}, None)
     assert env_keys.path is None and not env_keys.refresh()
+
+
+def test_a_reload_by_another_thread_is_not_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests meet a ciphertext under a key not loaded yet: the first reloads the
+    file, the second finds nothing new to load and must still use the reloaded ring
+    (seen under load with two replicas as a 503 during a rotation)."""
+    f = tmp_path / "master-key"
+    f.write_text(K1 + "\n")
+    reader = MasterKeys.load({"FEDGATE_MASTER_KEY_FILE": str(f)}, None)
+    _replace(f, f"{K2}\n{K1}\n")
+    kid, blob = keys(K2).encrypt(b"payload", b"aad")
+    real_identity = masterkey._file_identity
+    others: list[bool] = []
+
+    def other_thread_reloads_first(path: Path) -> tuple[int, int, int, int] | None:
+        if not others:
+            monkeypatch.setattr(masterkey, "_file_identity", real_identity)
+            others.append(reader.refresh())  # the other request's reload completes now
+            monkeypatch.setattr(masterkey, "_file_identity", other_thread_reloads_first)
+        return real_identity(path)
+
+    monkeypatch.setattr(masterkey, "_file_identity", other_thread_reloads_first)
+    assert reader.decrypt(kid, blob, b"aad") == b"payload"
+    assert others == [True]
 
 
 def test_default_file_is_not_made_when_not_allowed(tmp_path: Path) -> None:
