@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import E
+from tokens.scopes import ACTIVITIES
 
 # An execution id or an audience: 1-200 printable ASCII characters, no spaces.
 _LABEL = "^[\\x21-\\x7e]{1,200}$"
+# A space-separated list of WLCG storage scopes (what tokens.scopes.parse_scopes reads):
+# said here so that a schema-valid request is one the gateway can accept.
+_SCOPE_ITEM = "storage\\.(?:" + "|".join(ACTIVITIES) + "):/[^ ]*"
+_SCOPES = f"^ *{_SCOPE_ITEM}(?: +{_SCOPE_ITEM})* *$"
 
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +124,7 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
                         "type": "string",
                         "minLength": 1,
                         "maxLength": 32768,
+                        "pattern": _SCOPES,
                         "description": "WLCG scopes (at most 64), e.g. storage.read:/mount/dir",
                     },
                     "audience": {

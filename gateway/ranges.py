@@ -74,4 +74,3 @@ def parse_range(
     if start >= size:
         raise Unsatisfiable(size)
     return ByteRange(start, end)
-
