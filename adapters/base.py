@@ -21,6 +21,14 @@ Paths handed to an adapter are already validated and normalised by the gateway
 trailing slash, no empty, ``.`` or ``..`` segment, no NUL or backslash. Adapters may
 rely on that, but must still confine themselves to their root (defence in depth).
 
+Optional features are declared protocols, found once per storage class by
+``features(storage)``: ``Delegating`` (native credentials with a use count),
+``Revocable`` (withdraw a native credential), ``VipUris`` (VIP input URIs),
+``LinkResolver`` (symbolic links), ``LocalFiles`` (files on this machine), ``Renaming``
+(one-step move); ``LocalFill`` for a writer and ``SocketHandOff`` for a read stream.
+What depends on a mount's configuration (presign, checksums, read-ahead) is in
+``Capabilities``. Helpers shared by the backends are in adapters/common.py.
+
 Every method is synchronous and may block: the gateway runs them in worker threads,
 because all the backend libraries (boto3, girder-client, python-irodsclient, gfal2)
 are synchronous.
@@ -35,6 +43,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from adapters.response_socket import SocketBody
 
 
 class StorageError(Exception):
@@ -142,6 +152,12 @@ class Capabilities:
     # ``stat`` is a local, microsecond call (a local disk): the gateway may run it on
     # the event loop instead of paying a thread hop per request.
     inline_stat: bool = False
+    # How many chunks of ``open_read`` the gateway should have a second thread pull ahead
+    # while it sends. Backends that answer one request per chunk (gfal2's ``pread``,
+    # iRODS) set 1 so the next request overlaps the send; those streaming from a socket
+    # (S3, http) read ahead in the kernel's socket buffers already, and a thread would
+    # only add a hand-off per chunk.
+    read_ahead: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +240,8 @@ class Storage(Protocol):
         Errors about the path (NotFound, IsADirectory) are raised by this call, not
         lazily; an error while iterating means the stream is broken.
 
-        A storage may have a ``read_ahead`` attribute: how many chunks the gateway should
-        have a second thread pull ahead while it sends. Backends that answer one request
-        per chunk (gfal2's ``pread``, iRODS) set it to 1 so the next request overlaps the
-        send; those streaming from a socket (S3, http) read ahead in the kernel's socket
-        buffers already, and a thread would only add a hand-off per chunk."""
+        How many chunks the gateway pulls ahead is ``capabilities.read_ahead``; the
+        iterator may offer its socket instead of its chunks (:class:`SocketHandOff`)."""
         ...
 
     def open_write(
@@ -309,8 +322,107 @@ class Renaming(Protocol):
         ...
 
 
+@runtime_checkable
+class Delegating(Protocol):
+    """A storage whose native credentials carry a use count and the create-only rule
+    themselves (an iRODS ticket): the gateway calls ``delegate`` instead of ``presign``
+    and leaves both rules to the storage."""
+
+    def delegate(
+        self,
+        path: str,
+        method: str,
+        expires_at: dt.datetime,
+        uses: int | None = None,
+        create_only: bool = False,
+    ) -> Delegation:
+        """``presign`` with a use count (None: unlimited); ``create_only``: the credential
+        can create ``path`` and never replace it (AlreadyExists if something is there)."""
+        ...
+
+
+@runtime_checkable
+class Revocable(Protocol):
+    """A storage (or an adapter, with no credential at all) that can withdraw a native
+    credential it handed out before it expires (an iRODS ticket, a Girder token). The
+    gateway records such grants and revokes them with the fedgate token."""
+
+    def revoke_delegation(self, delegation: Delegation) -> None:
+        """Delete the credential behind ``delegation``; NotFound if it is gone already."""
+        ...
+
+
+@runtime_checkable
+class VipUris(Protocol):
+    """A storage that can name a file as a VIP input URI (a Girder mount)."""
+
+    def vip_delegation(self, path: str, expires_at: dt.datetime) -> tuple[str, Delegation]:
+        """The URI and the native credential it embeds, expiring at ``expires_at``."""
+        ...
+
+    def vip_uri(self, path: str, expires_at: dt.datetime) -> str: ...
+
+
+@runtime_checkable
+class SocketHandOff(Protocol):
+    """An ``open_read`` iterator that can give the gateway its socket instead of its
+    chunks, so the kernel moves the bytes (adapters/response_socket.py)."""
+
+    def take_socket(self) -> SocketBody | None:
+        """The rest of the body as a socket, or None: iterate the chunks as usual."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Which optional protocols a storage implements, detected once per storage class
+    (as rclone's ``fs/features.go`` fills its Features): ``features(storage)``. What a
+    backend can do that depends on its configuration is in ``Capabilities`` instead."""
+
+    delegating: bool = False
+    revocable: bool = False
+    vip_uris: bool = False
+    link_resolver: bool = False
+    local_files: bool = False
+    renaming: bool = False
+
+
+_FEATURES: dict[type, Features] = {}
+
+
+def _features_of(cls: type) -> Features:
+    # Protocols with only methods support issubclass, so one check per class suffices:
+    # every view of a mount is an instance of the same class. Two threads filling the
+    # same entry compute the same value.
+    found = _FEATURES.get(cls)
+    if found is not None:
+        return found
+    return _FEATURES.setdefault(
+        cls,
+        Features(
+            delegating=issubclass(cls, Delegating),
+            revocable=issubclass(cls, Revocable),
+            vip_uris=issubclass(cls, VipUris),
+            link_resolver=issubclass(cls, LinkResolver),
+            local_files=issubclass(cls, LocalFiles),
+            renaming=issubclass(cls, Renaming),
+        ),
+    )
+
+
+def features(storage: object) -> Features:
+    """The optional protocols ``storage`` implements (see :class:`Features`)."""
+    return _features_of(type(storage))
+
+
 class Adapter(Protocol):
-    """The factory a mount is configured with: one per mount, shared by all requests."""
+    """The factory a mount is configured with: one per mount, shared by all requests.
+
+    An adapter may also be :class:`Revocable`: it then withdraws a delegation with no
+    credential at all (a Girder token deletes itself), for grants whose user's
+    credential is gone. An adapter whose storage needs no per-user credential (a local
+    folder, reached with the gateway's own file access) sets ``uses_credentials = False``.
+    """
 
     type_name: str
 
