@@ -19,6 +19,7 @@ from gateway.fields import Fields
 from gateway.state import Gateway
 from gateway.web import NO_STORE, audit_event, form_or_json, gateway_of
 from tokens.users import ApiKeyInfo, key_id_of, validate_user_name
+from tokens.vault import StoredCredential
 
 # --- external keys (VIP shapes) -------------------------------------------------------
 
@@ -94,7 +95,9 @@ async def put_external_key(request: Request) -> Response:
     credential = _credential_from(data)
     if verify:
         await to_thread.run_sync(_verify_credential, gw, mount, credential)
-    await to_thread.run_sync(gw.vault.put, principal.user.name, storage_id, credential)
+    # The vault keeps its own record type (tokens/ knows no adapter).
+    stored = StoredCredential(credential.kind, dict(credential.fields))
+    await to_thread.run_sync(gw.vault.put, principal.user.name, storage_id, stored)
     audit_event(gw, "key_put", principal, "ok", mount=storage_id, detail=credential.kind)
     body: dict[str, Any] = {"storageIdentifier": storage_id, "kind": credential.kind}
     if verify:

@@ -61,13 +61,16 @@ class Mounts:
     def credential(self, mount: MountConfig, user: str) -> Credential | None:
         if mount.credential_source in ("none", "service"):
             return None
-        cred = self.vault.get(user, mount.name)
-        if cred is None and mount.credential_source == "user":
-            raise CarminError(
-                E.NO_STORAGE_KEY,
-                f"no credential stored for {mount.name!r}: PUT /user/externalKeys first",
-            )
-        return cred
+        stored = self.vault.get(user, mount.name)
+        if stored is None:
+            if mount.credential_source == "user":
+                raise CarminError(
+                    E.NO_STORAGE_KEY,
+                    f"no credential stored for {mount.name!r}: PUT /user/externalKeys first",
+                )
+            return None
+        # The vault keeps its own record type (tokens/ knows no adapter): converted here.
+        return Credential(stored.kind, dict(stored.fields))
 
     def storage(self, mount: MountConfig, user: str) -> Storage:
         """Blocking (vault read, maybe a backend login): call from a worker thread."""

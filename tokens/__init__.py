@@ -19,7 +19,7 @@ from .scopes import Scope, covers, find_match, format_scopes, is_subset, parse_s
 from .service import TokenService
 from .store import Store
 from .users import ApiKeyInfo, User, UserService
-from .vault import KeyVault, StoredKeyInfo
+from .vault import KeyVault, StoredCredential, StoredKeyInfo
 
 __all__ = [
     "AlreadyExistsError",
@@ -35,6 +35,7 @@ __all__ = [
     "ScopeError",
     "Store",
     "StoreError",
+    "StoredCredential",
     "StoredKeyInfo",
     "TokenClaims",
     "TokenError",

@@ -15,13 +15,12 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+# The claims type comes from its own module, not from ``service`` (which imports this
+# one): no cycle, not even a type-only one.
+from .claims import TokenClaims
 from .scopes import parse_scopes, touches
 from .store import Store, Tx
-
-if TYPE_CHECKING:
-    from .service import TokenClaims
 
 
 @dataclass(frozen=True)

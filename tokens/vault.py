@@ -4,6 +4,11 @@ Each credential is serialised to JSON and sealed with AES-256-GCM under the curr
 master key (fresh random nonce each time). The associated data binds the ciphertext
 to its user, its storage id and its master key id, so a row copied onto another user
 or storage in the database fails to decrypt instead of leaking a credential.
+
+The vault keeps its own record type, ``StoredCredential`` (a kind and named string
+parts): it seals them without interpreting them, and knows nothing of the storage
+adapters. The gateway turns a record into the adapters' ``Credential`` where it glues
+the two (docs/decisions.md, "Where the credential type lives").
 """
 
 from __future__ import annotations
@@ -11,9 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from dataclasses import dataclass
-
-from adapters.base import Credential
+from dataclasses import dataclass, field
 
 from .errors import VaultError
 from .masterkey import MasterKeys, native_grant_aad, signing_key_aad, vault_aad
@@ -39,6 +42,24 @@ def wrapped_key_usage(store: Store) -> dict[str, int]:
     return usage
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCredential:
+    """A user's credential for one storage as the vault seals and returns it.
+
+    ``kind`` names the shape (``"apikey"``, ``"access_secret"``...) and ``fields`` its
+    parts; the vault checks only that both are strings. ``repr`` hides the values so a
+    record never reaches a log by accident.
+    """
+
+    kind: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"StoredCredential(kind={self.kind!r}, fields=<{len(self.fields)} hidden>)"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class StoredKeyInfo:
     """What may be shown about a stored credential: never the secret itself."""
@@ -62,7 +83,7 @@ def _check_ids(user: str, storage_id: str) -> None:
         raise ValueError(f"storage id must be 1-{_MAX_STORAGE_ID} characters, without NUL")
 
 
-def _serialise(credential: Credential) -> bytes:
+def _serialise(credential: StoredCredential) -> bytes:
     if not isinstance(credential.kind, str) or not credential.kind:
         raise ValueError("credential kind must be a non-empty string")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in credential.fields.items()):
@@ -84,7 +105,7 @@ class KeyVault:
     def keys(self) -> MasterKeys:
         return self._keys
 
-    def put(self, user: str, storage_id: str, credential: Credential) -> None:
+    def put(self, user: str, storage_id: str, credential: StoredCredential) -> None:
         """Store (or replace) ``user``'s credential for ``storage_id``."""
         _check_ids(user, storage_id)
         key_id, blob = self._keys.encrypt(_serialise(credential), vault_aad(user, storage_id))
@@ -99,7 +120,7 @@ class KeyVault:
                 (user, storage_id, credential.kind, key_id, blob, now, now),
             )
 
-    def get(self, user: str, storage_id: str) -> Credential | None:
+    def get(self, user: str, storage_id: str) -> StoredCredential | None:
         """The decrypted credential, None if there is none; VaultError if it cannot be read."""
         with self._store.transaction(write=False) as tx:
             row = tx.query_one(
@@ -112,7 +133,7 @@ class KeyVault:
         plain = self._keys.decrypt(row[0], row[1], vault_aad(user, storage_id), what)
         try:
             data = json.loads(plain)
-            return Credential(kind=str(data["kind"]), fields=dict(data["fields"]))
+            return StoredCredential(kind=str(data["kind"]), fields=dict(data["fields"]))
         except (ValueError, KeyError, TypeError) as e:
             raise VaultError(f"{what} is not a valid credential record") from e
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adapters.base import Credential
 from gateway import config
 from gateway.state import Gateway
+from tokens.vault import StoredCredential
 
 FEDGATE = str(Path(sys.executable).parent / "fedgate")
 
@@ -56,7 +56,7 @@ def test_vault_rotate_in_place_keeps_every_secret(tmp_path: Path) -> None:
     assert run(tmp_path, "user", "add", "bob").returncode == 0
     gw = gateway_at(tmp_path)
     try:
-        gw.vault.put("bob", "local", Credential("apikey", {"apiKey": "s3cr3t-value-42"}))
+        gw.vault.put("bob", "local", StoredCredential("apikey", {"apiKey": "s3cr3t-value-42"}))
     finally:
         gw.close()
     key_file = tmp_path / "state" / "master.key"

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.base import Credential
 from gateway.config import MountConfig
 from tests.server import local_settings, running
 from tokens.masterkey import MasterKeys
+from tokens.vault import StoredCredential
 
 K1, K2 = MasterKeys.generate(), MasterKeys.generate()
 
@@ -87,7 +87,7 @@ def test_ready_with_a_backend_down_unready_without_a_needed_key(tmp_path: Path) 
         assert K1 not in r.text
         wait_for_mount_up(gw.url, {"local": 1.0, "down": 0.0, "peruser": 0.0})
 
-        stored = Credential("access_secret", {"accessKey": "a", "secretKey": "s3cr3t-v"})
+        stored = StoredCredential("access_secret", {"accessKey": "a", "secretKey": "s3cr3t-v"})
         gw.gateway.vault.put("admin", "peruser", stored)
         listing = gw.api + "/path/peruser?action=list"
         headers = {"apikey": gw.key}

@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from adapters.base import Credential
 from tokens import (
     AuditEvent,
     AuditLog,
@@ -14,6 +13,7 @@ from tokens import (
     MasterKeys,
     Revocation,
     Store,
+    StoredCredential,
     TokenError,
     TokenService,
     UserService,
@@ -31,7 +31,7 @@ def test_secrets_never_reach_logs_errors_or_reprs(
     users = UserService(store)
     _, api_key = users.add_user("alice", password="pw-Secret-123")
     vault = KeyVault(store, mk)
-    cred = Credential("access_secret", {"accessKey": "AK", "secretKey": "SK-leak-check-42"})
+    cred = StoredCredential("access_secret", {"accessKey": "AK", "secretKey": "SK-leak-check-42"})
     vault.put("alice", "s3", cred)
     svc = TokenService(store, mk, "https://fg")
 

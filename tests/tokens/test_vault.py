@@ -7,18 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import Credential
 from tokens import masterkey
 from tokens.errors import MissingMasterKeyError, VaultError
 from tokens.masterkey import MasterKeys, native_grant_aad
 from tokens.store import Store
-from tokens.vault import KeyVault, wrapped_key_usage
+from tokens.vault import KeyVault, StoredCredential, wrapped_key_usage
 
 SECRET = "s3cr3t-PLAINTEXT-marker-7f1e"
 
 
-def cred(secret: str = SECRET) -> Credential:
-    return Credential("access_secret", {"accessKey": "AKIAEXAMPLE", "secretKey": secret})
+def cred(secret: str = SECRET) -> StoredCredential:
+    return StoredCredential("access_secret", {"accessKey": "AKIAEXAMPLE", "secretKey": secret})
 
 
 def keys(*raw: str) -> MasterKeys:
@@ -33,9 +32,9 @@ def test_round_trip_upsert_list_delete(store: Store) -> None:
     assert v.get("alice", "s3") is None
     v.put("alice", "s3", cred())
     assert v.get("alice", "s3") == cred()
-    v.put("alice", "s3", Credential("apikey", {"apiKey": "k2"}))
-    assert v.get("alice", "s3") == Credential("apikey", {"apiKey": "k2"})
-    v.put("alice", "girder", Credential("apikey", {"apiKey": "k3"}))
+    v.put("alice", "s3", StoredCredential("apikey", {"apiKey": "k2"}))
+    assert v.get("alice", "s3") == StoredCredential("apikey", {"apiKey": "k2"})
+    v.put("alice", "girder", StoredCredential("apikey", {"apiKey": "k3"}))
     v.put("bob", "s3", cred())
     infos = v.list("alice")
     assert [(i.storage_id, i.kind) for i in infos] == [("girder", "apikey"), ("s3", "apikey")]
@@ -54,9 +53,9 @@ def test_bad_input(store: Store) -> None:
     with pytest.raises(ValueError):
         v.put("alice", "x" * 201, cred())
     with pytest.raises(ValueError):
-        v.put("alice", "s3", Credential("", {}))
+        v.put("alice", "s3", StoredCredential("", {}))
     with pytest.raises(ValueError):
-        v.put("alice", "s3", Credential("apikey", {"apiKey": 3}))  # type: ignore[dict-item]
+        v.put("alice", "s3", StoredCredential("apikey", {"apiKey": 3}))  # type: ignore[dict-item]
 
 
 def _pg_dump(store_url: str) -> bytes:
@@ -73,7 +72,7 @@ def _pg_dump(store_url: str) -> bytes:
 def test_secret_not_in_plaintext_at_rest(db_url: str, store: Store, tmp_path: Path) -> None:
     v = KeyVault(store, keys(K1))
     v.put("alice", "s3", cred())
-    v.put("bob", "girder", Credential("apikey", {"apiKey": SECRET + "-girder"}))
+    v.put("bob", "girder", StoredCredential("apikey", {"apiKey": SECRET + "-girder"}))
     assert v.get("alice", "s3") == cred()
     if store.is_postgres:
         dump = _pg_dump(db_url)
@@ -92,7 +91,7 @@ def test_secret_not_in_plaintext_at_rest(db_url: str, store: Store, tmp_path: Pa
 def test_rotation_survives_restart(db_url: str, store: Store) -> None:
     v = KeyVault(store, keys(K1))
     v.put("alice", "s3", cred())
-    v.put("bob", "girder", Credential("apikey", {"apiKey": "bobkey"}))
+    v.put("bob", "girder", StoredCredential("apikey", {"apiKey": "bobkey"}))
     new = keys(K2, K1)
     assert v.rotate(new) == 2
     assert v.keys.current_id == new.current_id
@@ -103,7 +102,7 @@ def test_rotation_survives_restart(db_url: str, store: Store) -> None:
     try:
         v2 = KeyVault(s2, keys(K2))
         assert v2.get("alice", "s3") == cred()
-        assert v2.get("bob", "girder") == Credential("apikey", {"apiKey": "bobkey"})
+        assert v2.get("bob", "girder") == StoredCredential("apikey", {"apiKey": "bobkey"})
         # Rotating again with a keyring that no longer contains K1 still works.
         assert v2.rotate(keys(K3)) == 2
         assert KeyVault(s2, keys(K3)).get("alice", "s3") == cred()
