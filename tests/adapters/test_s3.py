@@ -30,8 +30,7 @@ from adapters.base import (
     PermissionDenied,
     Storage,
 )
-from adapters.s3 import S3Adapter, S3Storage, create
-from adapters.s3_support import MIB, S3Writer
+from adapters.s3 import MIB, S3Adapter, S3Storage, S3Writer, create
 from tests.adapters.conformance import BINARY, AdapterConformance, names, read, write
 from tests.testbeds import running_testbed
 

@@ -21,8 +21,14 @@ from typing import Any
 import pytest
 
 from adapters.base import Credential, NotFound, StorageError
-from adapters.s3 import S3Storage, create
-from adapters.s3_support import ALL_PARTS_IN_FLIGHT, MIB, PARTS_IN_FLIGHT, free_part_slots
+from adapters.s3 import (
+    ALL_PARTS_IN_FLIGHT,
+    MIB,
+    PARTS_IN_FLIGHT,
+    S3Storage,
+    create,
+    free_part_slots,
+)
 from tests.scale.procs import Server, cli, serve, write_config
 from tests.server import master_env
 from tests.testbeds import running_testbed

@@ -437,7 +437,7 @@ def test_cut_upload_leaves_nothing_behind(
 def test_upload_past_the_memory_budget_spills_to_disk(
     client: httpx.Client, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters import s3_buffer
+    from adapters.s3 import buffer as s3_buffer
 
     reader = s3_buffer.ChunksReader([b"abc", b"", b"defg", b"h"])
     assert len(reader) == 8 and reader.read(2) == b"ab" and reader.read(3) == b"cde"

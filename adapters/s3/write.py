@@ -1,28 +1,18 @@
-"""The S3 adapter's settings, streaming writer and error translation (see adapters/s3.py)."""
+"""The S3 adapter's streaming writer: one PUT, or a multipart upload whose parts are
+sent as they fill (see S3Writer). Measurements behind the limits: docs/decisions.md."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters.base import (
-    AlreadyExists,
-    AuthenticationFailed,
-    BackendTimeout,
-    BackendUnavailable,
-    Entry,
-    InvalidPath,
-    IsADirectory,
-    NotADirectory,
-    NotFound,
-    PermissionDenied,
-    StorageError,
-)
-from adapters.s3_buffer import PartBuffer
+from adapters.base import AlreadyExists, Entry, StorageError
+from adapters.s3.buffer import PartBuffer
+from adapters.s3.errors import client_error_code, translate
+from adapters.s3.options import MIB, S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -30,23 +20,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("adapters.s3")
 
-# One boto3 Session for every client of the process: each Session parses botocore's S3
-# service model again, ~13 MB per credential (per user, on a mount with per-user keys);
-# clients of one Session share it (+0.4 MB each). Credentials are passed per client, so
-# nothing of one user's leaks into another's client.
-_SESSION: Any = None
-_SESSION_LOCK = threading.Lock()
-
-MIB = 1024 * 1024
-MIN_PART = 5 * MIB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
-# Parts of one upload sent at once. One at a time left the storage idle while the next
-# part crossed and the gateway idle while the storage stored the last: 0.53-0.68 x a
-# presigned curl on SeaweedFS (bench/s3.py, docs/decisions.md).
+# Parts of one upload sent at once: one at a time left the storage idle while the next
+# part crossed and the gateway idle while the storage stored the last.
 PARTS_IN_FLIGHT = 4
-# ... and of all uploads of the process together. Each part being sent holds botocore's
-# request and its 1 MiB hashing reads: 16 uploads x 4 parts took the gateway to 132 MiB
-# of RSS (bench/s3.py), and 16 parts already keep any storage this gateway can feed busy.
+# ... and of all uploads of the process together: each part being sent holds botocore's
+# request and its hashing reads, and 16 parts already keep any storage this gateway can
+# feed busy (measured: docs/decisions.md, "Proxied S3 uploads").
 ALL_PARTS_IN_FLIGHT = 16
 _ALL_PARTS = threading.BoundedSemaphore(ALL_PARTS_IN_FLIGHT)
 
@@ -54,173 +34,6 @@ _ALL_PARTS = threading.BoundedSemaphore(ALL_PARTS_IN_FLIGHT)
 def free_part_slots() -> int:
     """Parts the process could start sending now (for tests: every slot comes back)."""
     return int(_ALL_PARTS._value)  # type: ignore[attr-defined]
-
-
-INSTALL_HINT = "the s3 mount type needs boto3: pip install 'fedgate[s3]'"
-
-
-def _boto3() -> Any:
-    try:
-        import boto3
-    except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
-    return boto3
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    bucket: str
-    prefix: str = ""
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    path_style: bool = False
-    access_key: str | None = None
-    secret_key: str | None = None
-    multipart_threshold: int = 8 * MIB
-    part_size: int = 8 * MIB
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    max_attempts: int = 3
-
-    def __repr__(self) -> str:  # the secret key must never reach a log
-        return (
-            f"S3Settings(bucket={self.bucket!r}, prefix={self.prefix!r}, "
-            f"endpoint_url={self.endpoint_url!r}, region={self.region!r})"
-        )
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> S3Settings:
-        known = {
-            "bucket", "prefix", "endpoint_url", "region", "path_style", "access_key",
-            "secret_key", "multipart_threshold", "part_size", "connect_timeout",
-            "read_timeout", "max_attempts",
-        }  # fmt: skip
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"s3 mount: unknown options {', '.join(unknown)}")
-        bucket = str(options.get("bucket") or "")
-        if not bucket:
-            raise ValueError("s3 mount: option 'bucket' is required")
-        endpoint = options.get("endpoint_url") or None
-        path_style = options.get("path_style")
-        settings = cls(
-            bucket=bucket,
-            prefix=str(options.get("prefix") or "").strip("/"),
-            endpoint_url=str(endpoint) if endpoint else None,
-            region=str(options.get("region") or "us-east-1"),
-            path_style=bool(endpoint) if path_style is None else bool(path_style),
-            access_key=options.get("access_key") or None,
-            secret_key=options.get("secret_key") or None,
-            multipart_threshold=int(options.get("multipart_threshold", 8 * MIB)),
-            part_size=int(options.get("part_size", 8 * MIB)),
-            connect_timeout=float(options.get("connect_timeout", 5.0)),
-            read_timeout=float(options.get("read_timeout", 30.0)),
-            max_attempts=int(options.get("max_attempts", 3)),
-        )
-        if settings.part_size < MIN_PART:
-            raise ValueError("s3 mount: part_size must be at least 5 MiB (5242880)")
-        if settings.multipart_threshold < 1:
-            raise ValueError("s3 mount: multipart_threshold must be positive")
-        if settings.max_attempts < 1:
-            raise ValueError("s3 mount: max_attempts must be at least 1")
-        return settings
-
-    def client(self, access: str | None, secret: str | None, token: str | None) -> S3Client:
-        """A client for one credential; no credential = unsigned (anonymous) requests."""
-        boto3 = _boto3()
-        from botocore import UNSIGNED
-        from botocore.config import Config
-
-        config = Config(
-            signature_version="s3v4" if access else UNSIGNED,
-            s3={"addressing_style": "path" if self.path_style else "virtual"},
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
-            # Many S3-compatible servers reject or ignore the newer default CRC headers.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            # 16 uploads x PARTS_IN_FLIGHT parts on one credential's client, without
-            # urllib3 discarding connections beyond its pool.
-            max_pool_connections=64,
-        )
-        global _SESSION
-        with _SESSION_LOCK:  # a boto3 Session is not thread-safe; its clients are
-            if _SESSION is None:
-                _SESSION = boto3.session.Session()
-            client: S3Client = _SESSION.client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                region_name=self.region,
-                aws_access_key_id=access,
-                aws_secret_access_key=secret,
-                aws_session_token=token,
-                config=config,
-            )
-        return client
-
-
-# --- errors ---------------------------------------------------------------------------
-
-_AUTH = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AuthorizationHeaderMalformed", "InvalidSecurity",
-}  # fmt: skip
-_UNAVAILABLE = {"InternalError", "ServiceUnavailable", "SlowDown", "503", "500", "502"}
-
-
-def client_error_code(exc: BaseException) -> str | None:
-    """The S3 error code of a botocore ClientError, else None."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return str(code) if code is not None else None
-
-
-def translate(exc: BaseException, path: str, bucket: str) -> StorageError:
-    """Map a boto3/botocore exception to the error tree. Messages never carry secrets."""
-    from botocore import exceptions as bce
-
-    shown = path or "/"
-    if isinstance(exc, StorageError):
-        return exc
-    code = client_error_code(exc)
-    if code is not None:
-        status = int(
-            getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        )
-        if code == "NoSuchBucket":
-            return BackendUnavailable(f"bucket {bucket!r} does not exist")
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return NotFound(f"{shown}: no such file or directory")
-        if code in _AUTH:
-            return AuthenticationFailed(f"the S3 server rejected the credential ({code})")
-        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-            return PermissionDenied(f"{shown}: permission denied")
-        if code in ("KeyTooLongError", "InvalidObjectName"):
-            return InvalidPath(f"{shown}: invalid name for S3 ({code})")
-        if code == "ExistingObjectIsDirectory":
-            return IsADirectory(f"{shown}: is a directory")
-        if code == "ExistingObjectIsFile":
-            return NotADirectory(f"{shown}: not a directory")
-        if code == "RequestTimeout":
-            return BackendTimeout(f"{shown}: the S3 server timed out")
-        if code in _UNAVAILABLE or status >= 500:
-            return BackendUnavailable(f"the S3 server failed ({code})")
-        return StorageError(f"{shown}: S3 error {code}")
-    if isinstance(exc, bce.ConnectTimeoutError | bce.ReadTimeoutError):
-        return BackendTimeout("the S3 server did not answer in time")
-    if isinstance(
-        exc, bce.ConnectionError | bce.HTTPClientError | bce.IncompleteReadError | OSError
-    ):
-        return BackendUnavailable(f"cannot reach the S3 server ({type(exc).__name__})")
-    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
-        return AuthenticationFailed("incomplete S3 credential")
-    return StorageError(f"{shown}: S3 client error ({type(exc).__name__})")
-
-
-# --- writes ---------------------------------------------------------------------------
 
 
 class S3Writer:
@@ -234,7 +47,7 @@ class S3Writer:
     holds at most ``PARTS_IN_FLIGHT + 1`` part buffers, and a slow storage slows the
     client down instead of growing the gateway. The buffers' memory comes from a
     process-wide budget, past which they spill to temporary files
-    (adapters/s3_buffer.py). The first failed part fails the next ``write`` or the
+    (adapters/s3/buffer.py). The first failed part fails the next ``write`` or the
     commit; ``abort`` waits for the parts still being sent, then aborts the multipart
     upload, so no part lands after the abort.
 
@@ -245,8 +58,8 @@ class S3Writer:
     open_write made beforehand is all there is (docs/decisions.md).
     """
 
-    # Parts are gathered here anyway: small blocks from the gateway keep 16 parallel
-    # uploads within ~150 MB of RSS (bench/s3.py).
+    # Parts are gathered here anyway: small blocks from the gateway keep the memory of
+    # parallel uploads low (docs/decisions.md, "Proxied S3 uploads").
     block_size = 256 * 1024
 
     def __init__(

@@ -1,13 +1,12 @@
 """The S3 operations for one credential: keys, directories, reads, writes, presigning.
 
 The conventions (directories as ``d/`` markers or common prefixes, error mapping) are
-described in adapters/s3.py.
+described in adapters/s3/__init__.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import mimetypes
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,8 +28,11 @@ from adapters.base import (
     parent_of,
     streamed_checksum,
 )
+from adapters.common import mime_type
 from adapters.response_socket import ResponseStream
-from adapters.s3_support import MIB, S3Settings, S3Writer, client_error_code, translate
+from adapters.s3.errors import client_error_code, translate
+from adapters.s3.options import MIB, S3Settings
+from adapters.s3.write import S3Writer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -39,10 +41,6 @@ CHUNK = MIB
 MAX_KEY_BYTES = 1024
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 _PLAIN_MD5 = re.compile(r"[0-9a-fA-F]{32}")
-
-
-def _mime(name: str) -> str:
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
 def _deepest_first(folders: set[str]) -> list[str]:
@@ -152,7 +150,7 @@ class S3Storage:
             is_dir=False,
             size=int(head.get("ContentLength", 0)),
             mtime=modified.timestamp() if modified else None,
-            mime_type=head.get("ContentType") or _mime(path),
+            mime_type=head.get("ContentType") or mime_type(path),
         )
 
     # --- Storage --------------------------------------------------------------------
@@ -202,7 +200,7 @@ class S3Storage:
                     is_dir=False,
                     size=int(obj.get("Size", 0)),
                     mtime=modified.timestamp() if modified else None,
-                    mime_type=_mime(name),
+                    mime_type=mime_type(name),
                 )
             try:
                 page = next(pages, None)
@@ -264,7 +262,7 @@ class S3Storage:
             self.settings,
             path,
             key,
-            _mime(path),
+            mime_type(path),
             size_hint=size_hint,
             on_commit=self.stat,
             exclusive=exclusive,

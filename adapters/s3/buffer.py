@@ -3,7 +3,7 @@ budget, else an anonymous temporary file.
 
 S3 needs a part's whole body before sending it (its length, and over plain HTTP its
 SHA-256 for the signature), so each upload holds up to PARTS_IN_FLIGHT parts being sent
-and one gathering (8 MiB each by default; adapters/s3_support.py). With 16 parallel
+and one gathering (8 MiB each by default; adapters/s3/write.py). With 16 parallel
 uploads that would be 16 x 5 parts; the budget bounds the total whatever the
 parallelism, and a part past it spills to disk instead of growing the gateway. Chunks
 are kept as received and read back through a seekable view, so a part is never copied
@@ -18,8 +18,9 @@ import threading
 from typing import IO
 
 # Bytes of parts held in memory by all uploads together; past it parts go to temporary
-# files (page cache, gone before writeback for most). 4 MiB keeps 16 parallel uploads
-# under 150 MB RSS; a single upload ran no slower spilling than in memory.
+# files (page cache, gone before writeback for most). Small on purpose: spilling costs a
+# single upload nothing measurable, memory held grows with every parallel upload
+# (measured: docs/decisions.md, "Adapter packages").
 MEMORY_BUDGET = 4 * 1024 * 1024
 
 
