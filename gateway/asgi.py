@@ -10,8 +10,8 @@ from starlette.applications import Starlette
 
 from gateway import config
 from gateway.app import create_app
+from gateway.datapath.memory_tuning import tune_malloc
 from gateway.logs import configure_logging
-from gateway.memory_tuning import tune_malloc
 
 
 def create() -> Starlette:

@@ -130,7 +130,7 @@ def _run_uvicorn(settings: config.Settings, graceful_timeout: int) -> None:
         log_config=None,
         access_log=False,
         timeout_keep_alive=settings.keep_alive_timeout,
-        http="gateway.limits:GuardedHttpTools",
+        http="gateway.datapath.uvicorn_seam:GuardedHttpTools",
         timeout_graceful_shutdown=graceful_timeout,
         h11_max_incomplete_event_size=64 * 1024,
         # uvicorn would take X-Forwarded-For from any 127.0.0.1 peer (its own default

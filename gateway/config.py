@@ -135,7 +135,7 @@ class Settings:
     # Most entries an uploaded archive may hold.
     max_archive_entries: int = 100_000
     # Seconds a client has to deliver a request head, and keep-alive idle time
-    # (gateway/limits.py).
+    # (gateway/datapath/uvicorn_seam.py).
     keep_alive_timeout: int = 30
     # Seconds without a request body byte before the request is refused with 408.
     body_idle_timeout: int = 60
@@ -144,10 +144,11 @@ class Settings:
     # Seconds a reader may take no data before its connection is reset.
     send_idle_timeout: int = 120
     # File bodies written to / read from the client's socket by the transfer's thread
-    # (gateway/socket_send.py, gateway/socket_receive.py); false: all through ASGI.
+    # (gateway/datapath/socket_send.py, socket_receive.py); false: all through ASGI.
     socket_bodies: bool = True
     # On that path, download bodies from an S3 endpoint over plain HTTP are moved by the
-    # kernel with splice(2) (gateway/socket_splice.py); false: copied through the thread.
+    # kernel with splice(2) (gateway/datapath/socket_splice.py); false: copied through
+    # the thread.
     splice_bodies: bool = True
     # Lifetime of an exchanged token when the request names none, in seconds.
     token_default_lifetime: int = 1200
@@ -211,7 +212,8 @@ ENVIRONMENT: dict[str, str] = {
     "FEDGATE_MASTER_KEY_FILE": "file holding the master keyring",
     "FEDGATE_ADMIN_KEY_FILE": "the first admin's API key, read at the first start; absent: "
     "no admin is made then (fedgate user add admin --admin)",
-    "FEDGATE_MALLOC_TUNING": "0 leaves glibc's malloc settings alone (gateway/memory_tuning.py)",
+    "FEDGATE_MALLOC_TUNING": "0 leaves glibc's malloc settings alone "
+    "(gateway/datapath/memory_tuning.py)",
     "FEDGATE_URL": "the gateway's URL, for the job-side client (fedgate get/put/ls/stat)",
     "FEDGATE_APIKEY": "an API key, for the job-side client",
 }

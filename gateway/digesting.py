@@ -2,8 +2,8 @@
 
 ``DigestingWriter`` wraps any storage Writer (adapters.base.Writer). Each block handed
 to ``write`` is hashed, then written, in the upload's writer thread: off the event loop,
-and beside the socket reads, which another thread does (gateway/socket_receive.py
-WriteBehind, gateway/block_pipe.py). ``commit`` compares what the client announced
+and beside the socket reads, which another thread does (gateway/datapath/socket_receive.py
+WriteBehind, gateway/datapath/block_pipe.py). ``commit`` compares what the client announced
 (Content-Digest, Digest, CARMIN's md5), refuses a mismatch before anything is visible
 (ChecksumMismatch, the caller aborts), then commits and hands the values to ``keep``
 (gateway/digests.py stores them).

@@ -40,10 +40,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import forwarded, metrics, routes_native, routes_tokens
+from gateway.datapath.scope import RECEIVED_DIRECT_KEY, SENT_DIRECT_KEY
 from gateway.logs import install_record_hooks, mark_logged
 from gateway.request_context import client_var, request_id_var
-from gateway.socket_receive import RECEIVED_DIRECT_KEY
-from gateway.socket_send import SENT_DIRECT_KEY
 from gateway.startup import describe_error
 from gateway.state import Gateway
 from tokens.revocation import Revocation

@@ -15,17 +15,17 @@ from starlette.responses import JSONResponse, Response
 from adapters.base import Entry, NotFound, Storage, StorageError
 from gateway import archive, digests, paths
 from gateway.auth import authorize
-from gateway.errors import CarminError, E
-from gateway.operation import Op, path_json, stat_entry
-from gateway.ranges import Unsatisfiable, parse_range
-from gateway.redirects import maybe_redirect
-from gateway.transfer import (
+from gateway.datapath.transfer import (
     ClosingStreamingResponse,
     DownloadResponse,
     batches_in_thread,
     counted,
     iterate_in_thread,
 )
+from gateway.errors import CarminError, E
+from gateway.operation import Op, path_json, stat_entry
+from gateway.ranges import Unsatisfiable, parse_range
+from gateway.redirects import maybe_redirect
 
 ACTIONS = ("exists", "properties", "list", "md5", "content")
 

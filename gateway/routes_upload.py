@@ -17,13 +17,13 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
 from gateway import archive, digests, paths
+from gateway.datapath.transfer import (
+    receive_into,
+)
 from gateway.digesting import digests_of, mismatch
 from gateway.errors import CarminError, E
 from gateway.operation import Op, path_json, stat_entry
 from gateway.redirects import body_pending, put_redirect_requested, redirect_put
-from gateway.transfer import (
-    receive_into,
-)
 from gateway.web import gateway_of, read_capped
 
 # --- PUT ------------------------------------------------------------------------------

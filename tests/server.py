@@ -17,14 +17,14 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import MountConfig, Settings
-from gateway.limits import GuardedHttpTools
+from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from gateway.state import Gateway
 
 
 class ServerThread:
     def __init__(self, app: Any, http: Any = "auto", lifespan: str = "on") -> None:
         """``http``: uvicorn's protocol, a name or a class (``fedgate serve`` runs
-        gateway.limits.GuardedHttpTools)."""
+        gateway.datapath.uvicorn_seam.GuardedHttpTools)."""
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -84,7 +84,7 @@ def running(
     settings: Settings, env: dict[str, str] | None = None, http: Any = GuardedHttpTools
 ) -> Iterator[Running]:
     """The gateway on a real uvicorn, with the protocol class `fedgate serve` runs (so
-    downloads take the same path as in production: gateway/socket_send.py)."""
+    downloads take the same path as in production: gateway/datapath/socket_send.py)."""
     gw = Gateway(settings, env=env or master_env())
     key = gw.first_start()
     assert key is not None

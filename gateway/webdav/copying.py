@@ -29,8 +29,8 @@ from adapters.base import (
     join,
 )
 from gateway import digests, paths
+from gateway.datapath.transfer import ClosingStreamingResponse
 from gateway.operation import Op
-from gateway.transfer import ClosingStreamingResponse
 from gateway.webdav import peers, tpc
 from gateway.webdav.common import (
     destination,

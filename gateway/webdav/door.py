@@ -12,9 +12,9 @@ from starlette.responses import Response
 from adapters.base import Entry, Renaming, Storage
 from gateway import digests, paths, routes_data, routes_upload
 from gateway.auth import authorize
+from gateway.datapath.transfer import ClosingStreamingResponse, batches_in_thread
 from gateway.errors import CarminError, E
 from gateway.operation import Op
-from gateway.transfer import ClosingStreamingResponse, batches_in_thread
 from gateway.webdav import copying, multistatus
 from gateway.webdav.common import (
     destination,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.client import Client
-from gateway.transfer import batches_in_thread
+from gateway.datapath.transfer import batches_in_thread
 from tests.server import Running, local_settings, running
 
 BATCH = batches_in_thread.__defaults__[0]  # type: ignore[index]  # entries per hop

@@ -25,7 +25,7 @@ from adapters.base import NotFound
 from adapters.posix import PosixStorage
 from gateway import digests
 from gateway.app import create_app
-from gateway.limits import GuardedHttpTools
+from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from gateway.state import Gateway
 from tests.server import Running, ServerThread, local_settings, master_env, running
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from gateway import forwarded
 from gateway.app import create_app
 from gateway.config import MountConfig
-from gateway.limits import GuardedHttpTools
+from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from gateway.logs import JsonFormatter
 from gateway.state import Gateway
 from tests.server import Running, ServerThread, local_settings, master_env, running

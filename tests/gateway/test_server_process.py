@@ -1,7 +1,8 @@
 """What the gateway's server process adds under the app: request bodies gathered into
-block-sized messages by our uvicorn protocol (gateway/limits.py) without holding back a slow
-client's bytes, the malloc settings of gateway/memory_tuning.py, and the JSON logs of a
-real ``fedgate serve`` with two workers (gateway/logs.py, gateway/startup.py)."""
+block-sized messages by our uvicorn protocol (gateway/datapath/uvicorn_seam.py) without
+holding back a slow client's bytes, the malloc settings of
+gateway/datapath/memory_tuning.py, and the JSON logs of a real ``fedgate serve`` with two
+workers (gateway/logs.py, gateway/startup.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from bench.common import REPO
-from gateway.limits import BODY_BLOCK, BODY_FLUSH, GuardedHttpTools
+from gateway.datapath.uvicorn_seam import BODY_BLOCK, BODY_FLUSH, GuardedHttpTools
 from tests.scale.procs import cli, serve, write_config
 from tests.server import ServerThread, master_env
 from tests.testbeds import running_testbed
@@ -115,7 +116,7 @@ def test_a_slow_clients_bytes_are_not_held_back() -> None:
 
 FAULTS = """
 import resource, sys
-from gateway.memory_tuning import tune_malloc
+from gateway.datapath.memory_tuning import tune_malloc
 tune_malloc()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(2000):  # two socket-read-sized buffers, allocated and freed per message
@@ -145,7 +146,7 @@ def test_malloc_settings_stop_the_page_fault_per_message() -> None:
 
 
 def test_an_operators_malloc_variable_wins() -> None:
-    from gateway.memory_tuning import tune_malloc
+    from gateway.datapath.memory_tuning import tune_malloc
 
     assert tune_malloc({"FEDGATE_MALLOC_TUNING": "0"}) == []
     applied = tune_malloc({"MALLOC_ARENA_MAX": "4"})

@@ -1,4 +1,4 @@
-"""Upload bodies read straight from the client's socket (gateway/socket_receive.py), on a
+"""Upload bodies read straight from the client's socket (gateway/datapath/socket_receive.py), on a
 real uvicorn running our protocol class, as `fedgate serve` does: byte-exact, keep-alive
 and pipelining go on afterwards, and a body that is cut or stalls writes nothing."""
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway import transfer
+from gateway.datapath import transfer
 from tests.events import request_log
 from tests.gateway.test_socket_send import read_response
 from tests.server import Running, local_settings, running

@@ -1,4 +1,4 @@
-"""Download bodies written straight to the client's socket (gateway/socket_send.py), on a
+"""Download bodies written straight to the client's socket (gateway/datapath/socket_send.py), on a
 real uvicorn running our protocol class, as `fedgate serve` does: byte-exact, keep-alive
 goes on afterwards, and a body that fails, overruns or stalls is cut, never complete."""
 
@@ -16,8 +16,8 @@ import pytest
 
 from adapters.base import StorageError
 from adapters.posix import PosixStorage
-from gateway import socket_send, transfer
-from gateway.limits import GuardedHttpTools
+from gateway.datapath import socket_send, transfer
+from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from tests.events import request_log
 from tests.gateway.test_observability import scrape, value
 from tests.server import Running, local_settings, running
@@ -279,9 +279,9 @@ def test_a_reader_that_trickles_is_cut_off(gw: Running, writers: list[int]) -> N
 def test_a_uvicorn_whose_request_cycle_differs_gets_the_asgi_path(
     gw: Running, writers: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway import limits
+    from gateway.datapath import uvicorn_seam
 
-    monkeypatch.setattr(limits, "_fits", [False])  # as if a field were missing
+    monkeypatch.setattr(uvicorn_seam, "_fits", [False])  # as if a field were missing
     data = os.urandom(2 * MiB)
     put(gw, "big.bin", data)
     with gw.client() as c:
@@ -290,5 +290,5 @@ def test_a_uvicorn_whose_request_cycle_differs_gets_the_asgi_path(
         assert r.status_code == 201, r.text
     assert writers == []
     assert (gw.data / "up.bin").read_bytes() == data
-    monkeypatch.setattr(limits, "_fits", [])  # the check itself, on a cycle without fields
-    assert limits._cycle_fits(object()) is False
+    monkeypatch.setattr(uvicorn_seam, "_fits", [])  # the check itself, on a cycle without fields
+    assert uvicorn_seam._seam_fits(object()) is False

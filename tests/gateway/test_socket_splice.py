@@ -1,5 +1,5 @@
 """Download bodies moved by the kernel from the backend's socket to the client's
-(gateway/socket_splice.py, adapters/response_socket.py).
+(gateway/datapath/socket_splice.py, adapters/response_socket.py).
 
 The loop is tested on real TCP sockets, and the whole path through a real uvicorn
 running our protocol class, with a real urllib3 response from a small HTTP server
@@ -25,9 +25,9 @@ import urllib3
 from adapters.base import BackendTimeout, BackendUnavailable
 from adapters.posix import PosixStorage
 from adapters.response_socket import ResponseStream, SocketBody
-from gateway import socket_send, socket_splice
-from gateway.limits import GuardedHttpTools
-from gateway.socket_thread import ClientGone
+from gateway.datapath import socket_send, socket_splice
+from gateway.datapath.socket_thread import ClientGone
+from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from tests.gateway.test_socket_send import assert_cut
 from tests.server import Running, local_settings, running
 

@@ -1,4 +1,4 @@
-"""Transfers through one thread each (gateway/block_pipe.py, gateway/transfer.py): blocks
+"""Transfers through one thread each (gateway/datapath/block_pipe.py, transfer.py): blocks
 in order, bounded memory, a failure on either side surfacing as itself, and the backend
 object never used by two threads nor aborted, committed or closed while still in use."""
 
@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from adapters.base import Entry
-from gateway.block_pipe import BlockPipe, WriterFailed
+from gateway.datapath.block_pipe import BlockPipe, WriterFailed
+from gateway.datapath.scope import BODY_BLOCK_KEY
+from gateway.datapath.transfer import PIPELINE_DEPTH, UPLOAD_BUFFER, read_ahead, receive_into
 from gateway.errors import CarminError, E, ErrorSpec
-from gateway.limits import BODY_BLOCK_KEY
-from gateway.transfer import PIPELINE_DEPTH, UPLOAD_BUFFER, read_ahead, receive_into
 
 
 class RecordingWriter:

@@ -2,16 +2,16 @@
 
 Through ASGI, every chunk of a download crosses the event loop: the reader thread hands
 it over (a wake-up of the loop), the response sends it through each middleware, and the
-transport writes what the socket takes and waits for the rest (more loop turns). Measured
-on 1 GiB S3 GETs, that cost the gateway ~0.6 CPU-s/GiB where a thread copying from the
-backend's socket straight to the client's took ~0.35, and on two cores shared with the
+transport writes what the socket takes and waits for the rest (more loop turns). That
+costs the gateway nearly twice the CPU of a thread copying from the backend's socket
+straight to the client's (measured: docs/decisions.md), and on two cores shared with the
 backend and the client the CPU is what bounds a relay.
 
-So when our server protocol (gateway/limits.py) offers it, the response head still goes
-through ASGI, and then the transfer's thread writes the body itself to a duplicate of the
-connection's socket, then hands the connection back so keep-alive goes on as usual. The
-offer is declined (and the body goes through ASGI) on TLS, for HEAD, when the head is not
-yet fully on the wire, or when the connection is closing.
+So when our server protocol (gateway/datapath/uvicorn_seam.py) offers it, the response
+head still goes through ASGI, and then the transfer's thread writes the body itself to a
+duplicate of the connection's socket, then hands the connection back so keep-alive goes
+on as usual. The offer is declined (and the body goes through ASGI) on TLS, for HEAD,
+when the head is not yet fully on the wire, or when the connection is closing.
 
 Guarantees kept from the ASGI path: a body that would exceed or fall short of its
 Content-Length is cut with a reset, so the client never takes it for complete; a reader
@@ -26,46 +26,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
 
-from gateway.socket_splice import available, splice_body
-from gateway.socket_thread import ClientGone, duplicate, run_in_thread
+from gateway.datapath.socket_splice import available, splice_body
+from gateway.datapath.socket_thread import ClientGone, run_in_thread
 
-# Scope keys: the offer our protocol classes make, the send idle limit TimeLimits puts
-# there, and the bytes written past ASGI (for the byte metrics).
-SINK_KEY = "fedgate.socket_sink"
-SEND_IDLE_KEY = "fedgate.send_idle"
-SENT_DIRECT_KEY = "fedgate.sent_direct"
 # Below this a body goes through ASGI: the saving per chunk does not pay for the
 # duplicate socket and the thread.
 MIN_DIRECT = 256 * 1024
-
-
-class SocketSink:
-    """What a protocol offers one request: the connection's socket, once the head is out."""
-
-    def __init__(self, transport: Any, cycle: Any) -> None:
-        self._transport = transport
-        self._cycle = cycle
-
-    def take(self) -> socket.socket | None:
-        """A duplicate of the connection's socket to write the body to, or None when the
-        body must go through ASGI. Called on the event loop, after the head was sent."""
-        transport, cycle = self._transport, self._cycle
-        if (
-            transport.is_closing()
-            or cycle.disconnected
-            or cycle.chunked_encoding is not False
-            or cycle.scope.get("method") == "HEAD"
-            or transport.get_write_buffer_size() != 0
-        ):
-            return None
-        return duplicate(transport)
-
-    def written(self, n: int) -> None:
-        """Account the bytes written past the protocol, so that it completes the
-        response (its Content-Length check) when the final empty body is sent."""
-        self._cycle.expected_content_length -= n
 
 
 class BodyWriter:
@@ -125,7 +92,7 @@ class BodyWriter:
 
     def _spliced(self, idle: float) -> bool:
         """The body moved socket to socket by the kernel, when the backend's stream
-        offers its socket (gateway/socket_splice.py); False: nothing was taken."""
+        offers its socket (gateway/datapath/socket_splice.py); False: nothing was taken."""
         take = getattr(self._chunks, "take_socket", None)
         body = take() if callable(take) else None
         if body is None:
@@ -142,7 +109,7 @@ class BodyWriter:
 
     async def run(self, idle: float) -> None:
         """Write the whole body; raises what ``_send`` raised (cancellation: see
-        gateway/socket_thread.py)."""
+        gateway/datapath/socket_thread.py)."""
         await run_in_thread(lambda: self._write(idle), self._sock, self._stop, "fedgate-download")
 
     def _write(self, idle: float) -> None:

@@ -1,6 +1,6 @@
 """A download body moved from the backend's socket to the client's with ``splice(2)``.
 
-Used by gateway/socket_send.py when the backend's stream offers its socket
+Used by gateway/datapath/socket_send.py when the backend's stream offers its socket
 (adapters/response_socket.py says when, and why: the kernel's two copies per byte were
 most of the gateway's CPU on a proxied GET). The pages go backend socket → pipe → client
 socket inside the kernel; this thread only waits for either side to be ready.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from adapters.base import BackendTimeout, BackendUnavailable
 from adapters.response_socket import SocketBody
-from gateway.socket_thread import ClientGone
+from gateway.datapath.socket_thread import ClientGone
 
 PIPE_SIZE = 1024 * 1024  # bytes in flight per transfer (the default pipe holds 64 KiB)
 _POLL_MS = 500  # how often a wait looks at the stop flag

@@ -1,5 +1,5 @@
 """One thread moving a body between a backend and a duplicate of the client's socket
-(gateway/socket_send.py, gateway/socket_receive.py), awaited from the event loop.
+(gateway/datapath/socket_send.py, gateway/datapath/socket_receive.py), awaited from the event loop.
 
 The thread is our own, not anyio's pool: a transfer holds it for as long as the client
 takes, and slow clients must not starve every other request of the pool's threads."""

@@ -3,7 +3,7 @@
 Backend libraries are synchronous, so every backend call runs in a thread. Single calls
 and listings (one hop per batch of entries) use anyio's worker pool; a file download or
 upload runs one thread of its own for the whole transfer, which trades chunks with the
-event loop through gateway/block_pipe.py, so the loop is off the backend's critical path.
+event loop through gateway/datapath/block_pipe.py, so the loop is off the backend's critical path.
 """
 
 from __future__ import annotations
@@ -21,29 +21,25 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from adapters.base import Entry, Writer
-from gateway.block_pipe import BlockPipe, ReadAhead, WriterFailed
 from gateway.config import Settings
-from gateway.errors import CarminError, E
-from gateway.limits import ABORT_KEY, BODY_BLOCK_KEY
-from gateway.socket_receive import (
+from gateway.datapath.block_pipe import BlockPipe, ReadAhead, WriterFailed
+from gateway.datapath.scope import (
+    ABORT_KEY,
+    BODY_BLOCK_KEY,
     BODY_LIMITS_KEY,
     RECEIVED_DIRECT_KEY,
-    SOURCE_KEY,
-    BodyCut,
-    BodyStalled,
-    SocketSource,
-    Taken,
-    run_reader,
-)
-from gateway.socket_send import (
-    MIN_DIRECT,
     SEND_IDLE_KEY,
     SENT_DIRECT_KEY,
     SINK_KEY,
-    BodyWriter,
+    SOURCE_KEY,
     SocketSink,
+    SocketSource,
+    Taken,
 )
-from gateway.socket_thread import ClientGone, reset
+from gateway.datapath.socket_receive import BodyCut, BodyStalled, run_reader
+from gateway.datapath.socket_send import MIN_DIRECT, BodyWriter
+from gateway.datapath.socket_thread import ClientGone, reset
+from gateway.errors import CarminError, E
 
 log = logging.getLogger("fedgate")
 T = TypeVar("T")
@@ -75,7 +71,7 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
 
 async def read_ahead(iterator: Iterator[bytes], depth: int = READ_AHEAD) -> AsyncIterator[bytes]:
     """Chunks of a blocking backend stream, read by one thread up to ``depth`` chunks
-    ahead of the client (gateway/block_pipe.py)."""
+    ahead of the client (gateway/datapath/block_pipe.py)."""
     pump = ReadAhead(depth)
     pump.start(iterator)
     try:
@@ -167,7 +163,7 @@ class DownloadResponse(ClosingStreamingResponse):
     """A file body from a backend iterator, of a known length.
 
     Written to the client's socket by the transfer's own thread when our server protocol
-    offers it (gateway/socket_send.py), through ASGI otherwise: read ahead by one thread
+    offers it (gateway/datapath/socket_send.py), through ASGI otherwise: read ahead by one thread
     and sent chunk by chunk. Either way ``done(bytes, complete)`` is called once, and a
     body that fails mid-way never looks complete to the client."""
 
@@ -255,7 +251,7 @@ async def receive_into(
     Receiving and writing overlap: the event loop keeps reading the socket while the
     upload's thread writes the previous block (the writer's ``block_size``, else
     UPLOAD_BUFFER; at most PIPELINE_DEPTH blocks wait in between, so memory stays
-    bounded per upload; see gateway/block_pipe.py).
+    bounded per upload; see gateway/datapath/block_pipe.py).
 
     A body cut short (client gone, or fewer bytes than its Content-Length) or longer
     than ``limit`` is never committed: nothing appears at the target path and a file
@@ -337,7 +333,7 @@ async def _receive_from_socket(
     writer: Writer, request: Request, source: SocketSource, taken: Taken, block: int
 ) -> tuple[Entry, int]:
     """receive_into's path when the protocol lets the upload's thread read the socket
-    (gateway/socket_receive.py): the same outcomes, the same errors."""
+    (gateway/datapath/socket_receive.py): the same outcomes, the same errors."""
     defaults = (Settings.body_idle_timeout, Settings.body_min_rate)
     idle, min_rate = request.scope.get(BODY_LIMITS_KEY, defaults)
     complete = False

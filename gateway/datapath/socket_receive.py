@@ -1,10 +1,11 @@
 """Upload bodies read from the client's socket by the upload's own thread.
 
-The counterpart of gateway/socket_send.py. Through ASGI every socket read of a body
-(64–256 KiB) goes through the HTTP parser, is gathered into a block by the protocol, and
-crosses the event loop and each middleware before the upload's writer thread gets it.
-When our server protocol (gateway/limits.py) offers it, a body with a Content-Length is
-read instead by one thread straight from a duplicate of the connection's socket, into
+The counterpart of gateway/datapath/socket_send.py. Through ASGI every socket read of a
+body (64–256 KiB) goes through the HTTP parser, is gathered into a block by the protocol,
+and crosses the event loop and each middleware before the upload's writer thread gets
+it. When our server protocol (gateway/datapath/uvicorn_seam.py) offers it, a body with a
+Content-Length is read instead by one thread straight from a duplicate of the
+connection's socket, into
 blocks of the writer's size, which a second thread writes meanwhile (WriteBehind). The
 protocol stops reading the socket for that time and gets the connection back, with a
 fresh parser, once exactly the announced bytes are read.
@@ -18,18 +19,13 @@ body was never read.
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-from gateway.socket_thread import duplicate, run_in_thread
+from gateway.datapath.scope import Taken
+from gateway.datapath.socket_thread import run_in_thread
 
-SOURCE_KEY = "fedgate.socket_source"
-RECEIVED_DIRECT_KEY = "fedgate.received_direct"
-BODY_LIMITS_KEY = "fedgate.body_limits"  # (idle seconds, minimum bytes/s), from TimeLimits
 # A smaller remainder goes through ASGI: reading it directly would not pay for the
 # duplicate socket and the thread.
 MIN_DIRECT = 1024 * 1024
@@ -41,61 +37,6 @@ class BodyStalled(Exception):
 
 class BodyCut(Exception):
     """The client closed or reset the connection before the end of the body."""
-
-
-@dataclass
-class Taken:
-    first: bytes  # body bytes the parser had already gathered
-    sock: socket.socket
-    remaining: int  # bytes still to read from the socket
-
-
-class SocketSource:
-    """What a protocol offers one request: the rest of its body, read from the socket."""
-
-    def __init__(self, protocol: Any, cycle: Any) -> None:
-        self._protocol = protocol
-        self._cycle = cycle
-
-    def take(self, length: int) -> Taken | None:
-        """The connection's socket to read the rest of a ``length``-byte body from, or
-        None when the body must come through ASGI. Called on the event loop before the
-        app has received any of the body."""
-        protocol, cycle = self._protocol, self._cycle
-        transport = protocol.transport
-        if (
-            protocol.cycle is not cycle
-            or cycle.disconnected
-            or cycle.response_started
-            or transport.is_closing()
-        ):
-            return None
-        seen = protocol.body_seen
-        if len(cycle.body) != seen or length - seen < MIN_DIRECT:  # some went to the app
-            return None
-        sock = duplicate(transport)
-        if sock is None:
-            return None
-        protocol.stop_body_timer()
-        protocol.flow.pause_reading()  # the socket's bytes are ours until finish()
-        if cycle.waiting_for_100_continue:  # as uvicorn's receive() does
-            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            cycle.waiting_for_100_continue = False
-        first = bytes(cycle.body)
-        cycle.body = bytearray()
-        return Taken(first, sock, length - seen)
-
-    def finish(self, complete: bool) -> None:
-        """Hand the connection back. After a whole body the parser, which still waits
-        for the bytes we read, is replaced and reading resumes (keep-alive goes on);
-        otherwise the connection is closed once the answer is sent."""
-        protocol, cycle = self._protocol, self._cycle
-        cycle.more_body = False
-        if complete and protocol.cycle is cycle:
-            protocol.reset_parser()
-            protocol.flow.resume_reading()
-        else:
-            cycle.keep_alive = False
 
 
 class WriteBehind:
@@ -200,7 +141,7 @@ def _read_into(
 async def run_reader(
     taken: Taken, block: int, write: Callable[[bytes], None], idle: float, min_rate: int
 ) -> int:
-    """read_body in a thread of its own (cancellation: see gateway/socket_thread.py)."""
+    """read_body in a thread of its own (cancellation: see gateway/datapath/socket_thread.py)."""
     stop = threading.Event()
     return await run_in_thread(
         lambda: read_body(taken, block, write, idle, min_rate, stop),
