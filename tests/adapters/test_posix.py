@@ -10,7 +10,7 @@ import pytest
 
 from adapters.base import InvalidPath, NotFound, PermissionDenied, Storage
 from adapters.posix import STAGING, PosixAdapter, PosixStorage
-from adapters.posix_noreplace import rename_noreplace
+from adapters.posix.noreplace import rename_noreplace
 from tests.adapters.conformance import AdapterConformance, write
 
 

@@ -1,0 +1,108 @@
+"""The local folder's atomic upload: staged beside the target, renamed onto it on commit
+(with RENAME_NOREPLACE for a create-only one, adapters/posix/noreplace.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from adapters.base import AlreadyExists, Entry, IsADirectory, ParentNotFound
+from adapters.posix.errors import translate
+from adapters.posix.md5_xattr import remember_md5
+from adapters.posix.noreplace import rename_noreplace
+
+
+class PosixWriter:
+    """An upload staged in ``staging`` (a folder on the target's filesystem, so the final
+    rename is atomic), renamed onto ``target`` by ``commit``; ``on_commit(path)`` gives
+    the committed file's entry (the storage's ``stat``)."""
+
+    def __init__(
+        self,
+        staging: str,
+        path: str,
+        target: str,
+        on_commit: Callable[[str], Entry],
+        exclusive: bool = False,
+    ) -> None:
+        self._on_commit = on_commit
+        self._path = path
+        self._target = target
+        self._exclusive = exclusive
+        self._tmp = os.path.join(staging, uuid.uuid4().hex)
+        self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        # None once bytes arrive without passing through write() (fill_from): nothing
+        # is then remembered, and an md5 is computed when first asked for.
+        self._md5: Any = hashlib.md5(usedforsecurity=False)
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        if self._md5 is not None:
+            self._md5.update(data)
+
+    def fill_from(self, source: str) -> int:
+        """Copy a local file into this upload inside the kernel (copy_file_range, or
+        sendfile across filesystems): a copy between two local mounts without the
+        bytes ever entering the process (adapters.base.LocalFill). The bytes copied."""
+        self._md5 = None
+        self._file.flush()
+        with open(source, "rb") as src:
+            size = os.fstat(src.fileno()).st_size
+            out, done = self._file.fileno(), 0
+            while done < size:
+                try:
+                    n = os.copy_file_range(src.fileno(), out, size - done)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise translate(exc, self._path) from exc
+                    n = os.sendfile(out, src.fileno(), done, size - done)
+                if n == 0:
+                    break  # the source shrank meanwhile: the caller checks the count
+                done += n
+        return done
+
+    def md5_hexdigest(self) -> str | None:
+        """The md5 of the bytes written so far (None when some were not written through
+        ``write``): a wrapper hashing the upload too (gateway/digesting.py) takes it
+        instead of running a second md5 pass, the slowest of its digests."""
+        return self._md5.hexdigest() if self._md5 is not None else None
+
+    def commit(self) -> Entry:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            if self._md5 is not None:
+                remember_md5(self._file.fileno(), self._md5.hexdigest())
+            self._file.close()
+            # Re-check at commit time: the parent may have vanished, or the target may
+            # have become a directory, while the upload was streaming.
+            if os.path.isdir(self._target):
+                raise IsADirectory(f"{self._path}: is a directory")
+            try:
+                if self._exclusive:
+                    rename_noreplace(self._tmp, self._target)
+                else:
+                    os.replace(self._tmp, self._target)
+            except FileExistsError as exc:
+                raise AlreadyExists(f"{self._path}: already exists") from exc
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise ParentNotFound(f"{self._path}: parent directory does not exist") from exc
+                raise translate(exc, self._path) from exc
+            self._done = True
+            return self._on_commit(self._path)
+        finally:
+            if not self._done:
+                self.abort()
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
