@@ -157,6 +157,11 @@ class ViewCache(Generic[V]):
         self._dispose(evicted)
         return value
 
+    def keys(self) -> list[str]:
+        """The keys held now (credential digests), least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
     def newest(self) -> V | None:
         """The most recently used value, if any."""
         with self._lock:

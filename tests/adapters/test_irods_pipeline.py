@@ -1,4 +1,4 @@
-"""Pipelined iRODS writes (adapters/irods_pipeline.py) against the iRODS protocol test
+"""Pipelined iRODS writes (adapters/irods/pipeline.py) against the iRODS protocol test
 server (tests/irods_server, a Python test tool speaking the wire protocol, not a real
 iRODS; the same tests run on no real server here)."""
 
@@ -14,7 +14,7 @@ from irods.session import iRODSSession
 
 from adapters.base import Credential, StorageError
 from adapters.irods import IrodsStorage, create
-from adapters.irods_pipeline import PipelinedWrites
+from adapters.irods.pipeline import PipelinedWrites
 from tests.irods_server import IrodsTestServer
 
 

@@ -1,4 +1,4 @@
-"""iRODS data-object writes with one answer outstanding (used by adapters/_irods_io.py).
+"""iRODS data-object writes with one answer outstanding (used by adapters/irods/write.py).
 
 python-irodsclient's ``write`` is one round trip per block: send DATA_OBJ_WRITE with the
 block, wait for the server's answer, return. Between two blocks the server sits idle while
