@@ -25,7 +25,7 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class PosixOptions:
-    """A local or network-mounted folder (adapters/posix.py)."""
+    """A local or network-mounted folder (adapters/posix/)."""
 
     secrets: ClassVar[frozenset[str]] = frozenset()
     service_credential: ClassVar[tuple[str, ...]] = ()
@@ -38,7 +38,7 @@ class PosixOptions:
 
 @dataclass(frozen=True)
 class S3Options:
-    """An S3 bucket, AWS or any S3-compatible server (adapters/s3.py)."""
+    """An S3 bucket, AWS or any S3-compatible server (adapters/s3/)."""
 
     secrets: ClassVar[frozenset[str]] = frozenset({"secret_key"})
     service_credential: ClassVar[tuple[str, ...]] = ("access_key", "secret_key")
@@ -101,7 +101,7 @@ class GirderOptions:
 
 @dataclass(frozen=True)
 class IrodsOptions:
-    """An iRODS collection (adapters/irods.py)."""
+    """An iRODS collection (adapters/irods/)."""
 
     secrets: ClassVar[frozenset[str]] = frozenset({"password"})
     service_credential: ClassVar[tuple[str, ...]] = ("user", "password")

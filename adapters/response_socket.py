@@ -1,9 +1,8 @@
 """A backend's HTTP response body that can hand its socket over to the gateway.
 
 A proxied download is a relay: the gateway's CPU per GiB is what bounds it when the
-backend, the gateway and the client share a machine, and nearly all of it is the kernel
-copying each byte out of the backend's socket and into the client's (perf on a 1 GiB S3
-GET: 0.33 of 0.37 CPU-s in the kernel, 40 % of it in those two copies). When the rest of
+backend, the gateway and the client share a machine, and most of it is the kernel
+copying each byte out of the backend's socket and into the client's. When the rest of
 a body is plain bytes on a plain TCP socket, the gateway can move it with ``splice(2)``
 instead (gateway/socket_splice.py): the kernel passes the pages from one socket to the
 other through a pipe, without copying them into the process and out again.
@@ -16,11 +15,10 @@ it. The response's connection is closed at the end, never reused: nothing else k
 much of it was read.
 
 Which backends offer it is measured, not assumed (1 GiB GETs side by side, spliced
-against copied): S3 on SeaweedFS ran as fast at a third less CPU (0.21 against 0.31
-CPU-s/GiB; throughput the same within the machine's noise), so the S3 adapter offers its
-socket. XrdHttp's GETs ran ~8 % slower spliced (at less CPU) and Girder's no faster at
-more CPU: servers that write in small pieces cost the splice loop more wake-ups than
-they save, so the gfal and Girder adapters keep the copying path.
+against copied; figures in docs/decisions.md, "Adapter packages"): S3 on SeaweedFS ran
+as fast at less CPU, so the S3 adapter offers its socket. Servers that write in small
+pieces (XrdHttp, Girder) cost the splice loop more wake-ups than they save, so the gfal
+and Girder adapters keep the copying path.
 """
 
 from __future__ import annotations
