@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import is_error
 
 OCTET = {"Content-Type": "application/octet-stream"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import gateway_at, is_error, run_cli
 from tests.gateway.token_helpers import bearer, exchange, gw_db, narrow, send, status, token
 from tests.server import Running
 from tokens.errors import TokenError
@@ -143,13 +143,11 @@ def test_revoke_a_key_by_id(gw_db: Running) -> None:
 
 def test_the_operator_lists_and_revokes_keys_from_the_cli(tmp_path: Path) -> None:
     """The embedded default (SQLite under state_dir), as an operator types it."""
-    from tests.gateway.test_cli import gateway_at, run
-
-    k1 = run(tmp_path, "user", "add", "alice").stdout.strip()
-    made = run(tmp_path, "user", "key", "alice", "--label", "laptop")
+    k1 = run_cli(tmp_path, "user", "add", "alice").stdout.strip()
+    made = run_cli(tmp_path, "user", "key", "alice", "--label", "laptop")
     assert made.returncode == 0, made.stderr
     k2 = made.stdout.strip()
-    listed = run(tmp_path, "user", "keys", "alice")
+    listed = run_cli(tmp_path, "user", "keys", "alice")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0].split()[:2] == ["ID", "CREATED"]
@@ -163,11 +161,11 @@ def test_the_operator_lists_and_revokes_keys_from_the_cli(tmp_path: Path) -> Non
     finally:
         gw.close()
     for args in (("bob", "--revoke", key_id(k1)), ("alice", "--revoke", "0" * 16)):
-        refused = run(tmp_path, "user", "key", *args)
+        refused = run_cli(tmp_path, "user", "key", *args)
         assert refused.returncode == 1 and "has no API key" in refused.stderr
-    assert run(tmp_path, "user", "keys", "nobody").returncode == 1
-    assert run(tmp_path, "user", "key", "nobody").returncode == 1
-    revoked = run(tmp_path, "user", "key", "alice", "--revoke", key_id(k1))
+    assert run_cli(tmp_path, "user", "keys", "nobody").returncode == 1
+    assert run_cli(tmp_path, "user", "key", "nobody").returncode == 1
+    revoked = run_cli(tmp_path, "user", "key", "alice", "--revoke", key_id(k1))
     assert revoked.returncode == 0, revoked.stderr
     assert "1 live tokens revoked" in revoked.stderr
     gw = gateway_at(tmp_path)
@@ -178,4 +176,4 @@ def test_the_operator_lists_and_revokes_keys_from_the_cli(tmp_path: Path) -> Non
             gw.tokens.verify(tok.access_token)
     finally:
         gw.close()
-    assert key_id(k1) not in run(tmp_path, "user", "keys", "alice").stdout
+    assert key_id(k1) not in run_cli(tmp_path, "user", "keys", "alice").stdout

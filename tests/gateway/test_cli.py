@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from gateway import config
-from gateway.state import Gateway
+from tests.gateway.helpers import gateway_at, run_cli
 from tokens.vault import StoredCredential
-
-FEDGATE = str(Path(sys.executable).parent / "fedgate")
-
-
-def run(tmp: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGATE_")}
-    env["FEDGATE_STATE_DIR"] = str(tmp / "state")
-    env["FEDGATE_MOUNT__LOCAL__TYPE"] = "posix"
-    env["FEDGATE_MOUNT__LOCAL__ROOT"] = str(tmp / "data")
-    env["FEDGATE_MOUNT__LOCAL__CREATE"] = "true"
-    return subprocess.run(
-        [FEDGATE, *args], env=env, cwd=tmp, input=stdin, capture_output=True, text=True, timeout=60
-    )
-
-
-def gateway_at(tmp: Path) -> Gateway:
-    env = {
-        "FEDGATE_STATE_DIR": str(tmp / "state"),
-        "FEDGATE_MOUNT__LOCAL__TYPE": "posix",
-        "FEDGATE_MOUNT__LOCAL__ROOT": str(tmp / "data"),
-    }
-    return Gateway(config.load(env=env), env=env)
 
 
 def test_user_lifecycle(tmp_path: Path) -> None:
-    r = run(tmp_path, "user", "add", "alice", "--password-stdin", stdin="a long password\n")
+    r = run_cli(tmp_path, "user", "add", "alice", "--password-stdin", stdin="a long password\n")
     assert r.returncode == 0, r.stderr
     key = r.stdout.strip()
     assert key.startswith("fgk_")
-    assert run(tmp_path, "user", "add", "alice").returncode == 1
-    assert "alice" in run(tmp_path, "user", "list").stdout
+    assert run_cli(tmp_path, "user", "add", "alice").returncode == 1
+    assert "alice" in run_cli(tmp_path, "user", "list").stdout
     gw = gateway_at(tmp_path)
     try:
         user = gw.users.authenticate_key(key)
@@ -48,12 +22,12 @@ def test_user_lifecycle(tmp_path: Path) -> None:
         assert gw.users.authenticate_password("alice", "a long password") is not None
     finally:
         gw.close()
-    assert run(tmp_path, "user", "delete", "alice").returncode == 0
-    assert "alice" not in run(tmp_path, "user", "list").stdout
+    assert run_cli(tmp_path, "user", "delete", "alice").returncode == 0
+    assert "alice" not in run_cli(tmp_path, "user", "list").stdout
 
 
 def test_vault_rotate_in_place_keeps_every_secret(tmp_path: Path) -> None:
-    assert run(tmp_path, "user", "add", "bob").returncode == 0
+    assert run_cli(tmp_path, "user", "add", "bob").returncode == 0
     gw = gateway_at(tmp_path)
     try:
         gw.vault.put("bob", "local", StoredCredential("apikey", {"apiKey": "s3cr3t-value-42"}))
@@ -61,7 +35,7 @@ def test_vault_rotate_in_place_keeps_every_secret(tmp_path: Path) -> None:
         gw.close()
     key_file = tmp_path / "state" / "master.key"
     before = key_file.read_text()
-    r = run(tmp_path, "vault", "rotate")
+    r = run_cli(tmp_path, "vault", "rotate")
     assert r.returncode == 0, r.stderr
     after = key_file.read_text()
     assert after != before and after.endswith(before)  # new key first, old kept after
@@ -79,14 +53,14 @@ def test_vault_rotate_in_place_keeps_every_secret(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_and_audit(tmp_path: Path) -> None:
-    r = run(tmp_path, "db", "upgrade")
+    r = run_cli(tmp_path, "db", "upgrade")
     assert r.returncode == 0 and "schema version" in r.stdout
-    assert run(tmp_path, "db", "upgrade").stdout == r.stdout  # idempotent
-    assert run(tmp_path, "audit", "--limit", "5").returncode == 0
+    assert run_cli(tmp_path, "db", "upgrade").stdout == r.stdout  # idempotent
+    assert run_cli(tmp_path, "audit", "--limit", "5").returncode == 0
 
 
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nno_such_key = 1\n")
-    r = run(tmp_path, "--config", str(bad), "user", "list")
+    r = run_cli(tmp_path, "--config", str(bad), "user", "list")
     assert r.returncode == 2 and "no_such_key" in r.stderr

@@ -10,15 +10,10 @@ the storage itself.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import os
-import tarfile
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +24,7 @@ from adapters.base import Credential, NotFound
 from adapters.posix import STAGING
 from adapters.s3 import create as create_s3
 from gateway.config import MountConfig
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
+from tests.gateway.helpers import When, bearer, is_error, tar_gz, token, upload_data, wait_for
 from tests.server import Running, local_settings, running
 from tests.testbeds import running_testbed
 
@@ -41,60 +35,8 @@ ENDPOINT = "http://127.0.0.1:8333"
 BUCKET = "fedgate-tests"
 
 
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.0005)
-
-
-class When:
-    """Run ``action`` in a thread as soon as ``condition`` holds (while the request that
-    makes it hold is still being served); ``check`` re-raises what went wrong there."""
-
-    def __init__(self, condition: Callable[[], bool], action: Callable[[], None], what: str):
-        self.error: BaseException | None = None
-        self.fired = False
-        self.raced = True  # what the action saw: set by actions that can tell
-
-        def run() -> None:
-            try:
-                wait_for(condition, what)
-                action()
-                self.fired = True
-            except BaseException as exc:  # handed to the test's thread
-                self.error = exc
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def check(self) -> None:
-        self._thread.join(30)
-        if self.error is not None:
-            raise self.error
-        assert self.fired
-
-
 def write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
-
-
-def upload_data(data: bytes, kind: str = "File") -> bytes:
-    import json
-
-    body = {"type": kind, "base64Content": base64.b64encode(data).decode()}
-    return json.dumps(body).encode()
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=1) as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 # --- a local folder ---------------------------------------------------------------------

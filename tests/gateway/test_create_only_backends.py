@@ -23,9 +23,7 @@ import httpx
 import pytest
 
 from gateway.config import MountConfig
-from tests.gateway.test_create_only import When, tar_gz, upload_data, wait_for
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
+from tests.gateway.helpers import When, bearer, is_error, tar_gz, token, upload_data, wait_for
 from tests.server import Running, local_settings, running
 from tests.testbeds import REPO, run_testbed, running_testbed
 

@@ -11,20 +11,10 @@ import tarfile
 import httpx
 import pytest
 
+from tests.gateway.helpers import is_error
 from tests.server import Running
 
 BINARY = bytes(range(256)) * 1000 + b"\x00\r\n\xff"
-
-
-def is_error(r: httpx.Response, status: int, code: int | None = None) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert list(body)[:2] == ["errorCode", "errorMessage"]
-    assert set(body) <= {"errorCode", "errorMessage", "errorDetails"}
-    assert isinstance(body["errorMessage"], str) and body["errorMessage"]
-    assert body["errorCode"] // 100 == status
-    if code is not None:
-        assert body["errorCode"] == code
 
 
 # --- platform & authentication ---------------------------------------------------------

@@ -12,39 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import (
+    ACCESS,
+    API_KEY_TYPE,
+    bearer,
+    exchange,
+    is_error,
+    raw_request,
+    token,
+)
 from tests.server import Running
-
-GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-API_KEY_TYPE = "urn:fedgate:params:oauth:token-type:api-key"
-ACCESS = "urn:ietf:params:oauth:token-type:access_token"
-
-
-def exchange(
-    gw: Running,
-    scope: str,
-    subject: str | None = None,
-    subject_type: str = API_KEY_TYPE,
-    **extra: object,
-) -> httpx.Response:
-    form = {
-        "grant_type": GRANT,
-        "subject_token": subject or gw.key,
-        "subject_token_type": subject_type,
-        "scope": scope,
-    }
-    form.update({k: str(v) for k, v in extra.items()})
-    return httpx.post(gw.api + "/token", data=form)
-
-
-def token(gw: Running, scope: str, **extra: object) -> str:
-    r = exchange(gw, scope, **extra)
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
-
-
-def bearer(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
 
 
 @pytest.fixture
@@ -106,8 +83,6 @@ def test_dot_dot_cannot_climb_out_of_scope(gw: Running, tree: Path) -> None:
         f"GET /rest/path/local/a/../ab/other.txt?action=content HTTP/1.1\r\nHost: x\r\n"
         f"Authorization: Bearer {tok}\r\nConnection: close\r\n\r\n"
     ).encode()
-    from tests.gateway.test_safety import raw_request
-
     answer = raw_request(gw, request)
     assert answer.split(b"\r\n", 1)[0].split()[1] in (b"400", b"403")
     assert b"other" not in answer.split(b"\r\n\r\n", 1)[1]

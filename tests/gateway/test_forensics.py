@@ -23,7 +23,7 @@ import pytest
 from gateway import config
 from gateway.config import MountConfig
 from tests import postgres
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import is_error
 from tests.scale.procs import cli, serve, write_config
 from tests.server import Running, local_settings, master_env, running
 from tokens.audit import OPERATIONS, iso_time

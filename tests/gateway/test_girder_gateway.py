@@ -25,8 +25,7 @@ from girder_client import cli as girder_cli
 
 from gateway.config import MountConfig
 from tests.gateway.carmin_flow import check_carmin_actions, name_of
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
+from tests.gateway.helpers import bearer, is_error, token
 from tests.server import Running, local_settings, running
 from tests.testbeds import REPO, running_testbed
 

@@ -24,8 +24,7 @@ from irods.session import iRODSSession
 
 from gateway.config import MountConfig
 from tests.gateway.carmin_flow import check_carmin_actions
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
+from tests.gateway.helpers import bearer, exchange, is_error, token
 from tests.irods_server import IrodsTestServer
 from tests.server import Running, local_settings, running
 
@@ -276,8 +275,6 @@ def test_tickets_share_the_tokens_counter_never_n_plus_n_minus_1(
 def test_a_narrowed_tokens_ticket_takes_its_uses_from_the_parent_too(
     gw: Running, irods: IrodsTestServer, client: httpx.Client, folder: str
 ) -> None:
-    from tests.gateway.test_delegation import exchange
-
     client.put(f"/path/irods/{folder}/p.txt", content=b"parent", headers=OCTET)
     parent = token(gw, f"storage.read:/irods/{folder}", uses=4)
     child = exchange(
@@ -327,8 +324,6 @@ def test_execution_revocation_deletes_its_tickets(
     execution = f"exec-{uuid.uuid4().hex[:8]}"
     parent = token(gw, f"storage.read:/irods/{folder}", execution_id=execution)
     # A token narrowed from the execution's token: its ticket must go too.
-    from tests.gateway.test_delegation import exchange
-
     child = exchange(
         gw,
         f"storage.read:/irods/{folder}/e.txt",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import is_error
 from tests.gateway.token_helpers import (
     bearer,
     gw_db,

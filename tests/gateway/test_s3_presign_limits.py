@@ -18,8 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
+from tests.gateway.helpers import bearer, is_error, token
 from tests.gateway.test_s3_gateway import (  # noqa: F401 - fixtures
     OCTET,
     _mount,

@@ -12,26 +12,8 @@ import pytest
 
 from adapters.posix import STAGING
 from tests.events import request_log
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import is_error, raw_request
 from tests.server import Running
-
-
-def raw_request(gw: Running, request: bytes, read: bool = True) -> bytes:
-    host, port = gw.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(request)
-        if not read:
-            return b""
-        chunks = []
-        while True:
-            try:
-                data = s.recv(65536)
-            except TimeoutError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        return b"".join(chunks)
 
 
 @pytest.mark.parametrize(

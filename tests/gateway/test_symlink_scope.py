@@ -16,9 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.test_create_only import tar_gz, upload_data
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
+from tests.gateway.helpers import bearer, is_error, tar_gz, token, upload_data
 from tests.server import Running
 
 OCTET = {"Content-Type": "application/octet-stream"}

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import is_error
 from tests.gateway.token_helpers import API_KEY_TYPE, GRANT, bearer, gw_db, jti_of, token
 from tests.server import Running
 

@@ -24,7 +24,7 @@ from adapters.base import Credential
 from adapters.s3 import create
 from gateway.config import MountConfig
 from tests.clock import FakeClock
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import is_error
 from tests.gateway.test_girder_gateway import admin, girder_env, root
 from tests.gateway.token_helpers import ACCESS, bearer, exchange, status, token
 from tests.server import Running, local_settings, running
