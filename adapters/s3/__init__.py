@@ -58,9 +58,10 @@ write look like a missing parent). ``AccessDenied`` is ``PermissionDenied``;
 with a one-key LIST that does carry the error code.
 """
 
+from adapters.options import MIB
 from adapters.s3.adapter import S3Adapter, create
 from adapters.s3.errors import client_error_code, translate
-from adapters.s3.options import MIB, S3Settings
+from adapters.s3.options import S3Settings
 from adapters.s3.storage import S3Storage
 from adapters.s3.write import ALL_PARTS_IN_FLIGHT, PARTS_IN_FLIGHT, S3Writer, free_part_slots
 

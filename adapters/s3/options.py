@@ -1,17 +1,18 @@
 """The S3 adapter's settings, checked once at start, and the boto3 client they make
-(the options themselves are documented in adapters/s3/__init__.py)."""
+(the options are declared in adapters/options.py, described in adapters/s3/__init__.py)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
+
+from adapters.options import MIB, S3Options
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-MIB = 1024 * 1024
 MIN_PART = 5 * MIB  # S3's minimum for every part but the last
 
 # One boto3 Session for every client of the process: each Session parses botocore's S3
@@ -32,20 +33,11 @@ def _boto3() -> Any:
     return boto3
 
 
-@dataclass(frozen=True)
-class S3Settings:
-    bucket: str
-    prefix: str = ""
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    path_style: bool = False
-    access_key: str | None = None
-    secret_key: str | None = None
-    multipart_threshold: int = 8 * MIB
-    part_size: int = 8 * MIB
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    max_attempts: int = 3
+@dataclass(frozen=True, repr=False)
+class S3Settings(S3Options):
+    """The mount's options (declared and documented once, in adapters/options.py) checked
+    and normalised: the prefix without slashes, ``path_style`` decided, numbers as
+    numbers."""
 
     def __repr__(self) -> str:  # the secret key must never reach a log
         return (
@@ -55,32 +47,26 @@ class S3Settings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> S3Settings:
-        known = {
-            "bucket", "prefix", "endpoint_url", "region", "path_style", "access_key",
-            "secret_key", "multipart_threshold", "part_size", "connect_timeout",
-            "read_timeout", "max_attempts",
-        }  # fmt: skip
-        unknown = sorted(set(options) - known)
+        unknown = sorted(set(options) - {f.name for f in fields(S3Options)})
         if unknown:
             raise ValueError(f"s3 mount: unknown options {', '.join(unknown)}")
-        bucket = str(options.get("bucket") or "")
-        if not bucket:
+        if not options.get("bucket"):
             raise ValueError("s3 mount: option 'bucket' is required")
-        endpoint = options.get("endpoint_url") or None
-        path_style = options.get("path_style")
+        given = S3Options(**options)
+        endpoint = given.endpoint_url or None
         settings = cls(
-            bucket=bucket,
-            prefix=str(options.get("prefix") or "").strip("/"),
+            bucket=str(given.bucket),
+            prefix=str(given.prefix or "").strip("/"),
             endpoint_url=str(endpoint) if endpoint else None,
-            region=str(options.get("region") or "us-east-1"),
-            path_style=bool(endpoint) if path_style is None else bool(path_style),
-            access_key=options.get("access_key") or None,
-            secret_key=options.get("secret_key") or None,
-            multipart_threshold=int(options.get("multipart_threshold", 8 * MIB)),
-            part_size=int(options.get("part_size", 8 * MIB)),
-            connect_timeout=float(options.get("connect_timeout", 5.0)),
-            read_timeout=float(options.get("read_timeout", 30.0)),
-            max_attempts=int(options.get("max_attempts", 3)),
+            region=str(given.region or S3Options.region),
+            path_style=bool(endpoint) if given.path_style is None else bool(given.path_style),
+            access_key=given.access_key or None,
+            secret_key=given.secret_key or None,
+            multipart_threshold=int(given.multipart_threshold),
+            part_size=int(given.part_size),
+            connect_timeout=float(given.connect_timeout),
+            read_timeout=float(given.read_timeout),
+            max_attempts=int(given.max_attempts),
         )
         if settings.part_size < MIN_PART:
             raise ValueError("s3 mount: part_size must be at least 5 MiB (5242880)")

@@ -29,9 +29,10 @@ from adapters.base import (
     streamed_checksum,
 )
 from adapters.common import mime_type
+from adapters.options import MIB
 from adapters.response_socket import ResponseStream
 from adapters.s3.errors import client_error_code, translate
-from adapters.s3.options import MIB, S3Settings
+from adapters.s3.options import S3Settings
 from adapters.s3.write import S3Writer
 
 if TYPE_CHECKING:

@@ -10,9 +10,10 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoo
 from typing import TYPE_CHECKING, Any
 
 from adapters.base import AlreadyExists, Entry, StorageError
+from adapters.options import MIB
 from adapters.s3.buffer import PartBuffer
 from adapters.s3.errors import client_error_code, translate
-from adapters.s3.options import MIB, S3Settings
+from adapters.s3.options import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
