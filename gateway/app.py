@@ -12,25 +12,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
-from gateway import (
-    observability,
-    readiness,
-    routes_data,
-    routes_live_tokens,
-    routes_platform,
-    routes_resolve,
-    routes_tokens,
-    routes_upload,
-    ui,
-    webdav,
-)
+from gateway import api, observability, readiness, ui, webdav
 from gateway.config import Settings
 from gateway.errors import CarminError, E, error_response
 from gateway.limits import TimeLimits
-from gateway.openapi import openapi_document
 from gateway.state import Gateway
 from tokens.errors import StoreError, VaultError
 
@@ -79,21 +67,6 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     return error_response(E.INTERNAL, f"internal error (incident {incident})")
 
 
-def api_routes() -> list[BaseRoute]:
-    return [
-        Route("/platform", routes_platform.get_platform, methods=["GET"]),
-        Route("/platform", routes_platform.put_platform, methods=["PUT"]),
-        Route("/authenticate", routes_platform.post_authenticate, methods=["POST"]),
-        Route("/path", routes_data.get_path, methods=["GET"]),
-        Route("/path/{completePath:path}", routes_data.get_path, methods=["GET"]),
-        Route("/path/{completePath:path}", routes_upload.put_path, methods=["PUT"]),
-        Route("/path/{completePath:path}", routes_data.delete_path, methods=["DELETE"]),
-        *routes_tokens.routes(),
-        *routes_live_tokens.routes(),
-        *routes_resolve.routes(),
-    ]
-
-
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     gw = gateway or Gateway(settings)
 
@@ -104,20 +77,13 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         if gateway is None:
             gw.close()
 
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(settings))
-
-    routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
-    routes += observability.routes()
-    routes += readiness.routes()  # /readyz/gateway: the pods' readiness probe
-    routes += routes_tokens.root_routes()
-    routes += webdav.routes(settings.webdav_prefix)  # the WebDAV door (gateway/webdav)
-    routes += ui.routes(settings.api_prefix)  # the web page at / (gateway/ui)
-    if settings.api_prefix:
-        routes.append(Route(settings.api_prefix + "/openapi.json", openapi, methods=["GET"]))
-        routes.append(Mount(settings.api_prefix, routes=api_routes()))
-    else:
-        routes += api_routes()
+    routes: list[BaseRoute] = [
+        *observability.routes(),  # /healthz, /readyz, /metrics
+        *readiness.routes(),  # /readyz/gateway: the pods' readiness probe
+        *webdav.routes(settings.webdav_prefix),  # the WebDAV door (gateway/webdav)
+        *ui.routes(settings.api_prefix),  # the web page at / (gateway/ui)
+        *api.routes(settings),  # CARMIN (gateway/api)
+    ]
     middleware = [
         Middleware(
             TimeLimits,

@@ -11,10 +11,10 @@ rows whose credential has expired on its own (deleting expired tickets too, whic
 iRODS keeps in its catalog). ``sweep`` runs at start-up, then once a minute in each
 process (``sweep_forever``), and at most once a minute when a grant is recorded.
 
-Only storages with a ``revoke_delegation(delegation)`` method get grants recorded: the others
+Only storages that are ``Revocable`` (adapters/base.py) get grants recorded: the others
 hand out credentials that cannot be revoked (presigned URLs), which is why those live
-``presign_lifetime`` seconds at most (gateway/redirects.py). A grant asked with an API key
-has no token to be revoked with; it is recorded under a made-up id so the sweep deletes
+``presign_lifetime`` seconds at most (gateway/api/redirects.py). A grant asked with an
+API key has no token to be revoked with; it is recorded under a made-up id so the sweep deletes
 it once expired. A Girder grant also records the id of the API key made for it
 (``Delegation.revoke_ref``): deleting that key deletes the token.
 """
@@ -27,18 +27,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol, cast
 
-from adapters.base import Delegation, NotFound, Storage, StorageError
-from gateway.config import MountConfig
+from adapters.base import (
+    Adapter,
+    Delegation,
+    NotFound,
+    Revocable,
+    Storage,
+    StorageError,
+    features,
+)
+from gateway.config import MountConfig, Settings
 from gateway.errors import CarminError
 from tokens.masterkey import MasterKeys, native_grant_aad
 from tokens.revocation import Revocation
 from tokens.service import TokenService
 from tokens.store import Row, Store
-
-if TYPE_CHECKING:
-    from gateway.state import Mounts
 
 log = logging.getLogger("fedgate.grants")
 
@@ -50,13 +55,21 @@ def _aad(jti: str, mount: str) -> bytes:
     return native_grant_aad(jti, mount)  # shared with KeyVault.rotate, which re-wraps grants
 
 
-def revocable(storage: Storage) -> bool:
-    return callable(getattr(storage, "revoke_delegation", None))
+class MountAccess(Protocol):
+    """What the grants need of the gateway's mounts (gateway/state.py's ``Mounts``):
+    a mount by name, and a storage to delete a credential with."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def storage(self, mount: MountConfig, user: str) -> Storage: ...
+
+    def adapter(self, mount: MountConfig) -> Adapter: ...
 
 
 class NativeGrants:
     def __init__(
-        self, store: Store, keys: MasterKeys, mounts: Mounts, tokens: TokenService
+        self, store: Store, keys: MasterKeys, mounts: MountAccess, tokens: TokenService
     ) -> None:
         self._store = store
         self._keys = keys
@@ -193,8 +206,7 @@ class NativeGrants:
             try:
                 storage = adapter.bind(None)
             except (StorageError, CarminError):
-                anonymous = getattr(adapter, "revoke_delegation", None)
-                if anonymous is None:
+                if not features(adapter).revocable:
                     raise
-                return anonymous  # type: ignore[no-any-return]
-        return storage.revoke_delegation  # type: ignore[attr-defined,no-any-return]
+                return cast(Revocable, adapter).revoke_delegation
+        return cast(Revocable, storage).revoke_delegation

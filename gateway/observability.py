@@ -39,10 +39,17 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import forwarded, metrics, routes_native, routes_tokens
+from gateway import forwarded, metrics
 from gateway.datapath.scope import RECEIVED_DIRECT_KEY, SENT_DIRECT_KEY
 from gateway.logs import install_record_hooks, mark_logged
-from gateway.request_context import client_var, request_id_var
+from gateway.request_context import (
+    EXECUTION_ID_KEY,
+    TOKEN_ID_KEY,
+    TOKEN_ISSUED_KEY,
+    USER_KEY,
+    client_var,
+    request_id_var,
+)
 from gateway.startup import describe_error
 from gateway.state import Gateway
 from tokens.revocation import Revocation
@@ -52,10 +59,6 @@ access_log = logging.getLogger("fedgate.access")
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: "$" passes a final "\n"
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:[A-Za-z_]+)?\}")
 _PROBES = ("/healthz", "/readyz", "/readyz/gateway", "/metrics")
-# Set in the scope by gateway/auth.py once a caller is known, for the access line.
-USER_KEY = "fedgate.user"
-TOKEN_ID_KEY = "fedgate.token_id"  # noqa: S105 - a scope key; the jti, when the caller used a token
-EXECUTION_ID_KEY = "fedgate.execution_id"  # and the execution it was issued for
 
 
 # --- probes ---------------------------------------------------------------------------
@@ -275,12 +278,9 @@ class AccessMiddleware:
         method = str(scope.get("method", ""))
         metrics.REQUESTS.labels(route, method, str(status), mount).inc()
         metrics.REQUEST_SECONDS.labels(route, method).observe(elapsed)
-        if status == 200 and method == "POST":
-            endpoint = scope.get("endpoint")
-            if endpoint is routes_tokens.post_token:
-                metrics.TOKENS_ISSUED.labels("exchange").inc()
-            elif endpoint is routes_native.post_native:
-                metrics.TOKENS_ISSUED.labels("native").inc()
+        issued = scope.get(TOKEN_ISSUED_KEY)
+        if status == 200 and method == "POST" and issued:
+            metrics.TOKENS_ISSUED.labels(issued).inc()
         path = str(scope.get("path", ""))
         # Probes arrive every few seconds from every kubelet: keep them out of INFO.
         level = logging.DEBUG if path in _PROBES else logging.INFO

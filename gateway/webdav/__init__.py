@@ -13,7 +13,7 @@ RFC 4918 class 1 plus what grid clients use (davix, gfal2's http plugin, rclone,
 
 Requests go through the same authentication (API key, Basic with the API key as
 password, fedgate Bearer tokens), the same authorisation and audit
-(gateway/operation.py) and the same streaming data path (gateway/datapath/transfer.py) as the
+(gateway/api/operation.py) and the same streaming data path (gateway/datapath/transfer.py) as the
 CARMIN API; only the framing differs. Errors are plain statuses with a short text body:
 DAV clients do not read CARMIN JSON.
 """

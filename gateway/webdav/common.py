@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
-from gateway import paths
-from gateway.auth import Principal
+from gateway.api import paths
+from gateway.api.auth import Principal
+from gateway.api.operation import Op, stat_entry
 from gateway.errors import CarminError, E
-from gateway.operation import Op, stat_entry
 from gateway.webdav.credentials import authenticate_dav
 
 

@@ -28,9 +28,9 @@ from adapters.base import (
     Storage,
     join,
 )
-from gateway import digests, paths
+from gateway.api import digests, paths
+from gateway.api.operation import Op
 from gateway.datapath.transfer import ClosingStreamingResponse
-from gateway.operation import Op
 from gateway.webdav import peers, tpc
 from gateway.webdav.common import (
     destination,

@@ -16,8 +16,9 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.auth import Principal, authenticate
+from gateway.api.auth import Principal, authenticate
 from gateway.errors import CarminError, E
+from gateway.request_context import USER_KEY
 
 _CHALLENGES = (b'Basic realm="fedgate", charset="UTF-8"', b'Bearer realm="fedgate"')
 
@@ -49,5 +50,5 @@ def authenticate_dav(request: Request) -> Principal:
     user = state.users.authenticate_key(key)
     if user is None or not hmac.compare_digest(user.name.encode(), name.encode()):
         raise CarminError(E.BAD_CREDENTIALS, "invalid user name or API key")
-    request.scope["fedgate.user"] = user.name  # for the access log line
+    request.scope[USER_KEY] = user.name  # for the access log line
     return Principal(user)

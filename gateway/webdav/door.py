@@ -1,4 +1,4 @@
-"""The door's methods: each one is a CARMIN operation (gateway/operation.py) with
+"""The door's methods: each one is a CARMIN operation (gateway/api/operation.py) with
 WebDAV framing. See the package docstring for what each method answers."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.base import Entry, Renaming, Storage
-from gateway import digests, paths, routes_data, routes_upload
-from gateway.auth import authorize
+from gateway.api import data, digests, paths, upload
+from gateway.api.auth import authorize
+from gateway.api.operation import Op
 from gateway.datapath.transfer import ClosingStreamingResponse, batches_in_thread
 from gateway.errors import CarminError, E
-from gateway.operation import Op
 from gateway.webdav import copying, multistatus
 from gateway.webdav.common import (
     destination,
@@ -83,8 +83,8 @@ async def get(request: Request) -> Response:
     storage, entry = await readable(op)
     if entry.is_dir:
         return await _index(op, storage, entry)
-    # routes_data.content answers Want-Digest / Want-Repr-Digest, as on CARMIN.
-    return await routes_data.content(op, storage, entry, redirect=_redirect_asked(request))
+    # data.content answers Want-Digest / Want-Repr-Digest, as on CARMIN.
+    return await data.content(op, storage, entry, redirect=_redirect_asked(request))
 
 
 def _redirect_asked(request: Request) -> bool:
@@ -106,7 +106,7 @@ async def head(request: Request) -> Response:
         "Content-Length": str(entry.size or 0),
         "Content-Type": entry.mime_type or "application/octet-stream",
         "Last-Modified": formatdate(entry.mtime or 0, usegmt=True),
-        "ETag": routes_data.entity_tag(entry),
+        "ETag": data.entity_tag(entry),
         "Accept-Ranges": "bytes",
     }
     headers.update(await digests.response_headers(op, storage))
@@ -120,7 +120,7 @@ async def head(request: Request) -> Response:
 
 async def _index(op: Op, storage: Storage, entry: Entry) -> Response:
     """A folder asked with GET (a browser): a plain HTML listing, streamed."""
-    # Links that lead out of the caller's read scope are not listed (gateway/operation.py).
+    # Links that lead out of the caller's read scope are not listed (gateway/api/operation.py).
     iterator = op.in_scope(await op.call(storage.list, op.cpath.inner))
     base = _href(prefix(op), op.cpath, True)
 
@@ -175,7 +175,7 @@ async def put(request: Request) -> Response:
         op.authorize("modify")
     # The same streamed, atomic write as a CARMIN raw PUT (an empty body is an empty
     # file here: DAV has MKCOL for folders).
-    await routes_upload._put_raw(op, storage)
+    await upload.put_raw(op, storage)
     return Response(status_code=204 if found is not None else 201)
 
 

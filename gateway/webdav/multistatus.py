@@ -22,8 +22,8 @@ from defusedxml.ElementTree import ParseError, fromstring
 from starlette.requests import Request
 
 from adapters.base import Entry
+from gateway.api.data import entity_tag
 from gateway.errors import CarminError, E
-from gateway.routes_data import entity_tag
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

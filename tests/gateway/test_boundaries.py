@@ -110,7 +110,7 @@ RANGES = [
     "items=0-1",
     "bytes = 2-4",
 ]
-# Where fedgate answers differently from nginx on purpose (gateway/ranges.py):
+# Where fedgate answers differently from nginx on purpose (gateway/api/ranges.py):
 MULTI = ["bytes=0-1,5-6", "bytes=0-0,-1"]  # nginx: 206 multipart; fedgate: 200, the whole
 HEADERS = ("content-range", "content-length")
 

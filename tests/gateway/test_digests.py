@@ -23,7 +23,7 @@ import pytest
 
 from adapters.base import NotFound
 from adapters.posix import PosixStorage
-from gateway import digests
+from gateway.api import digests
 from gateway.app import create_app
 from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from gateway.state import Gateway

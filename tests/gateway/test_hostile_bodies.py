@@ -23,15 +23,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.archive import Archive
-from gateway.archive_limits import UnsafeArchive, scan_tar
+from gateway.api.archive import Archive
+from gateway.api.archive_limits import UnsafeArchive, scan_tar
 from tests.gateway.test_data_api import is_error
 from tests.scale.procs import Server, cli, serve
 from tests.server import Running
 
 MIB = 1024 * 1024
 HOSTILE = 300 * MIB
-SMALL_BODY_LIMIT = 64 * 1024  # gateway/web.py form_or_json's default
+SMALL_BODY_LIMIT = 64 * 1024  # gateway/api/web.py form_or_json's default
 
 # Every route that reads a small JSON or form body, with the method it takes.
 SMALL_BODY_ROUTES = [
@@ -247,7 +247,7 @@ def test_300000_empty_tar_entries_are_refused_after_the_limit(
 
 def test_the_quick_scan_stops_at_the_limit(many_entries: bytes) -> None:
     """Entries are counted as they are read: the scan reads limit + 1 headers, no more."""
-    from gateway.archive_limits import Tally
+    from gateway.api.archive_limits import Tally
 
     tally = Tally(10**12, 1000)
     with pytest.raises(UnsafeArchive):
@@ -258,7 +258,7 @@ def test_the_quick_scan_stops_at_the_limit(many_entries: bytes) -> None:
 def test_tarfile_counts_as_it_goes_when_the_scan_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """A header the scan does not follow (here: every checksum made unreadable to it)
     leaves the verdict to tarfile, read with next(): it too stops at limit + 1."""
-    import gateway.archive_limits as limits
+    import gateway.api.archive_limits as limits
 
     monkeypatch.setattr(limits, "_checksum_ok", lambda header: False)
     parsed = count_tar_headers(monkeypatch)

@@ -1,11 +1,11 @@
-"""gateway/paths.py on its own: what each refusal says (it is the error message the
+"""gateway/api/paths.py on its own: what each refusal says (it is the error message the
 caller reads), and the helpers the routes build paths with."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway import paths
+from gateway.api import paths
 from gateway.errors import CarminError
 
 

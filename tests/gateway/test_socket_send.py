@@ -4,6 +4,7 @@ goes on afterwards, and a body that fails, overruns or stalls is cut, never comp
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -213,7 +214,8 @@ def test_a_storage_that_asks_for_read_ahead_gets_it(
         real_init(self, chunks, depth)
 
     monkeypatch.setattr(socket_send.Prefetch, "__init__", counting)
-    monkeypatch.setattr(PosixStorage, "read_ahead", 1, raising=False)
+    asks = dataclasses.replace(PosixStorage.capabilities, read_ahead=1)
+    monkeypatch.setattr(PosixStorage, "capabilities", asks)
     data = os.urandom(6 * MiB)
     put(gw, "big.bin", data)
     if extra:

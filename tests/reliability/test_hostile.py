@@ -229,7 +229,7 @@ def test_hostile_bodies(gateway: tuple[Running, dict[str, Backend]], mount: str)
 
 def test_zip_bomb_is_refused_before_reading_it(tmp_path: Path) -> None:
     """The unpacked size is judged from the archive's directory, not by inflating it."""
-    from gateway.archive import Archive
+    from gateway.api.archive import Archive
     from gateway.errors import CarminError
 
     with pytest.raises(CarminError) as err:

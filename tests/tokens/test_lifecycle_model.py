@@ -269,7 +269,7 @@ class TokenLifecycle(RuleBasedStateMachine):
 
     @rule(t=tokens)
     def use(self, t: Model) -> None:
-        """One request: verify, then spend a use (gateway/auth.py's order)."""
+        """One request: verify, then spend a use (gateway/api/auth.py's order)."""
         want = self.expected(t)
         counted = [x for x in (t, *t.chain) if x.uses_left is not None]
         if (

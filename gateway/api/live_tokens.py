@@ -8,10 +8,9 @@ from typing import Any
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from gateway.auth import authenticate
-from gateway.web import NO_STORE, gateway_of
+from gateway.api.auth import authenticate
+from gateway.api.web import NO_STORE, gateway_of
 from tokens.live import LiveToken, live_tokens
 
 
@@ -37,7 +36,3 @@ async def get_tokens(request: Request) -> Response:
     principal = authenticate(request, allow_token=False)
     found = await to_thread.run_sync(live_tokens, gw.tokens, principal.user.name)
     return JSONResponse([token_json(t) for t in found], headers=NO_STORE)
-
-
-def routes() -> list[BaseRoute]:
-    return [Route("/token", get_tokens, methods=["GET"])]

@@ -9,15 +9,14 @@ from typing import Any
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from adapters.base import AuthenticationFailed, Credential, PermissionDenied, StorageError
-from gateway.auth import Principal, authenticate
+from gateway.api.auth import Principal, authenticate
+from gateway.api.fields import Fields
+from gateway.api.web import NO_STORE, audit_event, form_or_json, gateway_of
 from gateway.config import MountConfig
 from gateway.errors import CarminError, E, from_storage
-from gateway.fields import Fields
 from gateway.state import Gateway
-from gateway.web import NO_STORE, audit_event, form_or_json, gateway_of
 from tokens.users import ApiKeyInfo, key_id_of, validate_user_name
 from tokens.vault import StoredCredential
 
@@ -219,14 +218,3 @@ async def delete_api_key(request: Request) -> Response:
         raise CarminError(E.NO_RESOURCE, f"no API key {key_id[:40]!r} of yours")
     audit_event(gw, "key_revoke", caller, "ok", detail=f"API key {key_id}, {revoked} revoked")
     return JSONResponse({"apiKey": key_id, "revoked": revoked}, headers=NO_STORE)
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route("/user/apiKeys", get_api_keys, methods=["GET"]),
-        Route("/user/apiKeys/{keyId}", delete_api_key, methods=["DELETE"]),
-        Route("/user/externalKeys", put_external_key, methods=["PUT", "POST"]),
-        Route("/user/externalKeys", get_external_keys, methods=["GET"]),
-        Route("/user/externalKeys/{storageIdentifier}", delete_external_key, methods=["DELETE"]),
-        Route("/externalPlatforms", get_external_platforms, methods=["GET"]),
-    ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.api.openapi_components import components, json_body
 from gateway.config import Settings
-from gateway.openapi_components import components, json_body
 from tokens.audit import OPERATIONS
 from tokens.scopes import ACTIVITIES
 
@@ -63,8 +63,8 @@ _AUDIT_TIME = {
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
-    from gateway.routes_data import ACTIONS
-    from gateway.routes_tokens import GRANT_TYPE, SUBJECT_TOKEN_TYPES
+    from gateway.api.data import ACTIONS
+    from gateway.api.token import GRANT_TYPE, SUBJECT_TOKEN_TYPES
 
     prefix = settings.api_prefix
     path_param = {

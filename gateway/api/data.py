@@ -13,8 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
-from gateway import archive, digests, paths
-from gateway.auth import authorize
+from gateway.api import archive, digests, paths
+from gateway.api.auth import authorize
+from gateway.api.operation import Op, path_json, stat_entry
+from gateway.api.ranges import Unsatisfiable, parse_range
+from gateway.api.redirects import maybe_redirect
 from gateway.datapath.transfer import (
     ClosingStreamingResponse,
     DownloadResponse,
@@ -23,9 +26,6 @@ from gateway.datapath.transfer import (
     iterate_in_thread,
 )
 from gateway.errors import CarminError, E
-from gateway.operation import Op, path_json, stat_entry
-from gateway.ranges import Unsatisfiable, parse_range
-from gateway.redirects import maybe_redirect
 
 ACTIONS = ("exists", "properties", "list", "md5", "content")
 
@@ -234,7 +234,7 @@ async def content(op: Op, storage: Storage, entry: Entry, *, redirect: bool = Tr
         media_type=entry.mime_type or "application/octet-stream",
         socket_send=op.gw.settings.socket_bodies,
         splice=op.gw.settings.splice_bodies,
-        prefetch=getattr(storage, "read_ahead", 0),
+        prefetch=storage.capabilities.read_ahead,
     )
 
 

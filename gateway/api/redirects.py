@@ -35,11 +35,11 @@ from adapters.base import (
     StorageError,
     parent_of,
 )
-from gateway.auth import decide
+from gateway.api.auth import decide
 from gateway.errors import CarminError, E
 
 if TYPE_CHECKING:
-    from gateway.operation import Op
+    from gateway.api.operation import Op
 
 
 def _explicit(request: Request) -> bool | None:

@@ -21,8 +21,8 @@ def json_body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any]:
-    from gateway.routes_tokens import ACCESS_TOKEN_TYPE as access_type
-    from gateway.routes_tokens import JWT_TYPE as jwt_type
+    from gateway.api.token import ACCESS_TOKEN_TYPE as access_type
+    from gateway.api.token import JWT_TYPE as jwt_type
 
     codes = sorted(spec.code for spec in E.all())
     return {

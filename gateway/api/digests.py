@@ -42,9 +42,9 @@ from adapters.base import (
     Storage,
     Writer,
 )
-from gateway.digesting import DigestingWriter, Hasher, Keep
+from gateway.api.operation import Op
+from gateway.datapath.digesting import DigestingWriter, Hasher, Keep
 from gateway.errors import CarminError, E
-from gateway.operation import Op
 from tokens.digests import DigestStore
 
 # RFC 3230 / IANA digest name (lowercase) -> the adapters' checksum name.

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
-from gateway.auth import Principal
+from gateway.api.auth import Principal
 from gateway.errors import CarminError, E
 from gateway.request_context import client_address, request_id
 from gateway.state import Gateway

@@ -15,12 +15,11 @@ from urllib.parse import quote
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from adapters import uris
 from adapters.base import AuthenticationFailed, Credential, NotFound, Storage, StorageError
-from gateway import paths
-from gateway.auth import Principal, authenticate
+from gateway.api import paths
+from gateway.api.auth import Principal, authenticate
 from gateway.config import MountConfig
 from gateway.errors import CarminError, E, from_storage
 from gateway.request_context import client_address, request_id
@@ -119,7 +118,3 @@ async def get_resolve(request: Request) -> Response:
         )
     )
     return JSONResponse({"mount": cpath.mount, "path": cpath.platform_path, "url": url})
-
-
-def routes() -> list[BaseRoute]:
-    return [Route("/resolve", get_resolve, methods=["GET"])]

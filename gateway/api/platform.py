@@ -10,11 +10,11 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.auth import authenticate
+from gateway.api.auth import authenticate
+from gateway.api.fields import Fields
+from gateway.api.web import read_capped
 from gateway.errors import CarminError, E
-from gateway.fields import Fields
 from gateway.state import Gateway
-from gateway.web import read_capped
 
 API_VERSION = "0.3.1"
 

@@ -9,7 +9,7 @@ is written: a zip bomb is refused before a byte lands on the storage.
 
 Entries are counted and their sizes added up as they are read, and reading stops at the
 first limit passed: first by a quick scan of the zip directory or tar headers
-(gateway/archive_limits.py), then by zipfile and tarfile themselves (a tar read header by
+(gateway/api/archive_limits.py), then by zipfile and tarfile themselves (a tar read header by
 header with ``TarFile.next``). 300,000 empty tar entries fit in 2 MB of gzip; they cost
 the gateway what ``max_archive_entries`` of them cost, not what 300,000 would.
 """
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from adapters.base import Entry, Storage, join
-from gateway import paths
-from gateway.archive_limits import Tally, UnsafeArchive, count_zip_directory, scan_tar
+from gateway.api import paths
+from gateway.api.archive_limits import Tally, UnsafeArchive, count_zip_directory, scan_tar
 from gateway.errors import CarminError
 
 # What a damaged archive raises while its entries are read (xz's LZMAError is none of the

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from typing import cast
 
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.base import Delegation, NotFound, NotSupported, Storage, StorageError
-from gateway import native_uses, paths
-from gateway.auth import authenticate, bearer_token, decide
+from adapters.base import (
+    Delegating,
+    Delegation,
+    NotFound,
+    NotSupported,
+    Storage,
+    StorageError,
+    VipUris,
+    features,
+)
+from gateway.api import native_uses, paths
+from gateway.api.auth import authenticate, bearer_token, decide
+from gateway.api.redirects import redirect_expiry
+from gateway.api.web import NO_STORE, audit_event, form_or_json, gateway_of
 from gateway.errors import CarminError, E, from_storage
-from gateway.native_grants import revocable
-from gateway.redirects import redirect_expiry
-from gateway.web import NO_STORE, audit_event, form_or_json, gateway_of
+from gateway.request_context import TOKEN_ISSUED_KEY
 from tokens.errors import TokenError
 from tokens.revocation import Revocation
 
@@ -36,6 +46,7 @@ async def post_native(request: Request) -> Response:
     counted token gets a ticket carrying its remaining uses, or nothing reusable; a
     token that may create but not modify gets a one-open ticket or a URL the storage
     refuses once the file exists, or nothing."""
+    request.scope[TOKEN_ISSUED_KEY] = "native"  # counted by the access middleware on a 200
     gw = gateway_of(request)
     principal = authenticate(request)
     data = await form_or_json(request)
@@ -54,7 +65,7 @@ async def post_native(request: Request) -> Response:
     if cpath.is_root or not cpath.inner:
         raise CarminError(E.BAD_PATH, "a file path inside a mount is required")
     mount = gw.mounts.config(cpath.mount)
-    from gateway.auth import authorize
+    from gateway.api.auth import authorize
 
     operation = "content" if method == "GET" else "write"  # the audit's vocabulary
 
@@ -93,7 +104,8 @@ async def post_native(request: Request) -> Response:
             if existing is not None:
                 allowed("modify")
         check_grantable(storage)
-        if revocable(storage) and token_exp is not None:
+        found = features(storage)  # its optional protocols, detected once per class
+        if found.revocable and token_exp is not None:
             # Deleted on revocation, so it may live exactly as long as the token.
             expires = dt.datetime.fromtimestamp(token_exp, dt.UTC)
         else:
@@ -101,26 +113,26 @@ async def post_native(request: Request) -> Response:
             # is not recorded): short, like a redirect's.
             expires = redirect_expiry(token_exp, gw.settings.presign_lifetime)
         if fmt == "vip":
-            vip = getattr(storage, "vip_delegation", None)
-            if vip is None:
+            if not found.vip_uris:
                 raise NotSupported("VIP input URIs exist for Girder mounts only")
-            uri, delegation = vip(cpath.inner, expires)
+            uri, delegation = cast(VipUris, storage).vip_delegation(cpath.inner, expires)
             _remember(storage, delegation)
             return delegation, str(uri)
-        delegate = getattr(storage, "delegate", None)
-        if delegate is not None:
+        if found.delegating:
             taken, create_only = 0, method == "PUT" and not may_modify()
             if create_only:
                 uses: int | None = 1  # one open creates the file, none replaces it
             elif claims is not None and claims.uses is not None:
                 # The request's own use (spent by its authentication) and every use left
-                # go to the credential, from the same counter (gateway/native_uses.py).
+                # go to the credential, from the same counter (gateway/api/native_uses.py).
                 taken = native_uses.take_remaining(gw.store, claims)
                 uses = 1 + taken
             else:
                 uses = None
             try:
-                delegation = delegate(cpath.inner, method, expires, uses, create_only)
+                delegation = cast(Delegating, storage).delegate(
+                    cpath.inner, method, expires, uses, create_only
+                )
             except BaseException:
                 if claims is not None:
                     native_uses.give_back(gw.store, claims, taken)
@@ -166,7 +178,7 @@ async def post_native(request: Request) -> Response:
                 "everything the service account can): store your own credential "
                 "(PUT /user/externalKeys), or read through fedgate"
             )
-        delegates = getattr(storage, "delegate", None) is not None
+        delegates = features(storage).delegating
         if method == "PUT" and not caps.presign_write and not delegates:
             raise NotSupported("this mount has no upload credential; PUT the body to fedgate")
         counted = claims is not None and claims.uses is not None
@@ -183,7 +195,7 @@ async def post_native(request: Request) -> Response:
             )
 
     def _remember(storage: Storage, delegation: Delegation) -> None:
-        if not revocable(storage):
+        if not features(storage).revocable:
             return
         if claims is None:
             # An API key's grant has no token to be revoked with: recorded all the same,

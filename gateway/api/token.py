@@ -8,14 +8,14 @@ from typing import Any
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from gateway import paths
-from gateway.auth import Principal, user_scopes
+from gateway.api import paths
+from gateway.api.auth import Principal, user_scopes
+from gateway.api.fields import Fields
+from gateway.api.web import NO_STORE, audit_event, form_or_json, gateway_of
 from gateway.errors import CarminError, E
-from gateway.fields import Fields
+from gateway.request_context import TOKEN_ISSUED_KEY
 from gateway.state import Gateway
-from gateway.web import NO_STORE, audit_event, form_or_json, gateway_of
 from tokens.errors import ScopeError, TokenError
 from tokens.scopes import Scope, format_scopes, is_subset, parse_scopes
 from tokens.service import LABEL_RE, MAX_TOKEN, MAX_USES
@@ -109,6 +109,7 @@ def _check_user_credentials(gw: Gateway, user: str, scopes: list[Scope]) -> None
 
 
 async def post_token(request: Request) -> Response:
+    request.scope[TOKEN_ISSUED_KEY] = "exchange"  # counted by the access middleware on a 200
     gw = gateway_of(request)
     data = await form_or_json(request)
     # Every field is checked before anything is looked up or authenticated.
@@ -201,20 +202,3 @@ async def get_jwks(request: Request) -> Response:
     gw = gateway_of(request)
     keys = await to_thread.run_sync(gw.tokens.jwks)
     return JSONResponse(keys, headers={"Cache-Control": "max-age=60"})
-
-
-def routes() -> list[BaseRoute]:
-    from gateway import routes_admin, routes_keys, routes_native, routes_revoke
-
-    return [
-        Route("/token", post_token, methods=["POST"]),
-        Route("/token/revoke", routes_revoke.post_revoke, methods=["POST"]),
-        Route("/token/native", routes_native.post_native, methods=["POST"]),
-        *routes_keys.routes(),
-        *routes_admin.routes(),
-        Route("/.well-known/jwks.json", get_jwks, methods=["GET"]),
-    ]
-
-
-def root_routes() -> list[BaseRoute]:
-    return [Route("/.well-known/jwks.json", get_jwks, methods=["GET"])]

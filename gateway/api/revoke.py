@@ -25,11 +25,11 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.auth import Principal, authenticate
+from gateway.api.auth import Principal, authenticate
+from gateway.api.fields import Fields
+from gateway.api.web import NO_STORE, audit_event, form_or_json, gateway_of
 from gateway.errors import CarminError, E
-from gateway.fields import Fields
 from gateway.state import Gateway
-from gateway.web import NO_STORE, audit_event, form_or_json, gateway_of
 from tokens.claims import TokenClaims
 from tokens.errors import TokenError
 from tokens.service import JTI_RE, LABEL_RE, MAX_TOKEN

@@ -16,15 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.base import Entry, NotFound, Storage, StorageError
-from gateway import archive, digests, paths
+from gateway.api import archive, digests, paths
+from gateway.api.operation import Op, path_json, stat_entry
+from gateway.api.redirects import body_pending, put_redirect_requested, redirect_put
+from gateway.api.web import gateway_of, read_capped
+from gateway.datapath.digesting import digests_of, mismatch
 from gateway.datapath.transfer import (
     receive_into,
 )
-from gateway.digesting import digests_of, mismatch
 from gateway.errors import CarminError, E
-from gateway.operation import Op, path_json, stat_entry
-from gateway.redirects import body_pending, put_redirect_requested, redirect_put
-from gateway.web import gateway_of, read_capped
 
 # --- PUT ------------------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ async def put_path(request: Request) -> Response:
         redirect = await redirect_put(op, storage, not _is_empty_body(request))
         if redirect is not None:
             return redirect
-        return await _put_raw(op, storage)  # a held-back body, streamed after all
+        return await put_raw(op, storage)  # a held-back body, streamed after all
     if _is_empty_body(request) and (not media or trailing_slash):
         op.operation = "mkdir"
         op.authorize("create")
@@ -89,7 +89,7 @@ async def put_path(request: Request) -> Response:
     if media == "application/carmin+json":
         return await _put_upload_data(op)
     op.operation = "write"
-    return await _put_raw(op, await _storage_for_write(op))
+    return await put_raw(op, await _storage_for_write(op))
 
 
 def _create_only(op: Op) -> bool:
@@ -99,7 +99,7 @@ def _create_only(op: Op) -> bool:
     return not all(op.allows("modify", inner) for inner in where)
 
 
-async def _put_raw(op: Op, storage: Storage) -> Response:
+async def put_raw(op: Op, storage: Storage) -> Response:
     request = op.request
     size_hint = request.headers.get("content-length")
     expected = digests.announced(request.headers)  # a malformed one: 400 before any write

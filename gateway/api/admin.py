@@ -12,14 +12,13 @@ from anyio import to_thread
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from gateway import paths
-from gateway.auth import Principal, authenticate, decide
+from gateway.api import paths
+from gateway.api.auth import Principal, authenticate, decide
+from gateway.api.fields import Fields
+from gateway.api.web import form_or_json, gateway_of
 from gateway.errors import CarminError, E
-from gateway.fields import Fields
 from gateway.state import Gateway
-from gateway.web import form_or_json, gateway_of
 from tokens.audit import OPERATIONS, REPLACING, iso_time, parse_time
 from tokens.claims import TokenClaims
 from tokens.errors import ScopeError, TokenError
@@ -251,10 +250,3 @@ async def get_audit(request: Request) -> Response:
         filters["user"] = caller.user.name
     events = await to_thread.run_sync(lambda: gw.audit.query(**filters))
     return JSONResponse([e.as_dict() for e in events])
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route("/explain", post_explain, methods=["POST"]),
-        Route("/audit", get_audit, methods=["GET"]),
-    ]

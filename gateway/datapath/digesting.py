@@ -6,7 +6,7 @@ and beside the socket reads, which another thread does (gateway/datapath/socket_
 WriteBehind, gateway/datapath/block_pipe.py). ``commit`` compares what the client announced
 (Content-Digest, Digest, CARMIN's md5), refuses a mismatch before anything is visible
 (ChecksumMismatch, the caller aborts), then commits and hands the values to ``keep``
-(gateway/digests.py stores them).
+(gateway/api/digests.py stores them).
 
 Why not more threads: measured on the 2-vCPU test machine (bench/digests.py), hashing
 sha-256 and adler32 in a thread of their own cost 2.75 CPU-s per GiB more than the

@@ -19,14 +19,14 @@ from adapters.base import (
     Storage,
     StorageError,
 )
-from gateway import paths
-from gateway.auth import Principal, authenticate, authorize, decide
+from gateway.api import paths
+from gateway.api.auth import Principal, authenticate, authorize, decide
+from gateway.api.web import gateway_of
 from gateway.config import MountConfig
 from gateway.errors import CarminError, E, from_storage
 from gateway.metrics import backend_timer
 from gateway.request_context import client_address, request_id
 from gateway.state import no_service_credential
-from gateway.web import gateway_of
 from tokens.audit import AuditEvent
 
 

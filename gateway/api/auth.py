@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from gateway.api.paths import CarminPath
 from gateway.config import MountConfig
 from gateway.errors import CarminError, E
-from gateway.paths import CarminPath
+from gateway.request_context import EXECUTION_ID_KEY, TOKEN_ID_KEY, USER_KEY
 from tokens.errors import TokenError
 from tokens.scopes import Scope, find_match, format_scopes
 from tokens.service import TokenClaims
@@ -79,9 +80,9 @@ def authenticate(
         user = state.users.get_user(claims.sub)
         if user is None:
             raise CarminError(E.BAD_TOKEN, "token rejected: its user no longer exists")
-        request.scope["fedgate.user"] = user.name  # for the access log line
-        request.scope["fedgate.token_id"] = claims.jti
-        request.scope["fedgate.execution_id"] = claims.execution_id
+        request.scope[USER_KEY] = user.name  # for the access log line
+        request.scope[TOKEN_ID_KEY] = claims.jti
+        request.scope[EXECUTION_ID_KEY] = claims.execution_id
         return Principal(user, claims)
     key = request.headers.get("apikey")
     if not key:
@@ -89,7 +90,7 @@ def authenticate(
     user = state.users.authenticate_key(key)
     if user is None:
         raise CarminError(E.BAD_CREDENTIALS, "invalid API key")
-    request.scope["fedgate.user"] = user.name  # for the access log line
+    request.scope[USER_KEY] = user.name  # for the access log line
     return Principal(user)
 
 

@@ -17,7 +17,7 @@ The tar scan also reads the compressed stream to its end, which checks its check
 so a damaged file inside a tar.gz used to be written as if it were good. Both scans only
 ever refuse on what they counted for certain. A tar header this quick scan does
 not understand (a bad checksum, a size held in a PAX record) ends the scan without a
-verdict, and tarfile's own reading, which counts as it goes too (gateway/archive.py),
+verdict, and tarfile's own reading, which counts as it goes too (gateway/api/archive.py),
 decides; the scan is an early refusal, not the only check.
 """
 
