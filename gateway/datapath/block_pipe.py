@@ -3,8 +3,8 @@
 The obvious design — the event loop awaits ``to_thread.run_sync`` for every block — puts
 the event loop on the backend's critical path: after every block the thread must wake
 the loop, the loop must get round to the transfer's task (behind the socket work it is
-busy with), and only then is the next block handed over. Measured on iRODS uploads: the
-writer spent 0.9 s writing 1 GiB but 2.4 s in its loop, ~1 ms lost per block.
+busy with), and only then is the next block handed over: on iRODS uploads the writer
+spent more time waiting in its loop than writing (measured: docs/decisions.md).
 
 Here one thread runs for the whole transfer and exchanges blocks with the loop through a
 small thread-safe queue, so it works back-to-back while the queue has room (reading) or

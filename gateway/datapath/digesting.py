@@ -8,10 +8,10 @@ WriteBehind, gateway/datapath/block_pipe.py). ``commit`` compares what the clien
 (ChecksumMismatch, the caller aborts), then commits and hands the values to ``keep``
 (gateway/api/digests.py stores them).
 
-Why not more threads: measured on the 2-vCPU test machine (bench/digests.py), hashing
-sha-256 and adler32 in a thread of their own cost 2.75 CPU-s per GiB more than the
-upload without digests, against 1.1 CPU-s hashed in the writer's thread, and uploads
-ran slower, not faster (two busy threads share one core's execution units there).
+Why not more threads: on the 2-vCPU test machine (bench/digests.py), hashing sha-256
+and adler32 in a thread of their own cost more than twice the CPU of hashing in the
+writer's thread, and uploads ran slower, not faster (two busy threads share one core's
+execution units there); the figures are in docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@ Two effects of glibc's defaults cost the gateway most of its CPU on uploads:
 - Every request-body message (64–256 KiB, allocated by uvloop and httptools and freed a
   moment later) sits above the default 128 KiB mmap threshold or lands at the top of the
   heap, past the 128 KiB trim threshold: glibc hands the pages back to the kernel on
-  free and faults them in again on the next message. A bare uvicorn app receiving 1 GiB
-  took ~350,000 page faults and 1.25 CPU-s (sys 0.98) — the receive loop was CPU-bound
-  at ~850 MB/s on this machine. With the thresholds below: 250 faults, 0.34 CPU-s,
-  2.3 GB/s.
+  free and faults them in again on the next message, and the receive loop becomes
+  CPU-bound on page faults.
 - One arena per thread (up to 8 per core) keeps chunks freed by the event loop mapped in
-  the worker thread that allocated them: 16 parallel S3 downloads peaked at 158 MB
-  instead of ~120 MB with two arenas.
+  the worker thread that allocated them: parallel downloads peak higher than with two
+  arenas.
+
+The figures (faults, CPU and memory before and after) are in docs/decisions.md.
 
 Fixed thresholds trade a little resident memory (at most TRIM_THRESHOLD kept free at the
 top of each of the ARENA_MAX arenas) for not paying the kernel per message. Operators

@@ -31,8 +31,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 @lru_cache(maxsize=4096)
 def http_date(seconds: int) -> str:
-    """RFC 9110 IMF-fixdate. email.utils.formatdate costs ~20 us, most of a PROPFIND
-    entry's time; files written together share their second, hence the cache."""
+    """RFC 9110 IMF-fixdate. email.utils.formatdate was most of a PROPFIND entry's time
+    (docs/decisions.md); files written together share their second, hence the cache."""
     t = time.gmtime(seconds)
     return (
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
