@@ -71,7 +71,7 @@ class S3Options:
 
 @dataclass(frozen=True)
 class GirderOptions:
-    """A Girder folder, collection or user home (adapters/girder.py)."""
+    """A Girder folder, collection or user home (adapters/girder/)."""
 
     secrets: ClassVar[frozenset[str]] = frozenset({"api_key"})
     service_credential: ClassVar[tuple[str, ...]] = ("api_key",)
@@ -134,7 +134,7 @@ class IrodsOptions:
 
 @dataclass(frozen=True)
 class GfalOptions:
-    """A grid storage element through gfal2: root://, http(s)://, dav(s):// (adapters/gfal.py)."""
+    """A grid storage element through gfal2: root://, http(s)://, dav(s):// (adapters/gfal/)."""
 
     secrets: ClassVar[frozenset[str]] = frozenset({"token"})
     service_credential: ClassVar[tuple[str, ...]] = ("token", "x509_proxy", "anonymous")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from adapters.girder_names import shown_name, split_girder_path
+from adapters.girder.names import shown_name, split_girder_path
 
 if TYPE_CHECKING:
     from adapters.base import Storage
@@ -245,7 +245,7 @@ def vip_path(storage: Storage, ref: VipReference) -> str:
     """The path inside a girder mount of a VIP reference (asks Girder: blocking).
     NotFound when Girder does not know the id or it lies outside the mount."""
     from adapters.girder import GirderStorage
-    from adapters.girder_vip import resolve_vip_reference
+    from adapters.girder.vip import resolve_vip_reference
 
     if not isinstance(storage, GirderStorage):
         raise TypeError("VIP references resolve against a girder mount only")

@@ -19,14 +19,23 @@ from adapters.base import (
     AuthenticationFailed,
     BackendUnavailable,
     Credential,
+    Features,
     IsADirectory,
     NotFound,
     NotSupported,
     PermissionDenied,
     Storage,
     StorageError,
+    features,
 )
-from adapters.girder import GirderAdapter, GirderStorage, create, resolve_vip_reference, vip_uri
+from adapters.girder import (
+    GirderAdapter,
+    GirderSettings,
+    GirderStorage,
+    create,
+    resolve_vip_reference,
+    vip_uri,
+)
 from tests.adapters.conformance import AdapterConformance, read, write
 from tests.testbeds import REPO, running_testbed
 
@@ -171,7 +180,9 @@ def test_missing_credential_and_wrong_kind(
 
 
 def test_girder_down_is_backend_unavailable(girder_env: dict[str, Any]) -> None:
-    adapter = GirderAdapter("http://127.0.0.1:9/api/v1", "/collection/x", retries=0)
+    adapter = create(
+        {"api_url": "http://127.0.0.1:9/api/v1", "root": "/collection/x", "retries": 0}
+    )
     with pytest.raises(BackendUnavailable):
         adapter.check()
     storage = adapter.bind(alice_cred(girder_env))
@@ -440,3 +451,27 @@ def test_size_hint_mismatch_fails_cleanly(gstorage: GirderStorage) -> None:
     w = gstorage.open_write("lenient", size_hint=3)
     w.write(b"12345")
     assert w.commit().size == 5 and read(gstorage, "lenient") == b"12345"
+
+
+def test_a_girder_view_revokes_and_names_vip_uris_and_reads_no_chunk_ahead() -> None:
+    adapter = create(
+        {"api_url": "http://127.0.0.1:9/api/v1", "root": "/collection/x", "api_key": "k"}
+    )
+    storage = adapter.bind(None)  # no request is sent before a call needs one
+    assert features(storage) == Features(revocable=True, vip_uris=True)
+    assert storage.capabilities.read_ahead == 0
+    # Without a credential at all, a delegated token deletes itself.
+    assert features(adapter) == Features(revocable=True)
+    adapter.close()
+
+
+def test_settings_are_checked_and_never_show_the_service_key() -> None:
+    options = {"api_url": "https://g/api/v1", "root": "/user/alice", "api_key": "s3cr3t-key"}
+    settings = GirderSettings.from_options({**options, "upload_chunk_mib": 1})
+    assert "s3cr3t" not in repr(settings) and "s3cr3t" not in str(settings)
+    assert settings.chunk_size == 5 * 1024 * 1024  # Girder's minimum, whatever is asked
+    for bad in ({"root": "/elsewhere"}, {"native_tokens": "yes"}, {"api_kye": "k"}):
+        with pytest.raises(ValueError):
+            GirderSettings.from_options({**options, **bad})
+    with pytest.raises(ValueError):
+        GirderSettings.from_options({"root": "/user/alice"})

@@ -1,6 +1,8 @@
-"""How Girder names and paths map to fedgate path segments (see adapters/girder.py)."""
+"""How Girder names and paths map to fedgate path segments (see adapters/girder/__init__.py)."""
 
 from __future__ import annotations
+
+import unicodedata
 
 SHOWN = {"/": "\u2215", "\\": "\u29f5"}
 
@@ -37,3 +39,19 @@ def split_girder_path(path: str) -> list[str]:
         i += 1
     out.append(current)
     return [s for s in out if s]
+
+
+def unservable(name: str) -> bool:
+    """Girder 5 answers 500 to a download whose *file* name it cannot put in the
+    Content-Disposition header (its latin-1 fallback is not valid UTF-8, e.g. "ø")."""
+    latin = unicodedata.normalize("NFKD", name).encode("iso8859-1", "ignore")
+    try:
+        latin.decode("utf8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def servable_file_name(name: str) -> str:
+    """An ASCII stand-in for a file name Girder cannot serve (the item keeps the real one)."""
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode() or "data"

@@ -1,4 +1,4 @@
-"""Atomic streaming uploads into Girder (see the module docstring of adapters/girder.py).
+"""Atomic streaming uploads into Girder (see adapters/girder/__init__.py).
 
 Girder itself gives the atomicity: a new file is uploaded with ``POST /file`` into the
 parent *folder*, and Girder creates the item only when the last byte has arrived; an
@@ -23,72 +23,52 @@ Each upload has one sender thread that sends the chunks one after the other, eac
 from a short queue as the client's bytes arrive. Nothing is gathered into chunk-sized
 buffers, so a chunk can be as large as girder-client's (64 MiB, the default here) at a
 memory cost of a few blocks per upload; fewer chunks means fewer of Girder's per-chunk
-round trips and database updates (bench/girder.py: 100 MiB uploads went from 0.74 × to
-see README × girder-client). The queue also gives back-pressure: a slow Girder slows the
-client down instead of filling memory.
+round trips and database updates (measured: docs/decisions.md). The queue also gives
+back-pressure: a slow Girder slows the client down instead of filling memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mimetypes
 import tempfile
-import unicodedata
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from adapters.base import (
-    AlreadyExists,
-    Entry,
-    IsADirectory,
-    ParentNotFound,
-    StorageError,
-)
-from adapters.girder_http import GirderError
+from adapters.base import AlreadyExists, Entry, IsADirectory, StorageError
+from adapters.common import mime_type
+from adapters.girder.entries import file_entry
+from adapters.girder.errors import GirderError, write_error
+from adapters.girder.names import servable_file_name, unservable
+from adapters.girder.session import GirderSession
 from adapters.streamed_body import Block, Feed, check_sender, in_thread
-
-if TYPE_CHECKING:
-    from adapters.girder import GirderStorage
 
 SPOOL_BLOCK = 1024 * 1024  # read size when a spooled upload is sent at commit
 SPOOL_IN_MEMORY = 1024 * 1024  # a spooled upload moves to a disk file beyond this
 
 
-def unservable(name: str) -> bool:
-    """Girder 5 answers 500 to a download whose *file* name it cannot put in the
-    Content-Disposition header (its latin-1 fallback is not valid UTF-8, e.g. "ø")."""
-    latin = unicodedata.normalize("NFKD", name).encode("iso8859-1", "ignore")
-    try:
-        latin.decode("utf8")
-    except UnicodeDecodeError:
-        return True
-    return False
-
-
-def mime_of(name: str) -> str:
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
-
-
 class GirderWriter:
+    """One upload of ``name`` into the folder ``folder_id`` (replacing ``file_id`` when
+    set), sent through ``session`` in chunks of ``chunk_size`` bytes."""
+
     def __init__(
         self,
-        storage: GirderStorage,
+        session: GirderSession,
         path: str,
         folder_id: str,
         name: str,
         file_id: str | None,
         size_hint: int | None,
+        chunk_size: int,
         exclusive: bool = False,
     ) -> None:
-        self._storage = storage
         self._exclusive = exclusive
-        self._session = storage.session
+        self._session = session
         self._path = path
         self._folder_id = folder_id
         self._name = name  # the Girder name (display escapes undone)
         self._file_id = file_id  # set when replacing an existing file
         self._size = size_hint
-        self._chunk = storage.upload_chunk_size
+        self._chunk = chunk_size
         # Without a size Girder cannot start an upload: spool to local disk until commit.
         self._spool: Any = None
         self._written = 0
@@ -171,7 +151,7 @@ class GirderWriter:
             else:
                 answer = self._session.request("POST", "file", params=self._new_file(total))
         except GirderError as exc:
-            raise self._storage.write_error(self._path, exc) from exc
+            raise write_error(self._path, exc) from exc
         self._upload_id = str(answer["_id"])
         self._sender = in_thread(lambda: self._send_chunks(total), "girder-upload")
 
@@ -181,7 +161,7 @@ class GirderWriter:
             "parentId": self._folder_id,
             "name": self._name,
             "size": total,
-            "mimeType": mime_of(self._name),
+            "mimeType": mime_type(self._name),
         }
 
     def _send_chunks(self, total: int) -> Any:
@@ -199,7 +179,7 @@ class GirderWriter:
                     headers={"Content-Type": "application/octet-stream"},
                 )
             except GirderError as exc:
-                raise self._storage.write_error(self._path, exc) from exc
+                raise write_error(self._path, exc) from exc
             offset += size
         if isinstance(answer, dict) and "itemId" in answer:
             self._upload_id = None  # finalized: nothing left to cancel
@@ -227,7 +207,7 @@ class GirderWriter:
                 )
             return self._session.request("POST", "file", params=self._new_file(0))
         except GirderError as exc:
-            raise self._storage.write_error(self._path, exc) from exc
+            raise write_error(self._path, exc) from exc
 
     def _finish(self, answer: Any) -> Entry:
         self._closed = True
@@ -237,11 +217,10 @@ class GirderWriter:
             self._settle_name(str(answer["itemId"]))
             if unservable(self._name):
                 # Only the item name is shown; an ASCII file name keeps it downloadable.
-                safe = unicodedata.normalize("NFKD", self._name).encode("ascii", "ignore")
                 answer = self._session.request(
-                    "PUT", f"file/{answer['_id']}", params={"name": safe.decode() or "data"}
+                    "PUT", f"file/{answer['_id']}", params={"name": servable_file_name(self._name)}
                 )
-        return self._storage.file_entry(self._path, answer)
+        return file_entry(self._path, answer)
 
     def _settle_name(self, item_id: str) -> None:
         """Girder renames a new item to "name (1)" when the name got taken meanwhile."""
@@ -265,8 +244,3 @@ class GirderWriter:
             self._session.request("PUT", f"item/{item_id}", params={"name": self._name})
         except GirderError as exc:
             raise AlreadyExists(f"{self._path}: name taken during the upload") from exc
-
-
-def parent_missing(path: str) -> ParentNotFound:
-    parent = path.rsplit("/", 1)[0] if "/" in path else "/"
-    return ParentNotFound(f"{parent}: parent directory does not exist")

@@ -13,7 +13,7 @@ until the user deletes it.
 
 A Girder token cannot be narrowed to paths: it reads everything the account can read.
 That is why a mount hands such tokens out only with ``native_tokens = true``, and never
-from the mount's own service credential (see adapters/girder.py).
+from the mount's own service credential (see adapters/girder/__init__.py).
 
 Girder has no write scope that stops short of overwriting and deleting
 (``core.data.write`` allows both), so no write token is ever handed out.
@@ -27,7 +27,8 @@ import json
 from typing import Any
 
 from adapters.base import AuthenticationFailed, NotFound, PermissionDenied, StorageError
-from adapters.girder_http import GirderError, GirderSession, Token, _parse_time
+from adapters.girder.errors import GirderError
+from adapters.girder.session import GirderSession, Token, parse_time
 
 READ_SCOPE = "core.data.read"
 # Girder computes the expiry from its own clock, a moment after ours: ask a few seconds
@@ -72,7 +73,7 @@ def mint_read_token(session: GirderSession, expires_at: dt.datetime) -> tuple[To
         with contextlib.suppress(StorageError):
             delete_key(session, key_id)
         raise
-    token = Token(str(auth["token"]), _parse_time(str(auth["expires"])))
+    token = Token(str(auth["token"]), parse_time(str(auth["expires"])))
     return Token(token.value, min(token.expires, expires_at)), key_id
 
 

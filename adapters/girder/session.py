@@ -1,4 +1,4 @@
-"""HTTP session and credentials for the Girder adapter (see adapters/girder.py).
+"""HTTP session and credentials for the Girder adapter (see adapters/girder/__init__.py).
 
 One :class:`GirderSession` per credential: a girder-client ``GirderClient`` over a pooled
 ``requests.Session`` (bounded timeouts, connect retries), and an :class:`Auth` that yields
@@ -26,6 +26,7 @@ from adapters.base import (
     PermissionDenied,
     StorageError,
 )
+from adapters.girder.errors import GirderError, from_status, install_hint
 
 if TYPE_CHECKING:
     import requests
@@ -34,20 +35,7 @@ if TYPE_CHECKING:
 RENEW_MARGIN = dt.timedelta(seconds=60)
 
 
-class GirderError(StorageError):
-    """A 4xx answer the caller interprets (Girder answers 400 for most failures)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _install_hint() -> StorageError:
-    return StorageError("the Girder adapter needs girder-client: pip install 'fedgate[girder]'")
-
-
-def _parse_time(value: str) -> dt.datetime:
+def parse_time(value: str) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
@@ -107,7 +95,7 @@ class ApiKeyAuth(Auth):
                 "revoked, deactivated or deleted; store a new key for this mount"
             ) from exc
         auth = answer["authToken"]
-        return Token(str(auth["token"]), _parse_time(str(auth["expires"])))
+        return Token(str(auth["token"]), parse_time(str(auth["expires"])))
 
 
 class BearerAuth(Auth):
@@ -140,7 +128,7 @@ class GirderSession:
             from requests.adapters import HTTPAdapter
             from urllib3.util.retry import Retry
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise _install_hint() from exc
+            raise install_hint() from exc
         self.api_url = api_url.rstrip("/")
         self.auth = auth
         self.timeout = (connect_timeout, read_timeout)
@@ -249,9 +237,7 @@ class GirderSession:
                 message = str(response.json().get("message", ""))
             except ValueError:
                 message = ""
-        if status >= 500 or status == 0:
-            return BackendUnavailable(f"Girder at {self._host} answered {status}")
-        return GirderError(status, message or f"HTTP {status}")
+        return from_status(status, message, self._host)
 
     def token_is_dead(self) -> bool:
         """True when Girder no longer knows our token (the cached copy is dropped)."""

@@ -1,56 +1,14 @@
-"""A Girder folder, collection or user home as a mount.
-
-Options (the mount's TOML table):
-
-``api_url``            Girder REST root, e.g. ``https://girder.example.org/api/v1``. Required.
-``root``               Girder path of the mount root, in Girder's own escaped form:
-                       ``/collection/<name>[/<folder>…]`` or ``/user/<login>[/<folder>…]``.
-``api_key``            Optional service API key, used when a request has no user credential.
-``token_duration_days``  Cap on the lifetime of the tokens fedgate obtains (default 1/24 = 1 h).
-``native_tokens``      Hand jobs Girder tokens (``/token/native``, VIP input URIs); default
-                       false. Such a token is read-only (``core.data.read``) but reads
-                       *everything the user's Girder account can read*, not only the path
-                       the fedgate token names: enable it only where that is acceptable.
-                       Never from the service ``api_key`` (adapters/girder_delegation.py).
-``connect_timeout`` / ``read_timeout``  Seconds (defaults 5 / 60).
-``retries``            Connection retries per call (default 2).
-``page_size``          Listing page size (default 50, Girder's own default).
-``upload_chunk_mib``   Upload chunk size in MiB (default 64, as girder-client; at least 5,
-                       Girder's minimum). Chunks are streamed, not buffered.
-
-Credentials: kind ``"apikey"`` with field ``apiKey`` (exchanged for a short Girder token,
-cached per key until a minute before it expires), or kind ``"bearer"`` with field ``token``
-(an existing Girder token, used by fedgate as is, never handed to a job).
-
-Mapping. Folders are directories. An item holding exactly one file is shown as that file,
-under the *item's* name. An item holding zero or several files is shown as a read-only
-directory of its files (a file inside can be read, checksummed and deleted; nothing can be
-written or created in it). ``mtime`` of a file is its Girder ``created`` time, which Girder
-resets when the contents are replaced. Girder names may contain ``/`` and ``\\``, which a
-fedgate path segment cannot: listings show them as U+2215 DIVISION SLASH and U+29F5 REVERSE
-SOLIDUS OPERATOR; a path
-segment holding those characters is looked up literally first, then with them turned back
-into ``/`` and ``\\`` (all segments at once). Paths are resolved with ``resource/lookup``,
-segments escaped the way Girder's ``path.encode`` does (``\\`` → ``\\\\``, ``/`` → ``\\-``).
-Girder answers 400 alike for missing and forbidden paths: both are NotFound here. Girder
-strips leading/trailing spaces from names, so such names are refused (InvalidPath).
-
-Writes are atomic through Girder's own upload protocol, see adapters/girder_upload.py.
-Checksums: Girder exposes none, so md5 is computed by streaming and cached in the item's
-metadata (``fedgateMd5``: file id, size, created time, digest); a cache whose file id, size
-or created time differs from the file's is ignored, so a replaced file is never served a
-stale digest.
-"""
+"""One credential's view of a Girder mount: the Storage protocol over Girder's REST API
+(the mapping is described in adapters/girder/__init__.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,7 +17,6 @@ from adapters.base import (
     AuthenticationFailed,
     BackendUnavailable,
     Capabilities,
-    Credential,
     Delegation,
     Entry,
     InvalidPath,
@@ -69,34 +26,26 @@ from adapters.base import (
     NotSupported,
     ParentNotFound,
     PermissionDenied,
-    Storage,
     StorageError,
     join,
     parent_of,
     streamed_checksum,
 )
-from adapters.girder_delegation import mint_read_token
-from adapters.girder_delegation import revoke as revoke_token
-from adapters.girder_http import (
-    ApiKeyAuth,
-    Auth,
-    BearerAuth,
-    GirderError,
-    GirderSession,
-    Token,
-    _parse_time,
-)
-from adapters.girder_names import encode, girder_name, shown_name
-from adapters.girder_upload import GirderWriter, mime_of, parent_missing, unservable
+from adapters.girder.delegation import mint_read_token
+from adapters.girder.delegation import revoke as revoke_token
+from adapters.girder.entries import Doc, Node, file_entry, folder_entry
+from adapters.girder.errors import GirderError, parent_missing, write_error
+from adapters.girder.names import encode, girder_name, shown_name, unservable
+from adapters.girder.session import BearerAuth, GirderSession, Token
+from adapters.girder.vip import format_vip_uri
+from adapters.girder.write import GirderWriter
 
-# Download read size: 4 MiB instead of 1 MiB cut fedgate's CPU per GiB by ~15% (fewer
-# thread hops and socket writes per byte; bench/girder.py), for 4 MiB held per download.
+# Download read size, in bytes (docs/decisions.md: what it costs and saves).
 CHUNK = 4 * 1024 * 1024
-# A read reuses the file its request's stat just resolved (two Girder calls, ~20 ms here:
-# 14 % of a 100 MiB download in bench/girder.py) if that is at most this old.
+# A read reuses the file its request's stat just resolved (two Girder calls saved) if
+# that is at most this old (docs/decisions.md).
 STAT_REUSE_S = 2.0
 _STAT_REUSE_MAX = 128
-Doc = dict[str, Any]
 Page = list[Doc]  # GirderStorage.list shadows the builtin inside the class body
 MD5_KEY = "fedgateMd5"
 _POOL: ThreadPoolExecutor | None = None
@@ -110,11 +59,6 @@ def _list_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="girder-list")
         return _POOL
-
-
-def _time(doc: Mapping[str, Any], key: str) -> float | None:
-    value = doc.get(key)
-    return _parse_time(str(value)).timestamp() if value else None
 
 
 class _Changed(StorageError):
@@ -131,31 +75,6 @@ def _total_size(response: Any) -> int | None:
         length = response.headers.get("Content-Length", "")
         return int(length) if length.isdigit() else None
     return None
-
-
-class Node:
-    """What a fedgate path resolves to in Girder."""
-
-    def __init__(self, model: str, doc: dict[str, Any], files: list[dict[str, Any]]) -> None:
-        self.model = model  # collection | user | folder | item | file
-        self.doc = doc
-        self.files = files  # for an item: its first two files
-
-    @property
-    def id(self) -> str:
-        return str(self.doc["_id"])
-
-    @property
-    def file(self) -> dict[str, Any] | None:
-        if self.model == "file":
-            return self.doc
-        if self.model == "item" and len(self.files) == 1:
-            return self.files[0]
-        return None
-
-    @property
-    def is_dir(self) -> bool:
-        return self.file is None
 
 
 class GirderStorage:
@@ -227,21 +146,6 @@ class GirderStorage:
             files = list(self.session.request("GET", f"item/{doc['_id']}/files", {"limit": 2}))
         return Node(model, doc, files)
 
-    def _entry(self, path: str, node: Node) -> Entry:
-        f = node.file
-        if f is None:
-            return Entry(path=path, is_dir=True, mtime=_time(node.doc, "updated"))
-        return self.file_entry(path, f)
-
-    def file_entry(self, path: str, f: Mapping[str, Any]) -> Entry:
-        return Entry(
-            path=path,
-            is_dir=False,
-            size=int(f.get("size") or 0),
-            mtime=_time(f, "created"),
-            mime_type=str(f.get("mimeType") or mime_of(path)),
-        )
-
     # --- Storage --------------------------------------------------------------------
 
     def stat(self, path: str) -> Entry:
@@ -251,7 +155,7 @@ class GirderStorage:
                 if len(self._stated) >= _STAT_REUSE_MAX:
                     self._stated.clear()
                 self._stated[path] = (time.monotonic(), node.file)
-        return self._entry(path, node)
+        return node.entry(path)
 
     def _just_stated(self, path: str) -> Doc | None:
         """The file a stat resolved for ``path`` in the last STAT_REUSE_S seconds: the
@@ -289,20 +193,19 @@ class GirderStorage:
         if node.model == "item":
             for page in self._pages(f"item/{node.id}/files", {}):
                 for f in page:
-                    yield self.file_entry(join(path, shown_name(f["name"])), f)
+                    yield file_entry(join(path, shown_name(f["name"])), f)
             return
         params = {"parentType": node.model, "parentId": node.id}
         for page in self._pages("folder", params):
             for folder in page:
-                name = join(path, shown_name(folder["name"]))
-                yield Entry(path=name, is_dir=True, mtime=_time(folder, "updated"))
+                yield folder_entry(join(path, shown_name(folder["name"])), folder)
         if node.model != "folder":
             return
         for page in self._pages("item", {"folderId": node.id}):
             # One extra call per item tells a file from a multi-file item; run them together.
             nodes = _list_pool().map(lambda d: self._node({**d, "_modelType": "item"}), page)
             for item, child in zip(page, nodes, strict=True):
-                yield self._entry(join(path, shown_name(item["name"])), child)
+                yield child.entry(join(path, shown_name(item["name"])))
 
     def _file_of(self, path: str) -> Doc:
         f = self.resolve(path).file
@@ -402,14 +305,16 @@ class GirderStorage:
             assert f is not None
             file_id = str(f["_id"])
         name = girder_name(path.rsplit("/", 1)[-1])
-        return GirderWriter(self, path, parent.id, name, file_id, size_hint, exclusive)
-
-    def write_error(self, path: str, exc: GirderError) -> StorageError:
-        if "exists" in exc.message:
-            return AlreadyExists(f"{path}: already exists")
-        if exc.status == 400 and "not found" in exc.message.lower():
-            return parent_missing(path)
-        return StorageError(f"{path}: Girder refused the upload: {exc.message}")
+        return GirderWriter(
+            self.session,
+            path,
+            parent.id,
+            name,
+            file_id,
+            size_hint,
+            self.upload_chunk_size,
+            exclusive,
+        )
 
     def mkdir(self, path: str) -> Entry:
         if not path:
@@ -424,8 +329,8 @@ class GirderStorage:
         except GirderError as exc:
             if "already exists" in exc.message:
                 raise AlreadyExists(f"{path}: already exists") from exc
-            raise self.write_error(path, exc) from exc
-        return Entry(path=path, is_dir=True, mtime=_time(doc, "updated"))
+            raise write_error(path, exc) from exc
+        return folder_entry(path, doc)
 
     def delete(self, path: str) -> None:
         if not path:
@@ -462,7 +367,7 @@ class GirderStorage:
 
     def read_token(self, expires_at: dt.datetime) -> tuple[Token, str]:
         """A read-only Girder token for a job, and the id of the API key it comes from
-        (adapters/girder_delegation.py). NotSupported unless the mount enables it, and
+        (adapters/girder/delegation.py). NotSupported unless the mount enables it, and
         never from the service credential."""
         if not self.native_tokens:
             raise NotSupported(
@@ -492,11 +397,11 @@ class GirderStorage:
         )
 
     def vip_delegation(self, path: str, expires_at: dt.datetime) -> tuple[str, Delegation]:
-        """A VIP/GASW ``girder:/…?apiurl=…&fileId=…&token=…`` URI (adapters/girder_vip.py)
+        """A VIP/GASW ``girder:/…?apiurl=…&fileId=…&token=…`` URI (adapters/girder/vip.py)
         and the delegation to record for its token."""
         f = self._file_of(path)
         token, key_id = self.read_token(expires_at)
-        uri = vip_uri_for(self, path, str(f["_id"]), token.value)
+        uri = format_vip_uri(self.session.api_url, path, str(f["_id"]), token.value)
         delegation = Delegation("girder_token", token.value, token.expires, revoke_ref=key_id)
         return uri, delegation
 
@@ -517,115 +422,3 @@ class GirderStorage:
 
     def close(self) -> None:
         self.session.close()
-
-
-class GirderAdapter:
-    type_name = "girder"
-
-    def __init__(
-        self,
-        api_url: str,
-        root: str,
-        api_key: str | None = None,
-        token_duration_days: float = 1 / 24,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-        retries: int = 2,
-        page_size: int = 50,
-        upload_chunk_mib: float = 64,
-        native_tokens: bool = False,
-    ) -> None:
-        if not root.startswith(("/collection/", "/user/")):
-            raise ValueError("girder root must start with /collection/ or /user/")
-        self.api_url = api_url.rstrip("/")
-        self.root = root
-        self._service_key = api_key
-        self._days = token_duration_days
-        self._http = (connect_timeout, read_timeout, retries)
-        self._page_size = page_size
-        self._chunk = max(int(upload_chunk_mib * 1024 * 1024), 5 * 1024 * 1024)
-        self._views: dict[str, GirderStorage] = {}
-        if not isinstance(native_tokens, bool):
-            raise ValueError("native_tokens must be true or false")
-        self._native_tokens = native_tokens
-        self._lock = threading.Lock()
-
-    def _auth(self, credential: Credential | None) -> tuple[str, Auth]:
-        if credential is None:
-            if not self._service_key:
-                raise AuthenticationFailed("no credential for this mount")
-            credential = Credential("apikey", {"apiKey": self._service_key})
-        if credential.kind == "apikey" and credential.fields.get("apiKey"):
-            secret = credential.fields["apiKey"]
-            auth: Auth = ApiKeyAuth(secret, self._days)
-        elif credential.kind == "bearer" and credential.fields.get("token"):
-            secret = credential.fields["token"]
-            auth = BearerAuth(secret)
-        else:
-            raise AuthenticationFailed(
-                "a Girder mount needs an API key (apikey/apiKey) or a Girder token (bearer/token)"
-            )
-        digest = hashlib.sha256(f"{credential.kind}\0{secret}".encode()).hexdigest()
-        return digest, auth
-
-    def bind(self, credential: Credential | None) -> Storage:
-        digest, auth = self._auth(credential)
-        with self._lock:
-            view = self._views.get(digest)
-            if view is None:
-                if len(self._views) >= 256:  # bound the pool; the oldest view goes first
-                    self._views.pop(next(iter(self._views))).close()
-                connect, read, retries = self._http
-                session = GirderSession(self.api_url, auth, connect, read, retries)
-                view = GirderStorage(
-                    session,
-                    self.root,
-                    self._page_size,
-                    self._chunk,
-                    native_tokens=self._native_tokens,
-                    service=credential is None,
-                )
-                self._views[digest] = view
-            return view
-
-    def check(self) -> None:
-        session = GirderSession(self.api_url, BearerAuth(""), *self._http)
-        try:
-            session.request("GET", "system/version", authenticated=False)
-        finally:
-            session.close()
-
-    def revoke_delegation(self, delegation: Delegation) -> None:
-        """Delete a delegated token with no credential at all (the token deletes itself):
-        for grants whose user's credential is gone and a mount without a service key."""
-        session = GirderSession(self.api_url, BearerAuth(""), *self._http)
-        try:
-            value = delegation.headers.get("Girder-Token") or delegation.value
-            revoke_token(session, value, delegation.revoke_ref, via_key=False)
-        finally:
-            session.close()
-
-    def close(self) -> None:
-        with self._lock:
-            views, self._views = list(self._views.values()), {}
-        for view in views:
-            view.close()
-
-
-def create(options: Mapping[str, Any]) -> GirderAdapter:
-    known = {
-        "api_url", "root", "api_key", "token_duration_days", "connect_timeout",
-        "read_timeout", "retries", "page_size", "upload_chunk_mib", "native_tokens",
-    }  # fmt: skip
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(f"unknown girder option(s): {', '.join(sorted(unknown))}")
-    if "api_url" not in options or "root" not in options:
-        raise ValueError("a girder mount needs api_url and root")
-    return GirderAdapter(**dict(options))
-
-
-# Re-exported: the VIP helpers live in their own module to keep this one about storage.
-from adapters.girder_vip import resolve_vip_reference, vip_uri, vip_uri_for  # noqa: E402
-
-__all__ = ["GirderAdapter", "GirderStorage", "create", "resolve_vip_reference", "vip_uri"]

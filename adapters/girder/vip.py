@@ -8,34 +8,44 @@ fedgate produces the same URI, but with a token that dies at the requested expir
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import quote, urlencode
 
-from adapters.base import NotFound, parent_of
-from adapters.girder_http import GirderError
-from adapters.girder_names import shown_name, split_girder_path
-
-if TYPE_CHECKING:
-    from adapters.girder import GirderStorage
+from adapters.base import Delegation, Entry, NotFound, parent_of
+from adapters.girder.errors import GirderError
+from adapters.girder.names import shown_name, split_girder_path
+from adapters.girder.session import GirderSession
 
 
-def vip_uri(storage: GirderStorage, path: str, expires_at: dt.datetime) -> str:
+class VipMount(Protocol):
+    """What VIP URIs and references need of a Girder mount view (a GirderStorage)."""
+
+    @property
+    def root(self) -> str: ...
+
+    @property
+    def session(self) -> GirderSession: ...
+
+    def stat(self, path: str) -> Entry: ...
+
+    def vip_delegation(self, path: str, expires_at: dt.datetime) -> tuple[str, Delegation]: ...
+
+
+def vip_uri(storage: VipMount, path: str, expires_at: dt.datetime) -> str:
     """A VIP/GASW input URI for a file: ``girder:/<name>?apiurl=…&fileId=…&token=…``.
 
     The job runs ``girder-client --api-url $apiurl --token $token download --parent-type
     auto $fileId``. The URI carries a read-only token that dies at ``expires_at`` at the
-    latest (adapters/girder_delegation.py): treat the string as a secret (never log it)."""
+    latest (adapters/girder/delegation.py): treat the string as a secret (never log it)."""
     return storage.vip_delegation(path, expires_at)[0]
 
 
-def vip_uri_for(storage: GirderStorage, path: str, file_id: str, token: str) -> str:
-    query = urlencode(
-        {"apiurl": storage.session.api_url, "fileId": file_id, "token": token}, safe=":/"
-    )
+def format_vip_uri(api_url: str, path: str, file_id: str, token: str) -> str:
+    query = urlencode({"apiurl": api_url, "fileId": file_id, "token": token}, safe=":/")
     return f"girder:/{quote(shown_name(path.rsplit('/', 1)[-1]))}?{query}"
 
 
-def resolve_vip_reference(storage: GirderStorage, reference: str) -> str:
+def resolve_vip_reference(storage: VipMount, reference: str) -> str:
     """The mount path of a VIP reference to a Girder resource (best effort).
 
     Accepts ``<platformId>:<girderId>`` (VIP's external-platform form), a bare Girder id,
