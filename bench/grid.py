@@ -10,7 +10,7 @@ as a plain reverse proxy: what a relay written in C gets here, for scale):
 (a) direct gfal2 (Python binding, in this process): read = ``open`` + ``pread_bytes``
     loop of ``--chunk-mib`` (the target's peer) and, over root:// for scale, libgfal2's
     ``gfal2_pread`` called through ctypes into fresh buffers, one at a time (fedgate
-    reads this way with two in flight, adapters/gfal_pread.py); write = ``filecopy``
+    reads this way with two in flight, adapters/gfal/pread.py); write = ``filecopy``
     from ``file://`` (gfal-copy's way) and, for reference, an ``open("w")`` + ``write``
     loop (what the adapter does);
 (b) through fedgate: curl with an API key against ``fedgate serve`` with gfal mounts
@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.gfal_pread import RawContext, library
+from adapters.gfal.pread import RawContext, library
 from bench.common import (
     REPO,
     GiB,

@@ -22,10 +22,12 @@ from adapters.base import (
     AuthenticationFailed,
     BackendUnavailable,
     Credential,
+    Features,
     InvalidPath,
     NotFound,
     NotSupported,
     Storage,
+    features,
 )
 from adapters.gfal import UPLOAD_PREFIX, GfalAdapter, GfalStorage, create
 from tests.adapters.conformance import AdapterConformance, read, write
@@ -197,6 +199,14 @@ def test_bind_pools_one_view_per_credential() -> None:
     )
 
 
+def test_a_gfal_view_has_no_optional_feature_and_reads_ahead_over_root_only() -> None:
+    root = create({"base_url": ROOT_URL, "anonymous": True}).bind(None)
+    http = create({"base_url": "http://127.0.0.1:1/data", "anonymous": True}).bind(None)
+    assert features(root) == features(http) == Features()
+    # root:// preads are one request per chunk: the next overlaps the send; http streams.
+    assert root.capabilities.read_ahead == 1 and http.capabilities.read_ahead == 0
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -287,7 +297,7 @@ def test_concurrent_use_of_one_view(se: Storage) -> None:
     assert len(list(se.list(""))) == 16
 
 
-# --- root:// reads through libgfal2's C API (adapters/gfal_pread.py) ------------------------
+# --- root:// reads through libgfal2's C API (adapters/gfal/pread.py) ------------------------
 
 
 def test_root_reads_through_libgfal2_match_the_binding_byte_for_byte(
@@ -334,7 +344,7 @@ def test_a_root_read_left_half_way_gives_its_context_back(folder: str) -> None:
 def test_root_reads_fall_back_to_the_binding_without_libgfal2(
     folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adapters.gfal_pread as gfal_pread
+    import adapters.gfal.pread as gfal_pread
 
     monkeypatch.setattr(gfal_pread, "_tried", True)
     monkeypatch.setattr(gfal_pread, "_library", None)

@@ -1,4 +1,4 @@
-"""The http data path of gfal mounts (adapters/gfal_http.py).
+"""The http data path of gfal mounts (adapters/gfal/http.py).
 
 Against the real XRootD (XrdHttp) of `make test`: uploads stream in one PUT, a cut upload
 leaves nothing, reads are byte-exact. Against a small fake web server, for what XRootD
@@ -20,9 +20,9 @@ import pytest
 
 from adapters.base import AuthenticationFailed, BackendUnavailable, Credential, StorageError
 from adapters.gfal import UPLOAD_PREFIX, GfalStorage, create
-from adapters.gfal_http import HttpData
-from adapters.gfal_support import parse_options
-from adapters.gfal_write import GfalWriter, StreamedPutWriter
+from adapters.gfal.http import HttpData
+from adapters.gfal.options import GfalSettings
+from adapters.gfal.write import GfalWriter, StreamedPutWriter
 from adapters.streamed_body import Feed
 from tests.adapters.conformance import read, write
 from tests.testbeds import run_testbed, running_testbed
@@ -129,7 +129,9 @@ def fake() -> Iterator[str]:
 
 
 def data_path(base: str, token: str | None = "tok-secret-42") -> HttpData:
-    return HttpData(base, "http", token, parse_options({"base_url": base, "timeout": 5}))
+    return HttpData(
+        base, "http", token, GfalSettings.from_options({"base_url": base, "timeout": 5})
+    )
 
 
 def test_a_body_cut_short_raises_instead_of_ending(fake: str) -> None:
@@ -170,7 +172,7 @@ def test_dav_scheme_talks_http() -> None:
         "dav://127.0.0.1:1/data",
         "dav",
         None,
-        parse_options({"base_url": "dav://127.0.0.1:1/data"}),
+        GfalSettings.from_options({"base_url": "dav://127.0.0.1:1/data"}),
     )
     assert data.url("a b") == "http://127.0.0.1:1/data/a%20b"
 

@@ -355,7 +355,7 @@ def test_native_credential_is_501_without_a_macaroon_capable_se(
 
 
 def test_a_write_error_in_the_writer_thread_reaches_the_caller(unique: str, se_data: Path) -> None:
-    from adapters.gfal_write import GfalWriter
+    from adapters.gfal.write import GfalWriter
 
     storage = create({"base_url": f"{ROOT_URL}/{unique}", "anonymous": True}).bind(None)
     writer = storage.open_write("broken.bin")

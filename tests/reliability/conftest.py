@@ -149,7 +149,7 @@ def gfal_backend() -> Iterator[Backend]:
 @pytest.fixture(scope="session")
 def gfal_http_backend(gfal_backend: Backend) -> Backend:
     """The same XRootD folder over XrdHttp: reads and sized uploads take the urllib3 data
-    path (adapters/gfal_http.py), not gfal2's file calls."""
+    path (adapters/gfal/http.py), not gfal2's file calls."""
     opts = {**gfal_backend.options}
     opts["base_url"] = opts["base_url"].replace("root://127.0.0.1:11094/", "http://127.0.0.1:11095")
     return Backend("gfalhttp", "gfal", opts, testbed="xrootd")

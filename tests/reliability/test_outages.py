@@ -4,7 +4,7 @@ itself killed during uploads, and the state database surviving kill -9 and outag
 Testbed servers are killed through their pidfile and started again with their own
 script before each test ends, so later tests still find them. Every mount must recover
 by itself once its backend is back (for gfal that needed XrdCl's stream error window
-shortened: adapters/gfal_support.py)."""
+shortened: adapters/gfal/context.py)."""
 
 from __future__ import annotations
 

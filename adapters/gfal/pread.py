@@ -2,10 +2,9 @@
 
 Why not the Python binding for this one loop: its ``pread_bytes`` zero-fills a vector,
 reads into it, copies it into a ``std::string`` and copies that into a ``bytes`` (the last
-copy with the GIL held): three more passes over every byte than the read itself. On the
-bench VM, reading 1 GiB from XRootD in 4 MiB preads took 0.56-0.68 CPU-s/GiB at
-1.1-1.3 GB/s through the binding, and 0.41-0.44 CPU-s/GiB at 1.8-1.9 GB/s calling
-``gfal2_pread`` into an uninitialised ``bytearray`` (docs/decisions.md). Everything else
+copy with the GIL held): three more passes over every byte than the read itself. Calling
+``gfal2_pread`` into an uninitialised ``bytearray`` reads faster at less CPU
+(docs/decisions.md has the figures). Everything else
 (stat, listings, writes, checksums) keeps the binding; this module only opens, preads and
 closes, with contexts of its own (gfal2's xrootd plugin shares XrdCl's connections
 process-wide, so this opens no extra connection). A read longer than one chunk keeps two
@@ -29,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
 from adapters.base import StorageError
-from adapters.gfal_support import ContextPool, Lease
+from adapters.gfal.context import ContextPool, Lease
 
 log = logging.getLogger("fedgate.adapters.gfal")
 

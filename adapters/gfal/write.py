@@ -23,6 +23,7 @@ the rename (docs/decisions.md); the file that appeared earlier in the upload is 
 from __future__ import annotations
 
 import contextlib
+import errno
 import queue
 import stat as stat_mod
 import tempfile
@@ -30,15 +31,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from adapters.base import AlreadyExists, Entry, IsADirectory, StorageError, join, parent_of
-from adapters.gfal_support import Lease
+from adapters.gfal.context import ContextPool, Lease
+from adapters.gfal.errors import code_of
+from adapters.gfal.http import HttpData
 from adapters.streamed_body import Feed, check_sender, in_thread
-
-if TYPE_CHECKING:
-    from adapters.gfal import GfalStorage
 
 UPLOAD_PREFIX = ".fedgate-upload-"
 CHUNK = 1024 * 1024
@@ -46,15 +46,37 @@ _SWEEP_DELAYS = (0.05, 0.1, 0.2, 0.4)  # seconds, after a cut streamed PUT
 _BEHIND = 2  # chunks queued for the writer thread: memory per upload ~3 chunks
 
 
+class UploadTarget(Protocol):
+    """What an upload needs of the mount view it writes to (a GfalStorage)."""
+
+    @property
+    def pool(self) -> ContextPool: ...
+
+    @property
+    def gerror(self) -> type[Exception]:
+        """gfal2's ``GError``: what every context call raises."""
+        ...
+
+    def url(self, path: str) -> str:
+        """The URL gfal2 is given for ``path`` (with the token CGI over root://)."""
+        ...
+
+    def error(self, exc: Any, path: str) -> StorageError:
+        """A ``GError`` as the error tree, the view's secrets hidden."""
+        ...
+
+    def stat(self, path: str) -> Entry: ...
+
+
 def needs_escaping(path: str) -> bool:
     return any(quote(seg, safe="") != seg for seg in path.split("/"))
 
 
-def move_decodes_destination(storage: GfalStorage, ctx: Any, folder: str) -> bool:
+def move_decodes_destination(storage: UploadTarget, ctx: Any, folder: str) -> bool:
     """Rename a hidden probe file onto a name with a space and see where it lands."""
     probe = join(folder, f"{UPLOAD_PREFIX}probe-{uuid.uuid4().hex}")
     spaced, literal = probe + " x", probe + "%20x"
-    gerror = storage.gfal.GError
+    gerror = storage.gerror
     try:
         handle = ctx.open(storage.url(probe), "w")
         handle.write(b"p")
@@ -81,10 +103,10 @@ class GfalWriter:
     idles half the time. A write error is raised by the next ``write`` or by ``commit``."""
 
     # Each gfal2 write call has a fixed cost (most over http://): 1 MiB blocks from the
-    # gateway; 512 KiB ones halved the http:// write rate (bench/grid.py).
+    # gateway, as smaller ones cost write rate (docs/decisions.md).
     block_size = CHUNK
 
-    def __init__(self, storage: GfalStorage, path: str, exclusive: bool = False) -> None:
+    def __init__(self, storage: UploadTarget, path: str, exclusive: bool = False) -> None:
         self._storage = storage
         self._path = path
         self._exclusive = exclusive
@@ -107,11 +129,11 @@ class GfalWriter:
         self._thread: threading.Thread | None = None
         try:
             self._file: Any = self._lease.ctx.open(self._tmp_url, "w")
-        except self._storage.gfal.GError as exc:
+        except self._storage.gerror as exc:
             raise self._storage.error(exc, self._path) from None
 
     def _run(self) -> None:
-        gerror = self._storage.gfal.GError
+        gerror = self._storage.gerror
         while (data := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain, so that a blocked ``write`` cannot hang
@@ -174,11 +196,11 @@ class GfalWriter:
                         raise IsADirectory(f"{self._path}: is a directory")
                     if self._exclusive:
                         raise AlreadyExists(f"{self._path}: already exists")
-                except s.gfal.GError as exc:
-                    if exc.code != 2:
+                except s.gerror as exc:
+                    if code_of(exc) != errno.ENOENT:
                         raise
                 ctx.rename(self._tmp_url, target)
-            except s.gfal.GError as exc:
+            except s.gerror as exc:
                 raise s.error(exc, self._path) from None
             done = True
         finally:
@@ -199,23 +221,30 @@ class GfalWriter:
         created) or the SE is gone: nothing more to do then."""
         try:
             ctx.unlink(self._tmp_url)
-        except self._storage.gfal.GError:
+        except self._storage.gerror:
             return False
         return True
 
 
 class StreamedPutWriter(GfalWriter):
     """http/dav mounts, size known: the body streams to the SE in one PUT of the temporary
-    name while the client sends it (adapters/gfal_http.py says why not gfal2's write);
+    name while the client sends it (http.py says why not gfal2's write);
     commit and abort are GfalWriter's (size check, rename, unlink through gfal2)."""
 
-    def __init__(self, storage: GfalStorage, path: str, size: int, exclusive: bool = False) -> None:
+    def __init__(
+        self,
+        storage: UploadTarget,
+        http: HttpData,
+        path: str,
+        size: int,
+        exclusive: bool = False,
+    ) -> None:
         self._size = size
+        self._http = http
         super().__init__(storage, path, exclusive)
 
     def _start(self) -> None:
-        http = self._storage.http
-        assert http is not None
+        http = self._http
         self._feed = Feed()
         body = self._feed.chunk(self._size)
         self._sender: Future[None] | None = in_thread(lambda: http.put(self._tmp, body), "gfal-put")
@@ -275,7 +304,7 @@ class StreamedPutWriter(GfalWriter):
 
 
 class SpoolWriter:
-    def __init__(self, storage: GfalStorage, path: str, exclusive: bool = False) -> None:
+    def __init__(self, storage: UploadTarget, path: str, exclusive: bool = False) -> None:
         self._storage = storage
         self._path = path
         self._exclusive = exclusive
@@ -306,8 +335,8 @@ class SpoolWriter:
                     # aside under a hidden name (a MOVE *from* the awkward name is fine).
                     backup = s.url(join(parent_of(self._path), UPLOAD_PREFIX + uuid.uuid4().hex))
                     ctx.rename(target, backup)
-                except s.gfal.GError as exc:
-                    if exc.code != 2:
+                except s.gerror as exc:
+                    if code_of(exc) != errno.ENOENT:
                         raise
                 spool.seek(0)
                 _upload(ctx, spool, target)
@@ -317,12 +346,12 @@ class SpoolWriter:
                         f"{self._path}: upload incomplete ({size} of {self._written} bytes stored)"
                     )
             except BaseException as exc:
-                _restore(s, ctx, target, backup)
-                if isinstance(exc, s.gfal.GError):
+                _restore(s.gerror, ctx, target, backup)
+                if isinstance(exc, s.gerror):
                     raise s.error(exc, self._path) from None
                 raise
             if backup is not None:
-                with contextlib.suppress(s.gfal.GError):
+                with contextlib.suppress(s.gerror):
                     ctx.unlink(backup)
         return s.stat(self._path)
 
@@ -339,11 +368,10 @@ def _upload(ctx: Any, source: Any, url: str) -> None:
     del handle  # closing sends the PUT
 
 
-def _restore(storage: GfalStorage, ctx: Any, target: str, backup: str | None) -> None:
+def _restore(gerror: type[Exception], ctx: Any, target: str, backup: str | None) -> None:
     """After a failed spooled commit: drop the partial target, put the old file back by
     streaming it (a MOVE onto the awkward name is what cannot work). If even that fails the
     old content stays under its hidden name rather than being deleted."""
-    gerror = storage.gfal.GError
     with contextlib.suppress(gerror):
         ctx.unlink(target)
     if backup is None:

@@ -1,77 +1,20 @@
-"""A grid storage element (XRootD, dCache, EOS, StoRM...) through gfal2, over root:// or
-HTTP/WebDAV.
-
-Mount options (TOML)::
-
-    base_url          root://host:port//path | xroot:// | http(s)://host:port/path | dav(s)://
-    token             optional service bearer token (WLCG token or macaroon), used when a
-                      request carries no user credential; never logged
-    x509_proxy        optional path to an X.509 proxy file used for every request
-    anonymous         bind(None) without any service credential (default false)
-    timeout           seconds for one namespace operation or read/write request (default 30)
-    connect_timeout   seconds to connect over root:// (default 5)
-    checksum_timeout  seconds for the SE to compute a checksum (default 300)
-    native_checksums  algorithms the SE computes (default ["adler32", "md5"])
-    macaroons         presign by asking an https/davs SE for a macaroon (default true)
-    insecure          skip TLS verification over https/davs (default false; tests only)
-    stream_http       over http/dav, move bytes with urllib3 instead of gfal2's file calls
-                      (default true; see adapters/gfal_http.py)
-    raw_reads         over root:// without an X.509 proxy, pread through libgfal2's C API
-                      into fresh buffers instead of the binding's copying ``pread_bytes``
-                      (default true; see adapters/gfal_pread.py)
-    max_idle_contexts gfal2 contexts kept per credential (default 4)
-
-Credentials: kind ``"bearer"`` with field ``token``. Over http/dav it is handed to gfal2
-for URLs below ``base_url`` only; over root:// it travels as ``?authz=Bearer%20<token>``
-(XRootD's token CGI), so gfal2 errors are stripped of query strings before they are
-raised, and never chained.
-
-Behaviour worth knowing:
-
-- Listing: gfal2 (PROPFIND over http, dirlist over root://) fetches a whole directory
-  before the first entry is returned; that buffer lives in the C library. We stream from it
-  entry by entry (``opendir``/``readpp``) and never build a Python list.
-- Writes go to ``.fedgate-upload-<uuid>`` next to the target (hidden from listings and
-  unreachable by path) and are renamed over the target on commit, replacing a file there.
-  Over http/dav the bytes of reads and of uploads of known size go over urllib3, one
-  streamed GET or PUT each (adapters/gfal_http.py; davix would spool an upload to $TMPDIR
-  and PUT it only on commit). Uploads of unknown size (a chunked client request), SEs that
-  redirect PUTs, and X.509 mounts keep gfal2's calls, where $TMPDIR needs room for the
-  largest concurrent uploads. Both plugins create missing parents on write, so the
-  parent is checked first (a parent removed during an upload is recreated by it). On an SE
-  that does not percent-decode a WebDAV MOVE's Destination (XrdHttp 5.5), names that need
-  escaping are uploaded by a spooled PUT instead (see gfal_write.py for its weaker
-  atomicity).
-- Presign: over https/davs the SE is asked for a macaroon (dCache and XrdMacaroons
-  answer ``POST`` with ``Content-Type: application/macaroon-request``), with caveats on the
-  path, the activity and a validity in whole minutes that ends no later than
-  ``expires_at``; the result is ``Delegation(kind="macaroon")`` with an ``Authorization``
-  header, to use on ``GfalStorage.public_url(path)`` (also the delegation's ``url``).
-  gfal2 refuses macaroon requests over plain http (the macaroon would travel in clear)
-  and root:// has no such request: both raise ``NotSupported``. We deliberately do not
-  hand out the caller's own bearer token instead: it is neither scoped to the path
-  nor bounded by ``expires_at``.
-"""
+"""One credential's view of a gfal mount: the Storage protocol over gfal2's namespace calls,
+with the bytes over urllib3 (http.py) or libgfal2's C pread (pread.py) where those are
+faster (adapters/gfal/__init__.py says what a mount does)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
-import mimetypes
 import stat as stat_mod
 import threading
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from adapters.base import (
     AlreadyExists,
-    AuthenticationFailed,
-    BackendUnavailable,
     Capabilities,
-    Credential,
     Delegation,
     Entry,
     IsADirectory,
@@ -80,30 +23,27 @@ from adapters.base import (
     NotSupported,
     ParentNotFound,
     PermissionDenied,
-    Storage,
     StorageError,
     join,
     parent_of,
     streamed_checksum,
 )
-from adapters.gfal_http import HttpData
-from adapters.gfal_pread import RawReader, library
-from adapters.gfal_presign import TLS_SCHEMES, request_macaroon
-from adapters.gfal_support import (
+from adapters.common import mime_type
+from adapters.gfal.context import ContextPool, Lease, gfal2_module
+from adapters.gfal.errors import is_ambiguous, translate
+from adapters.gfal.http import HttpData
+from adapters.gfal.options import GfalSettings
+from adapters.gfal.pread import RawReader, library
+from adapters.gfal.presign import request_macaroon
+from adapters.gfal.urls import (
     HTTP_SCHEMES,
+    TLS_SCHEMES,
     XROOTD_SCHEMES,
-    ContextPool,
-    GfalOptions,
-    Lease,
-    gfal2_module,
-    is_ambiguous,
     normalise_base_url,
-    parse_options,
     path_url,
-    translate,
     with_authz,
 )
-from adapters.gfal_write import (
+from adapters.gfal.write import (
     UPLOAD_PREFIX,
     GfalWriter,
     SpoolWriter,
@@ -112,21 +52,10 @@ from adapters.gfal_write import (
     needs_escaping,
 )
 
-__all__ = ["UPLOAD_PREFIX", "GfalAdapter", "GfalOptions", "GfalStorage", "create"]
-
-# Bytes per pread (gfal2's XRootD and file plugins): each is a round trip. Through the
-# binding, one at a time, 4 MiB gave root:// GETs 0.74–0.93 × direct gfal2 where 1 MiB
-# gave 0.60–0.79. Through the C API two run at once (gfal_pread.py), and 2 MiB ran as
-# fast as 4 (medians 1853 and 1805 MB/s over 8 rounds side by side) at half the memory:
-# with the gateway's one chunk of read-ahead a download holds about four of them.
+# Bytes per pread, each a round trip: through the binding one at a time, through the C
+# API two at once, where half the size ran as fast at half the memory (docs/decisions.md).
 PREAD_CHUNK = 4 * 1024 * 1024
 RAW_PREAD_CHUNK = 2 * 1024 * 1024
-
-_MAX_BOUND = 64  # credentials whose context pools are kept
-
-
-def _mime(name: str) -> str:
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
 def _entry(path: str, st: Any) -> Entry:
@@ -137,45 +66,46 @@ def _entry(path: str, st: Any) -> Entry:
         is_dir=is_dir,
         size=None if is_dir else int(st.st_size),
         mtime=float(st.st_mtime) if st.st_mtime else None,
-        mime_type=None if is_dir else _mime(path),
+        mime_type=None if is_dir else mime_type(path),
     )
 
 
 class GfalStorage:
-    def __init__(self, options: GfalOptions, token: str | None) -> None:
+    def __init__(self, options: GfalSettings, token: str | None) -> None:
         self.options = options
         self.base, self.scheme = normalise_base_url(options.base_url)
         self.gfal = gfal2_module(options.connect_timeout, options.timeout)
+        self.gerror: type[Exception] = self.gfal.GError
         self._token = token
         self.secrets = (token,) if token else ()
         self._xrootd = self.scheme in XROOTD_SCHEMES
         self.pool = ContextPool(self._new_context, options.max_idle_contexts)
-        # The bytes of http/dav mounts go over urllib3 (adapters/gfal_http.py says why).
+        # The bytes of http/dav mounts go over urllib3 (http.py says why).
         self.http = (
             HttpData(self.base, self.scheme, token, options)
             if self.scheme in HTTP_SCHEMES and options.stream_http and not options.x509_proxy
             else None
         )
-        # The binding's pread copies every byte three times; see gfal_pread.py.
+        # The binding's pread copies every byte three times; see pread.py.
         lib = library() if self._xrootd and options.raw_reads and not options.x509_proxy else None
         self.raw = (
             RawReader(lib, self.error, RAW_PREAD_CHUNK, options.max_idle_contexts) if lib else None
         )
-        # pread is one request per chunk: the next one runs while the gateway sends.
-        self.read_ahead = 0 if self.http is not None else 1
-        # Whether the SE percent-decodes a MOVE's Destination (see gfal_write), and whether
-        # it takes a PUT without a redirect (see gfal_http); each probed once.
+        # Whether the SE percent-decodes a MOVE's Destination (see write.py), and whether
+        # it takes a PUT without a redirect (see http.py); each probed once.
         self._move_decodes: bool | None = None
         self._puts_directly: bool | None = None
         self._probe_lock = threading.Lock()
         can_presign = options.macaroons and self.scheme in TLS_SCHEMES
         self.capabilities = Capabilities(
-            native_checksums=options.native_checksums,
+            native_checksums=frozenset(options.native_checksums),
             presign_read=can_presign,
             presign_write=can_presign,
             native_delegation=can_presign,
             # A macaroon goes in an Authorization header: no redirect can carry it.
             presign_needs_headers=True,
+            # pread is one request per chunk: the next one runs while the gateway sends.
+            read_ahead=0 if self.http is not None else 1,
         )
 
     def __repr__(self) -> str:
@@ -219,7 +149,7 @@ class GfalStorage:
     def _stat(self, ctx: Any, path: str) -> Entry:
         try:
             return _entry(path, ctx.stat(self.url(path)))
-        except self.gfal.GError as exc:
+        except self.gerror as exc:
             if path and is_ambiguous(exc) and not self._parent_is_dir(ctx, path):
                 raise NotFound(f"{path}: no such file or directory") from None
             raise self.error(exc, path) from None
@@ -227,7 +157,7 @@ class GfalStorage:
     def _parent_is_dir(self, ctx: Any, path: str) -> bool:
         try:
             return stat_mod.S_ISDIR(ctx.stat(self.url(parent_of(path))).st_mode)
-        except self.gfal.GError:
+        except self.gerror:
             return False
 
     def _require_parent(self, ctx: Any, path: str) -> None:
@@ -271,7 +201,7 @@ class GfalStorage:
         translated)."""
         try:
             yield
-        except self.gfal.GError as exc:
+        except self.gerror as exc:
             lease.release()
             raise self.error(exc, path) from None
         except BaseException:
@@ -283,7 +213,7 @@ class GfalStorage:
             while True:
                 try:
                     dirent, st = handle.readpp()
-                except self.gfal.GError as exc:
+                except self.gerror as exc:
                     raise self.error(exc, path) from None
                 if dirent is None:
                     return
@@ -320,7 +250,7 @@ class GfalStorage:
             while offset < stop:
                 try:
                     data = handle.pread_bytes(offset, min(PREAD_CHUNK, stop - offset))
-                except self.gfal.GError as exc:
+                except self.gerror as exc:
                     raise self.error(exc, path) from None
                 if not data:
                     return  # truncated since the stat
@@ -350,7 +280,7 @@ class GfalStorage:
                 if not self._move_decodes:
                     return SpoolWriter(self, path, exclusive)
             if self.http is not None and size_hint and self._takes_direct_puts(ctx, path):
-                return StreamedPutWriter(self, path, size_hint, exclusive)
+                return StreamedPutWriter(self, self.http, path, size_hint, exclusive)
         return GfalWriter(self, path, exclusive)
 
     def _takes_direct_puts(self, ctx: Any, path: str) -> bool:
@@ -361,7 +291,7 @@ class GfalStorage:
                 try:
                     self._puts_directly = self.http.try_put(probe)  # None: ask again
                 finally:
-                    with contextlib.suppress(self.gfal.GError):
+                    with contextlib.suppress(self.gerror):
                         ctx.unlink(self.url(probe))
             return bool(self._puts_directly)
 
@@ -377,7 +307,7 @@ class GfalStorage:
                 raise AlreadyExists(f"{path}: already exists")
             try:
                 ctx.mkdir(self.url(path), 0o755)
-            except self.gfal.GError as exc:
+            except self.gerror as exc:
                 raise self.error(exc, path) from None
             return self._stat(ctx, path)
 
@@ -394,7 +324,7 @@ class GfalStorage:
     def _unlink(self, ctx: Any, path: str) -> None:
         try:
             ctx.unlink(self.url(path))
-        except self.gfal.GError as exc:
+        except self.gerror as exc:
             raise self.error(exc, path) from None
 
     def _remove_tree(self, ctx: Any, path: str) -> None:
@@ -406,7 +336,7 @@ class GfalStorage:
                 self._unlink(ctx, entry.path)
         try:
             ctx.rmdir(self.url(path))
-        except self.gfal.GError as exc:
+        except self.gerror as exc:
             raise self.error(exc, path) from None
 
     def checksum(self, path: str, algorithm: str = "md5") -> str:
@@ -418,7 +348,7 @@ class GfalStorage:
             with self.pool.lease() as ctx:
                 try:
                     value = str(ctx.checksum(self.url(path), algorithm.upper())).strip().lower()
-                except self.gfal.GError as exc:
+                except self.gerror as exc:
                     raise self.error(exc, path) from None
             return value.zfill(8) if algorithm == "adler32" else value
         return self._streamed_checksum(path, algorithm)
@@ -433,8 +363,9 @@ class GfalStorage:
                 "this storage element cannot mint a path-scoped token "
                 "(root:// has no macaroon request; use an http(s)/dav(s) base_url)"
             )
+        url = path_url(self.base, path)
         with self.pool.lease() as ctx:
-            return request_macaroon(self, ctx, path, method, expires_at)
+            return request_macaroon(ctx, url, path, method, expires_at, self.gerror, self.error)
 
     def close(self) -> None:
         self.pool.close()
@@ -442,62 +373,3 @@ class GfalStorage:
             self.http.close()
         if self.raw is not None:
             self.raw.close()
-
-
-class GfalAdapter:
-    type_name = "gfal"
-
-    def __init__(self, options: GfalOptions) -> None:
-        normalise_base_url(options.base_url)  # fail at configuration time
-        self.options = options
-        self._bound: OrderedDict[str, GfalStorage] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _storage(self, token: str | None) -> GfalStorage:
-        key = hashlib.sha256((token or "").encode()).hexdigest()
-        with self._lock:
-            storage = self._bound.get(key)
-            if storage is not None:
-                self._bound.move_to_end(key)
-                return storage
-        storage = GfalStorage(self.options, token)
-        with self._lock:
-            self._bound[key] = storage
-            while len(self._bound) > _MAX_BOUND:
-                # An evicted view still works for requests holding it; it just stops
-                # keeping idle contexts.
-                self._bound.popitem(last=False)[1].close()
-        return storage
-
-    def bind(self, credential: Credential | None) -> Storage:
-        o = self.options
-        if credential is None:
-            if o.token or o.x509_proxy or o.anonymous:
-                return self._storage(o.token)
-            raise AuthenticationFailed("no credential for this mount")
-        if credential.kind != "bearer":
-            raise AuthenticationFailed(
-                f"a {credential.kind!r} credential cannot be used on a gfal mount (use 'bearer')"
-            )
-        token = (credential.fields.get("token") or "").strip()
-        if not token:
-            raise AuthenticationFailed("the bearer credential has no token")
-        return self._storage(token)
-
-    def check(self) -> None:
-        try:
-            self._storage(self.options.token).stat("")
-        except BackendUnavailable:
-            raise
-        except StorageError:
-            pass  # it answered: reachable, whatever it thinks of our credential
-
-    def close(self) -> None:
-        with self._lock:
-            bound, self._bound = list(self._bound.values()), OrderedDict()
-        for storage in bound:
-            storage.close()
-
-
-def create(options: Mapping[str, Any]) -> GfalAdapter:
-    return GfalAdapter(parse_options(options))

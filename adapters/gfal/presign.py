@@ -10,13 +10,12 @@ the macaroon never outlives ``expires_at``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 from adapters.base import BackendUnavailable, Delegation, NotSupported, StorageError
-from adapters.gfal_support import path_url, translate
-
-if TYPE_CHECKING:
-    from adapters.gfal import GfalStorage
+from adapters.gfal.urls import TLS_SCHEMES
 
 # Least privilege per HTTP method (dCache activity names).
 ACTIVITIES: dict[str, list[str]] = {
@@ -25,17 +24,25 @@ ACTIVITIES: dict[str, list[str]] = {
     "PUT": ["UPLOAD"],
     "DELETE": ["DELETE"],
 }
-TLS_SCHEMES = frozenset({"https", "davs"})
 
 
 def request_macaroon(
-    storage: GfalStorage, ctx: Any, path: str, method: str, expires_at: dt.datetime
+    ctx: Any,
+    url: str,
+    path: str,
+    method: str,
+    expires_at: dt.datetime,
+    gerror: type[Exception],
+    translate: Callable[[Any, str], StorageError],
 ) -> Delegation:
+    """A macaroon for ``method`` on ``url`` (the file's URL without credentials), asked
+    with the gfal2 context ``ctx``; ``translate`` turns a ``gerror`` into the error tree
+    (with the view's secrets hidden)."""
     method = method.upper()
     activities = ACTIVITIES.get(method)
     if activities is None:
         raise NotSupported(f"no macaroon activity for method {method}")
-    if storage.scheme not in TLS_SCHEMES:
+    if urlsplit(url).scheme.lower() not in TLS_SCHEMES:
         raise NotSupported("macaroons are only requested over https/davs")
     now = dt.datetime.now(dt.UTC)
     if expires_at.tzinfo is None:
@@ -43,11 +50,10 @@ def request_macaroon(
     minutes = int((expires_at - now).total_seconds() // 60)
     if minutes < 1:
         raise NotSupported("a storage element macaroon lives at least one minute")
-    url = path_url(storage.base, path)
     try:
         macaroon = str(ctx.token_retrieve(url, "", minutes, activities)).strip()
-    except storage.gfal.GError as exc:
-        err = translate(exc, path, storage.secrets)
+    except gerror as exc:
+        err = translate(exc, path)
         if isinstance(err, BackendUnavailable):
             raise err from None
         raise NotSupported(f"the storage element issued no macaroon ({err})") from None

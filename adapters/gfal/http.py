@@ -5,8 +5,8 @@ checksums, macaroons) stay with gfal2.
 Why not gfal2's file calls: over HTTP, gfal2 (davix) reads with one ranged GET per
 ``pread`` call, and writes by spooling the whole body to a file under $TMPDIR that it PUTs
 when the handle is closed, i.e. after the client has sent its last byte. Through the
-gateway that made an upload two transfers one after the other (bench/grid.py: 0.2–0.3 ×
-gfal2's own loop) and cost the largest concurrent uploads in local disk. Here a read is
+gateway that made an upload two transfers one after the other (far slower than gfal2's
+own loop: docs/decisions.md) and cost the largest concurrent uploads in local disk. Here a read is
 one GET streamed to the client, and an upload one PUT fed while the client sends
 (adapters/streamed_body.py), in memory a few blocks per transfer.
 
@@ -40,7 +40,8 @@ from adapters.base import (
     PermissionDenied,
     StorageError,
 )
-from adapters.gfal_support import GfalOptions, path_url
+from adapters.gfal.options import GfalSettings
+from adapters.gfal.urls import path_url
 
 READ_BLOCK = 1024 * 1024
 GRID_CA_DIR = "/etc/grid-security/certificates"
@@ -50,7 +51,7 @@ _PLAIN = {"dav": "http", "davs": "https"}
 class HttpData:
     """The HTTP transfers of one credential's view of a mount (one connection pool)."""
 
-    def __init__(self, base: str, scheme: str, token: str | None, options: GfalOptions) -> None:
+    def __init__(self, base: str, scheme: str, token: str | None, options: GfalSettings) -> None:
         import urllib3
 
         self._urllib3 = urllib3
@@ -96,7 +97,7 @@ class HttpData:
             response.close()
             raise
         # Not offered for splicing (adapters/response_socket.py): measured side by side,
-        # XrdHttp's GETs came 8 % slower spliced than copied, at lower CPU.
+        # XrdHttp's GETs came slower spliced than copied (docs/decisions.md).
         return self._stream(response, path, stop - start)
 
     def _stream(self, response: Any, path: str, size: int) -> Iterator[bytes]:
