@@ -119,7 +119,7 @@ async def counted(
 
     If the backend yields more than ``expected`` bytes the stream is broken off rather
     than sending a body that disagrees with its Content-Length. A chunk that is not
-    ``bytes`` (gfal2's root:// reads fill bytearrays, adapters/gfal_pread.py) goes on as a
+    ``bytes`` (gfal2's root:// reads fill bytearrays, adapters/gfal/pread.py) goes on as a
     memoryview: Starlette sends bytes and memoryviews, and would ``.encode()`` anything else."""
     sent = 0
     ok = False

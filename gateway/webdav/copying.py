@@ -84,7 +84,7 @@ def _copy_file(
             writer.commit()
             return n
         for chunk in source.open_read(src):
-            # root:// reads fill bytearrays (adapters/gfal_pread.py); writers take bytes.
+            # root:// reads fill bytearrays (adapters/gfal/pread.py); writers take bytes.
             data = chunk if isinstance(chunk, bytes) else bytes(chunk)
             adler = zlib.adler32(data, adler)
             n += len(data)
