@@ -7,8 +7,9 @@ busy with), and only then is the next block handed over: on iRODS uploads the wr
 spent more time waiting in its loop than writing (measured: docs/decisions.md).
 
 Here one thread runs for the whole transfer and exchanges blocks with the loop through a
-small thread-safe queue, so it works back-to-back while the queue has room (reading) or
-blocks (writing); the loop is woken only when it is itself waiting on the queue.
+small thread-safe queue (gateway/datapath/handoff.py), so it works back-to-back while the
+queue has room (reading) or blocks (writing); the loop is woken only when it is itself
+waiting on the queue.
 
 The threads are our own, not anyio's worker pool: a transfer holds its thread for as long
 as the client takes, and 40 slow uploads must not starve every other request of the
@@ -27,30 +28,36 @@ from collections.abc import Callable, Iterator
 import anyio
 from anyio import CancelScope
 
+from gateway.datapath.handoff import Handoff
+
 
 class WriterFailed(Exception):
     """Raised by ``BlockPipe.put`` once the writer thread has stopped on an error."""
 
 
 class _TransferThread:
-    """A thread for one transfer, its queue, its stop flag, and an awaitable end."""
+    """A thread for one transfer, its hand-off (queue, stop flag, error), the loop's
+    wake-ups, and an awaitable end."""
 
     def __init__(self, depth: int, name: str) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)  # None: the end
         self._loop = asyncio.get_running_loop()
         self._name = name
-        self._stopped = False
         self._wakeup = anyio.Event()
         self._waiting = False
         self._finished = anyio.Event()
-        self.error: BaseException | None = None
+        # The thread wakes the loop after each block it moves, if the loop waits.
+        self._handoff: Handoff[bytes] = Handoff(depth, moved=self._wake)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._handoff.error
 
     def _start(self, target: Callable[[], None]) -> None:
         def body() -> None:
             try:
                 target()
             except BaseException as exc:  # kept for the loop side, which raises it
-                self.error = exc
+                self._handoff.error = exc
             finally:
                 self._wake(always=True)
                 self._loop.call_soon_threadsafe(self._finished.set)
@@ -81,7 +88,7 @@ class BlockPipe(_TransferThread):
         super().__init__(depth, "fedgate-upload")
 
     def start(self, write: Callable[[bytes], None]) -> None:
-        self._start(lambda: self._run(write))
+        self._start(lambda: self._handoff.drain(write, keep_taking=False))
 
     async def put(self, block: bytes | None) -> None:
         """Queue a block (None: the end); waits without blocking the loop while the
@@ -90,12 +97,12 @@ class BlockPipe(_TransferThread):
             if self.error is not None:
                 raise WriterFailed from self.error
             try:
-                self._queue.put_nowait(block)
+                self._handoff.put_nowait(block)
                 return
             except queue.Full:
                 pass
             wakeup = self._arm()
-            if not self._queue.full() or self.error is not None:  # changed meanwhile
+            if not self._handoff.full() or self.error is not None:  # changed meanwhile
                 self._waiting = False
                 continue
             await wakeup.wait()
@@ -106,19 +113,11 @@ class BlockPipe(_TransferThread):
 
     def stop(self) -> None:
         """Stop the writer thread after its current block; queued blocks are dropped."""
-        self._stopped = True
+        self._handoff.stop()
         # Wakes a thread waiting on an empty queue; a full queue means it is not waiting,
-        # and it checks _stopped before its next block.
+        # and it checks the stop flag before its next block.
         with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
-
-    def _run(self, write: Callable[[bytes], None]) -> None:
-        while True:
-            block = self._queue.get()
-            self._wake()
-            if block is None or self._stopped:
-                return
-            write(block)
+            self._handoff.put_nowait(None)
 
 
 class ReadAhead(_TransferThread):
@@ -130,35 +129,17 @@ class ReadAhead(_TransferThread):
         super().__init__(depth, "fedgate-download")
 
     def start(self, chunks: Iterator[bytes]) -> None:
-        self._start(lambda: self._run(chunks))
-
-    def _run(self, chunks: Iterator[bytes]) -> None:
-        try:
-            for chunk in chunks:
-                if not self._put(chunk):
-                    return
-        except BaseException as exc:  # set before the end marker, so get() raises it
-            self.error = exc
-        self._put(None)
-
-    def _put(self, item: bytes | None) -> bool:
-        while not self._stopped:
-            try:
-                self._queue.put(item, timeout=0.5)  # re-checks _stopped now and then
-            except queue.Full:
-                continue
-            self._wake()
-            return True
-        return False
+        # A backend error is kept before the end marker, so get() raises it.
+        self._start(lambda: self._handoff.feed(chunks))
 
     async def get(self) -> bytes | None:
         """The next chunk, or None at the end; raises the backend's error."""
         while True:
             try:
-                chunk = self._queue.get_nowait()
+                chunk = self._handoff.take_nowait()
             except queue.Empty:
                 wakeup = self._arm()
-                if not self._queue.empty():
+                if not self._handoff.empty():
                     self._waiting = False
                     continue
                 await wakeup.wait()
@@ -169,4 +150,4 @@ class ReadAhead(_TransferThread):
 
     def stop(self) -> None:
         """The client is gone or done: the reader thread returns after its current chunk."""
-        self._stopped = True
+        self._handoff.stop()

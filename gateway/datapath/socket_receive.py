@@ -18,11 +18,11 @@ body was never read.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
 
+from gateway.datapath.handoff import Handoff
 from gateway.datapath.scope import Taken
 from gateway.datapath.socket_thread import run_in_thread
 
@@ -46,29 +46,26 @@ class WriteBehind:
     One block waits in between at most: an upload holds about three blocks."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
-        self._write = write
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=1)  # None: the end
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="fedgate-upload", daemon=True)
+        # After a failure, blocks are taken and dropped: the reader's next put() raises.
+        self._handoff: Handoff[bytes] = Handoff(1)
+        self._thread = threading.Thread(
+            target=self._handoff.drain, args=(write, True), name="fedgate-upload", daemon=True
+        )
         self._thread.start()
 
-    def _run(self) -> None:
-        while (block := self._queue.get()) is not None:
-            if self.error is None:  # after a failure, blocks are taken and dropped
-                try:
-                    self._write(block)
-                except BaseException as exc:  # raised by the reader's next put()
-                    self.error = exc
+    @property
+    def error(self) -> BaseException | None:
+        return self._handoff.error
 
     def put(self, block: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put(block)
+        if self._handoff.error is not None:
+            raise self._handoff.error
+        self._handoff.put(block)
 
     def close(self) -> None:
         """Until the thread has returned: every queued block written, or dropped after a
         failure. The writer is then free for commit or abort."""
-        self._queue.put(None)
+        self._handoff.put(None)
         self._thread.join()
 
 

@@ -21,12 +21,12 @@ stops the thread at once (shutdown of the socket) before the backend stream is c
 
 from __future__ import annotations
 
-import queue
 import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
 
+from gateway.datapath.handoff import Handoff
 from gateway.datapath.socket_splice import available, splice_body
 from gateway.datapath.socket_thread import ClientGone, run_in_thread
 
@@ -129,42 +129,18 @@ class Prefetch:
     the next read then runs while the writer sends; a backend streaming from a socket
     reads ahead in the kernel's buffers anyway."""
 
-    _END = object()
-
     def __init__(self, chunks: Iterator[bytes], depth: int) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._stopped = threading.Event()
-        self._error: BaseException | None = None
+        self._handoff: Handoff[bytes] = Handoff(depth)
         self._thread = threading.Thread(
-            target=self._run, args=(chunks,), name="fedgate-prefetch", daemon=True
+            target=self._handoff.feed, args=(chunks,), name="fedgate-prefetch", daemon=True
         )
         self._thread.start()
 
-    def _run(self, chunks: Iterator[bytes]) -> None:
-        try:
-            for chunk in chunks:
-                if not self._put(chunk):
-                    return
-        except BaseException as exc:  # set before the end marker, so __iter__ raises it
-            self._error = exc
-        self._put(self._END)
-
-    def _put(self, item: object) -> bool:
-        while not self._stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)  # re-checks the stop flag now and then
-            except queue.Full:
-                continue
-            return True
-        return False
-
     def __iter__(self) -> Iterator[bytes]:
-        while (item := self._queue.get()) is not self._END:
-            yield item  # type: ignore[misc]
-        if self._error is not None:
-            raise self._error
+        """The chunks, then the backend's error if it had one."""
+        return self._handoff.items()
 
     def stop(self) -> None:
         """Until the thread has returned: the backend iterator is its own till then."""
-        self._stopped.set()
+        self._handoff.stop()
         self._thread.join()
