@@ -45,6 +45,7 @@ CHUNK = 4 * 1024 * 1024
 
 
 def timestamp(value: Any) -> float | None:
+    """A catalog time (a datetime, or epoch seconds as text) as epoch seconds."""
     if isinstance(value, dt.datetime):
         return value.timestamp()
     try:

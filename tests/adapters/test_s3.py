@@ -32,6 +32,7 @@ from adapters.base import (
 )
 from adapters.s3 import MIB, S3Adapter, S3Storage, S3Writer, create
 from tests.adapters.conformance import BINARY, AdapterConformance, names, read, write
+from tests.backends import S3Fixtures
 from tests.testbeds import running_testbed
 
 ENDPOINT = "http://127.0.0.1:8333"
@@ -104,11 +105,7 @@ def s3(prefix: str) -> Iterator[S3Storage]:
     adapter.close()
 
 
-class TestS3Conformance(AdapterConformance):
-    @pytest.fixture
-    def storage(self, s3: S3Storage) -> Iterator[Storage]:
-        yield s3
-
+class TestS3Conformance(S3Fixtures, AdapterConformance):
     def populate_many(self, storage: Storage, folder: str, count: int) -> None:
         # Raw parallel PUTs (no adapter checks) to keep the test short; still real objects.
         assert isinstance(storage, S3Storage)
@@ -246,6 +243,38 @@ def test_bind_needs_a_usable_credential(prefix: str) -> None:
     with pytest.raises(AuthenticationFailed):
         adapter.bind(Credential("access_secret", {"accessKey": "testkey"}))
     assert adapter.bind(ADMIN) is adapter.bind(Credential("access_secret", dict(ADMIN.fields)))
+
+
+def test_an_evicted_view_is_closed_and_still_serves_a_request_holding_it(
+    s3: S3Storage, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cache's bound the least recently used credential's client is closed (its
+    idle sockets go), yet a download already streaming from it ends whole and the view
+    still answers: botocore reopens its pools."""
+    import adapters.s3.adapter
+
+    data = os.urandom(3 * MIB)
+    write(s3, "big", data)
+    monkeypatch.setattr(adapters.s3.adapter, "_CACHE_SIZE", 1)
+    adapter = make_adapter(prefix)
+    first = adapter.bind(ADMIN)
+    assert isinstance(first, S3Storage)
+    closed: list[bool] = []
+    real_close = first.client.close
+
+    def close() -> None:
+        closed.append(True)
+        real_close()
+
+    monkeypatch.setattr(first.client, "close", close)
+    stream = iter(first.open_read("big"))
+    head = next(stream)
+    assert adapter.bind(READER) is not first  # the second credential evicts the first
+    assert closed == [True]
+    assert head + b"".join(stream) == data
+    assert first.stat("big").size == len(data)
+    assert adapter.bind(ADMIN) is not first  # evicted means built again
+    adapter.close()
 
 
 def test_service_credential_is_used_without_user_credential(s3: S3Storage, prefix: str) -> None:
