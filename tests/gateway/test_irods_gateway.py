@@ -24,7 +24,7 @@ from irods.session import iRODSSession
 
 from gateway.config import MountConfig
 from tests.gateway.carmin_flow import check_carmin_actions
-from tests.gateway.helpers import bearer, exchange, is_error, token
+from tests.gateway.helpers import bearer, exchange, is_error, scrape, token, value
 from tests.irods_server import IrodsTestServer
 from tests.server import Running, local_settings, running
 
@@ -212,6 +212,24 @@ def test_read_ticket_works_until_the_token_is_revoked(
         _read(irods, ticket, full)
     assert gw.gateway.grants.count(jti) == 0
     assert client.get(f"/path/irods/{folder}/in.txt?action=content").content == b"ticketed input"
+
+
+def test_a_native_credential_is_counted_once_and_a_refusal_not(
+    gw: Running, client: httpx.Client, folder: str
+) -> None:
+    """fedgate_tokens_issued_total{kind="native"} counts the credentials handed out."""
+    client.put(f"/path/irods/{folder}/c.txt", content=b"counted", headers=OCTET)
+    tok = token(gw, f"storage.read:/irods/{folder}/c.txt", lifetime=600)
+    before = scrape(gw.url)
+    _native(gw, tok, f"/irods/{folder}/c.txt")
+    refused = httpx.post(
+        gw.api + "/token/native", json={"path": f"/irods/{folder}/d.txt"}, headers=bearer(tok)
+    )
+    is_error(refused, 403, 40301)
+    after = scrape(gw.url)
+    issued = "fedgate_tokens_issued_total"
+    assert value(after, issued, kind="native") - value(before, issued, kind="native") == 1
+    assert value(after, issued, kind="exchange") == value(before, issued, kind="exchange")
 
 
 def test_write_ticket_for_put(
