@@ -1,13 +1,13 @@
 """The adapter conformance suite: every backend runs it against its real server.
 
-A backend's test module inherits it with one line and provides one fixture::
+A backend's test module inherits it with one line, taking the backend's fixtures class
+from tests/backends.py (the same the gateway's CARMIN flow takes)::
 
-    class TestS3Conformance(AdapterConformance):
-        @pytest.fixture
-        def storage(self, ...) -> Iterator[Storage]:
-            ...  # a Storage whose root is a fresh, empty directory on the real server
+    class TestS3Conformance(S3Fixtures, AdapterConformance): ...
 
-Every test starts from that empty root, so tests never see each other's files.
+The fixtures class gives ``space``, a fresh, empty folder on the real server; ``storage``
+is the adapter bound to it with the user's credential. Every test starts from that empty
+root, so tests never see each other's files.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from adapters.base import (
     Storage,
     StorageError,
 )
+from tests.backends import Space
 
 BINARY = bytes(range(256)) * 64 + b"\r\n\x00\xff" * 100  # every byte value, CR/LF, NUL
 
@@ -55,6 +56,12 @@ class AdapterConformance:
     """Behaviour every Storage must have. Override ``many_entries`` for slow backends."""
 
     many_entries = 1100  # more than one page of S3 (1000), Girder (default 50), iRODS (500)
+
+    @pytest.fixture
+    def storage(self, space: Space) -> Iterator[Storage]:
+        adapter = space.adapter()
+        yield adapter.bind(space.credential)
+        adapter.close()  # and the views it pooled
 
     # --- stat / mkdir ---------------------------------------------------------------
 

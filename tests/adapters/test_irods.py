@@ -34,6 +34,7 @@ from adapters.base import (
 )
 from adapters.irods import TMP_PREFIX, IrodsAdapter, IrodsStorage, create
 from tests.adapters.conformance import AdapterConformance, read, write
+from tests.backends import IrodsFixtures
 from tests.irods_server import IrodsTestServer
 
 
@@ -66,13 +67,10 @@ def _fresh(srv: IrodsTestServer, user: str = "alice") -> str:
     return path
 
 
-class TestIrodsConformance(AdapterConformance):
-    @pytest.fixture
-    def storage(self, irods_server: IrodsTestServer) -> Iterator[Storage]:
+class TestIrodsConformance(IrodsFixtures, AdapterConformance):
+    @pytest.fixture(autouse=True)
+    def _server(self, irods_server: IrodsTestServer) -> None:
         self.server = irods_server
-        adapter = _adapter(irods_server, _fresh(irods_server))
-        yield adapter.bind(_alice(irods_server))
-        adapter.close()
 
     def populate_many(self, storage: Storage, folder: str, count: int) -> None:
         assert isinstance(storage, IrodsStorage)

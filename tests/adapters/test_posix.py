@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from adapters.base import InvalidPath, NotFound, PermissionDenied, Storage
+from adapters.base import InvalidPath, NotFound, PermissionDenied
 from adapters.posix import STAGING, PosixAdapter, PosixStorage
 from adapters.posix.noreplace import rename_noreplace
 from tests.adapters.conformance import AdapterConformance, write
+from tests.backends import PosixFixtures
 
 
-class TestPosixConformance(AdapterConformance):
-    @pytest.fixture
-    def storage(self, tmp_path: Path) -> Iterator[Storage]:
-        root = tmp_path / "mount"
-        root.mkdir()
-        yield PosixAdapter(root).bind(None)
+class TestPosixConformance(PosixFixtures, AdapterConformance):
+    pass
 
 
 @pytest.fixture

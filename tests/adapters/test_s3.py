@@ -32,6 +32,7 @@ from adapters.base import (
 )
 from adapters.s3 import MIB, S3Adapter, S3Storage, S3Writer, create
 from tests.adapters.conformance import BINARY, AdapterConformance, names, read, write
+from tests.backends import S3Fixtures
 from tests.testbeds import running_testbed
 
 ENDPOINT = "http://127.0.0.1:8333"
@@ -104,11 +105,7 @@ def s3(prefix: str) -> Iterator[S3Storage]:
     adapter.close()
 
 
-class TestS3Conformance(AdapterConformance):
-    @pytest.fixture
-    def storage(self, s3: S3Storage) -> Iterator[Storage]:
-        yield s3
-
+class TestS3Conformance(S3Fixtures, AdapterConformance):
     def populate_many(self, storage: Storage, folder: str, count: int) -> None:
         # Raw parallel PUTs (no adapter checks) to keep the test short; still real objects.
         assert isinstance(storage, S3Storage)

@@ -1,15 +1,19 @@
 """Test servers for the client: a TCP proxy that records, cuts or corrupts, and a small
-HTTP server that records headers (the "third host" a redirect points to)."""
+HTTP server that records headers (the "third host" a redirect points to); and the real
+``fedgate`` command as a job runs it."""
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -166,3 +170,18 @@ def send(h: BaseHTTPRequestHandler, status: int, body: bytes = b"", **headers: s
 
 def send_json(h: BaseHTTPRequestHandler, data: Any, status: int = 200) -> None:
     send(h, status, json.dumps(data).encode(), Content_Type="application/json")
+
+
+def fedgate(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real ``fedgate`` command (gateway/cli.py dispatching to gateway.client.cli)."""
+    clean = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "XDG_RUNTIME_DIR": "/nonexistent"}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env={**clean, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -22,7 +22,8 @@ from gateway.client import (
 )
 from gateway.client.discovery import discover_credential, discover_gateway
 from gateway.client.transfer import part_paths
-from tests.client.conftest import fedgate, token
+from tests.client.helpers import fedgate
+from tests.gateway.helpers import token
 from tests.server import Running
 from tokens.scopes import parse_scopes
 

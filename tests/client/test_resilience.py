@@ -15,8 +15,7 @@ import pytest
 
 from gateway.client import ChecksumMismatch, Client, NetworkError
 from gateway.client.transfer import part_paths
-from tests.client.conftest import fedgate
-from tests.client.helpers import Recorder, proxy, send, send_json
+from tests.client.helpers import Recorder, fedgate, proxy, send, send_json
 from tests.server import Running
 
 SIZE = 3 * 1024 * 1024 + 17

@@ -12,7 +12,7 @@ import pytest
 from adapters.uris import Match, NoMount, UriError, match_uri, parse_vip, redact
 from gateway.client import Client, NotFoundError
 from gateway.config import MountConfig
-from tests.client.conftest import token
+from tests.gateway.helpers import token
 from tests.server import Running, local_settings, running
 
 MOUNTS = (

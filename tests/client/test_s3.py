@@ -14,8 +14,8 @@ import pytest
 
 from gateway.client import Client
 from gateway.config import MountConfig
-from tests.client.conftest import token
 from tests.client.helpers import Proxy, proxy
+from tests.gateway.helpers import token
 from tests.server import Running, local_settings, running
 from tests.testbeds import running_testbed
 

@@ -16,12 +16,10 @@ import httpx
 import psycopg
 
 from tests import postgres
-from tests.gateway.test_master_key import (
+from tests.gateway.stored_s3 import (
     PAYLOAD,
     key_id,
-    prefix,  # noqa: F401 - fixture
     read_back,
-    s3,  # noqa: F401 - fixture
     s3_mount,
     store_credential_and_file,
 )
@@ -41,10 +39,10 @@ def fedgate(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_backup_while_serving_then_restore_after_losing_the_state(
     tmp_path: Path,
-    prefix: str,  # noqa: F811
+    stored_s3_prefix: str,
 ) -> None:
     state = tmp_path / "state"
-    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(prefix)})
+    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(stored_s3_prefix)})
     admin = cli(config, {}, "user", "add", "admin", "--admin").strip()
     backups = tmp_path / "backups"
     backups.mkdir()
@@ -89,10 +87,10 @@ def test_backup_while_serving_then_restore_after_losing_the_state(
 
 def test_an_older_backup_restores_with_the_rotated_key_file(
     tmp_path: Path,
-    prefix: str,  # noqa: F811
+    stored_s3_prefix: str,
 ) -> None:
     state = tmp_path / "state"
-    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(prefix)})
+    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(stored_s3_prefix)})
     admin = cli(config, {}, "user", "add", "admin", "--admin").strip()
     server = serve(config, {}, tmp_path / "serve.log")
     try:
@@ -119,7 +117,7 @@ def _pg_tool(name: str) -> str:
 
 def test_postgresql_dump_and_restore_with_the_keyring(
     tmp_path: Path,
-    prefix: str,  # noqa: F811
+    stored_s3_prefix: str,
     pg_server: str,
 ) -> None:
     """The PostgreSQL way of "Backups": pg_dump, the database lost, pg_restore, the same
@@ -131,7 +129,7 @@ def test_postgresql_dump_and_restore_with_the_keyring(
     key_file.write_text(MasterKeys.generate() + "\n")
     env = {"FEDGATE_MASTER_KEY_FILE": str(key_file)}
     config = write_config(
-        tmp_path / "fedgate.toml", tmp_path / "state", {"s3": s3_mount(prefix)}, url
+        tmp_path / "fedgate.toml", tmp_path / "state", {"s3": s3_mount(stored_s3_prefix)}, url
     )
     pg = ["-h", "127.0.0.1", "-p", "55432", "-U", "postgres", "-d", "fedgate"]
     try:

@@ -1,8 +1,9 @@
 """The gateway over HTTP on Girder mounts, against a real Girder 5 (scripts/testbeds/girder.sh):
-CARMIN actions with each user's Girder API key stored the way VIP stores it, the failures
-a job must see clearly, a folder longer than one Girder page, and Girder-token delegation
+each user's Girder API key stored the way VIP stores it, the failures a job must see
+clearly, a folder longer than one Girder page, and Girder-token delegation
 through ``/token/native`` (download URL + ``Girder-Token`` header, and VIP/GASW
-``girder:/…?apiurl=…&fileId=…&token=…`` input URIs)."""
+``girder:/…?apiurl=…&fileId=…&token=…`` input URIs). The walk through every CARMIN
+action, on every backend, is test_carmin_backends.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from click.testing import CliRunner
 from girder_client import cli as girder_cli
 
 from gateway.config import MountConfig
-from tests.gateway.carmin_flow import check_carmin_actions, name_of
+from tests.gateway.carmin_flow import name_of
 from tests.gateway.helpers import bearer, is_error, token
 from tests.server import Running, local_settings, running
 from tests.testbeds import REPO, running_testbed
@@ -110,11 +111,7 @@ def _girder_expiry(api: str, girder_token: str) -> dt.datetime | None:
     return dt.datetime.fromisoformat(current["expires"]) if current else None
 
 
-# --- CARMIN actions -----------------------------------------------------------------------
-
-
-def test_carmin_actions(client: httpx.Client, folder: str) -> None:
-    check_carmin_actions(client, "girder", folder, size=2_304_000)
+# --- listings ----------------------------------------------------------------------------
 
 
 def test_listing_longer_than_one_girder_page(

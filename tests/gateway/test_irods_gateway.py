@@ -1,8 +1,9 @@
 """The gateway over HTTP on iRODS mounts, against the iRODS *protocol test server*
-(tests/irods_server — not a real iRODS): CARMIN actions with a per-user ``user_password``
-credential, the failures a job must see clearly, and iRODS-ticket delegation through
+(tests/irods_server — not a real iRODS): a per-user ``user_password`` credential, the
+failures a job must see clearly, and iRODS-ticket delegation through
 ``/token/native`` (tickets expire with the token, carry its use count, and are deleted
-when the token is revoked — by id, by execution id, or by deleting the storage key)."""
+when the token is revoked — by id, by execution id, or by deleting the storage key). The
+walk through every CARMIN action, on every backend, is test_carmin_backends.py."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from irods.exception import (
 from irods.session import iRODSSession
 
 from gateway.config import MountConfig
-from tests.gateway.carmin_flow import check_carmin_actions
 from tests.gateway.helpers import bearer, exchange, is_error, scrape, token, value
 from tests.irods_server import IrodsTestServer
 from tests.server import Running, local_settings, running
@@ -91,13 +91,6 @@ def folder(client: httpx.Client) -> str:
     name = f"f-{uuid.uuid4().hex[:8]}"
     assert client.put(f"/path/irods/{name}").status_code == 201
     return name
-
-
-# --- CARMIN actions -----------------------------------------------------------------------
-
-
-def test_carmin_actions(client: httpx.Client, folder: str) -> None:
-    check_carmin_actions(client, "irods", folder, size=1_280_000)
 
 
 # --- failures -----------------------------------------------------------------------------

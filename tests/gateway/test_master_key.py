@@ -18,88 +18,26 @@ import re
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from adapters.base import Credential, NotFound
-from adapters.s3 import create
 from tests import postgres
+from tests.gateway.stored_s3 import (
+    PAYLOAD,
+    S3_KEYS,
+    key_id,
+    read_back,
+    s3_mount,
+    store_credential_and_file,
+)
 from tests.scale.procs import FEDGATE, cli, free_port, serve, write_config
-from tests.testbeds import running_testbed
 from tokens.masterkey import MasterKeys
 
-ENDPOINT = "http://127.0.0.1:8333"
-BUCKET = "fedgate-tests"
-S3_KEYS = {"accessKey": "testkey", "secretKey": "testsecret"}
-PAYLOAD = os.urandom(64 * 1024)
 CLIENTS = 16
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[None]:
-    with running_testbed("seaweedfs"):
-        adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
-        client = adapter.bind(Credential("access_secret", dict(S3_KEYS))).client  # type: ignore[attr-defined]
-        with contextlib.suppress(Exception):  # already there: fine
-            client.create_bucket(Bucket=BUCKET)
-        adapter.close()
-        yield
-
-
-@pytest.fixture
-def prefix(s3: None) -> Iterator[str]:
-    name = f"mk-{uuid.uuid4().hex[:10]}"
-    yield name
-    adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
-    with contextlib.suppress(NotFound):
-        adapter.bind(Credential("access_secret", dict(S3_KEYS))).delete(name)
-    adapter.close()
-
-
-def s3_mount(prefix: str) -> dict[str, Any]:
-    return {
-        "type": "s3",
-        "endpoint_url": ENDPOINT,
-        "bucket": BUCKET,
-        "prefix": prefix,
-        "credential_source": "user",  # every read decrypts the user's stored key
-        "redirect": False,  # the bytes come through the gateway
-    }
-
-
-def key_id(text: str) -> str:
-    return MasterKeys.parse(text).current_id
-
-
-def store_credential_and_file(api: str, admin: str) -> None:
-    body = {
-        "storageIdentifier": "s3",
-        "credential": {"kind": "access_secret", **S3_KEYS},
-    }
-    r = httpx.put(api + "/user/externalKeys", json=body, headers={"apikey": admin}, timeout=30)
-    assert r.status_code == 200, r.text
-    r = httpx.put(
-        api + "/path/s3/data.bin",
-        content=PAYLOAD,
-        headers={"apikey": admin, "Content-Type": "application/octet-stream"},
-        timeout=30,
-    )
-    assert r.status_code in (200, 201), r.text
-
-
-def read_back(api: str, admin: str) -> httpx.Response:
-    return httpx.get(
-        api + "/path/s3/data.bin",
-        params={"action": "content"},
-        headers={"apikey": admin},
-        timeout=30,
-    )
 
 
 def refused(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -127,10 +65,10 @@ def assert_one_line_naming(res: subprocess.CompletedProcess[str], kid: str, *sec
 
 
 def test_missing_master_key_refuses_start_and_restoring_it_loses_nothing(
-    tmp_path: Path, prefix: str
+    tmp_path: Path, stored_s3_prefix: str
 ) -> None:
     state = tmp_path / "state"
-    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(prefix)})
+    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(stored_s3_prefix)})
     env: dict[str, str] = {}  # the embedded default: <state_dir>/master.key
     admin = cli(config, env, "user", "add", "admin", "--admin").strip()
     key_file = state / "master.key"
@@ -277,9 +215,9 @@ def replace_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def test_rotate_in_place_under_load_with_two_workers(tmp_path: Path, prefix: str) -> None:
+def test_rotate_in_place_under_load_with_two_workers(tmp_path: Path, stored_s3_prefix: str) -> None:
     state = tmp_path / "state"
-    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(prefix)})
+    config = write_config(tmp_path / "fedgate.toml", state, {"s3": s3_mount(stored_s3_prefix)})
     env: dict[str, str] = {}
     admin = cli(config, env, "user", "add", "admin", "--admin").strip()
     server = serve(config, env, tmp_path / "serve.log", "--workers", "2")
@@ -318,7 +256,7 @@ def test_rotate_in_place_under_load_with_two_workers(tmp_path: Path, prefix: str
 
 
 def test_replica_procedure_of_the_docs_under_load(
-    tmp_path: Path, prefix: str, pg_server: str
+    tmp_path: Path, stored_s3_prefix: str, pg_server: str
 ) -> None:
     """docs/operations.md, "Master key rotation with several replicas": two replicas on
     one PostgreSQL, each with its own copy of the key file (as each pod has its own
@@ -326,12 +264,12 @@ def test_replica_procedure_of_the_docs_under_load(
     db = postgres.schema_url(pg_server, "mk_")
     database_url = next(db)
     try:
-        _replica_procedure(tmp_path, prefix, database_url)
+        _replica_procedure(tmp_path, stored_s3_prefix, database_url)
     finally:
         next(db, None)
 
 
-def _replica_procedure(tmp_path: Path, prefix: str, database_url: str) -> None:
+def _replica_procedure(tmp_path: Path, stored_s3_prefix: str, database_url: str) -> None:
     old = MasterKeys.generate()
     files = [tmp_path / "a" / "master-key", tmp_path / "b" / "master-key"]
     for f in files:
@@ -342,7 +280,7 @@ def _replica_procedure(tmp_path: Path, prefix: str, database_url: str) -> None:
         write_config(
             tmp_path / f"fedgate-{i}.toml",
             tmp_path / f"state-{i}",
-            {"s3": s3_mount(prefix)},
+            {"s3": s3_mount(stored_s3_prefix)},
             database_url=database_url,
         )
         for i in range(2)

@@ -23,14 +23,12 @@ import tokens.service
 from adapters.base import Credential
 from adapters.s3 import create
 from gateway.config import MountConfig
+from tests.backends import GirderFixtures, Space
 from tests.clock import FakeClock
 from tests.gateway.helpers import is_error
-from tests.gateway.test_girder_gateway import admin, girder_env, root
 from tests.gateway.token_helpers import ACCESS, bearer, exchange, status, token
 from tests.server import Running, local_settings, running
 from tests.testbeds import running_testbed
-
-__all__ = ["admin", "girder_env", "root"]  # fixtures of the real Girder
 
 WLCG_ANY = "https://wlcg.cern.ch/jwt/v1/any"
 PUBLIC = "https://gw.example.org/fedgate"
@@ -244,28 +242,35 @@ def test_token_settings_are_checked(tmp_path: Path, toml: str, expected: str) ->
 # --- the same check against the real Girder -------------------------------------------------
 
 
-def test_a_girder_key_is_checked_before_it_is_stored(
-    girder_env: dict[str, Any], root: str, tmp_path: Path
-) -> None:
-    mount = MountConfig(
-        "gv", "girder", {"api_url": girder_env["api_url"], "root": root}, credential_source="user"
-    )
-    with running(local_settings(tmp_path, mounts=(mount,))) as gw:
-        url = gw.api + "/user/externalKeys"
-        h = {"apikey": gw.key}
-        bogus = "B" * 40
-        # VIP's body, with the check asked in the query.
-        r = httpx.put(
-            url + "?verify=true", json={"storageIdentifier": "gv", "apiKey": bogus}, headers=h
+class TestGirderKeyCheck(GirderFixtures):
+    """The fixtures of tests/backends.py: a fresh folder on the real Girder."""
+
+    def test_a_girder_key_is_checked_before_it_is_stored(
+        self, girder_env: dict[str, Any], space: Space, tmp_path: Path
+    ) -> None:
+        root = space.options["root"]
+        mount = MountConfig(
+            "gv",
+            "girder",
+            {"api_url": girder_env["api_url"], "root": root},
+            credential_source="user",
         )
-        is_error(r, 400, 40004)
-        assert bogus not in r.text
-        assert stored(gw, gw.key) == []
-        is_error(exchange(gw, gw.key, "storage.read:/gv"), 400, 40007)
-        alice = girder_env["alice"]["api_key"]
-        body = {"storageIdentifier": "gv", "apiKey": alice, "verify": True}
-        r = httpx.put(url, json=body, headers=h)
-        assert r.status_code == 200 and r.json()["verified"] is True, r.text
-        tok = token(gw, gw.key, "storage.read:/gv")
-        listing = httpx.get(gw.api + "/path/gv?action=list", headers=bearer(tok))
-        assert listing.status_code == 200, listing.text
+        with running(local_settings(tmp_path, mounts=(mount,))) as gw:
+            url = gw.api + "/user/externalKeys"
+            h = {"apikey": gw.key}
+            bogus = "B" * 40
+            # VIP's body, with the check asked in the query.
+            r = httpx.put(
+                url + "?verify=true", json={"storageIdentifier": "gv", "apiKey": bogus}, headers=h
+            )
+            is_error(r, 400, 40004)
+            assert bogus not in r.text
+            assert stored(gw, gw.key) == []
+            is_error(exchange(gw, gw.key, "storage.read:/gv"), 400, 40007)
+            alice = girder_env["alice"]["api_key"]
+            body = {"storageIdentifier": "gv", "apiKey": alice, "verify": True}
+            r = httpx.put(url, json=body, headers=h)
+            assert r.status_code == 200 and r.json()["verified"] is True, r.text
+            tok = token(gw, gw.key, "storage.read:/gv")
+            listing = httpx.get(gw.api + "/path/gv?action=list", headers=bearer(tok))
+            assert listing.status_code == 200, listing.text

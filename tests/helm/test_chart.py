@@ -14,11 +14,8 @@ import pytest
 import yaml
 
 from gateway import config as fedgate_config
+from tests.helm.helpers import CHART, HELM, REPO, TOOLS
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm" / "fedgate"
-TOOLS = REPO / ".testbeds" / "helm-tools"
-HELM = TOOLS / "bin" / "helm"
 VALIDATE = TOOLS / "venv" / "bin" / "kubernetes-validate"
 K8S_VERSION = "1.31.0"
 

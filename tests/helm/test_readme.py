@@ -28,7 +28,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helm.test_chart import CHART, HELM, REPO
+from tests.helm.helpers import CHART, HELM, REPO
 from tests.scale.procs import free_port
 
 README = CHART / "README.md"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.ui.conftest import UiPage
+from tests.ui.page import UiPage
 
 # How a test reads the storage behind the gateway's back: None when missing.
 ReadBackend = Callable[[str], bytes | None]

@@ -21,8 +21,8 @@ from adapters.s3 import create
 from gateway.config import MountConfig
 from tests.server import Running, local_settings, running
 from tests.testbeds import REPO, running_testbed
-from tests.ui.conftest import UiPage
 from tests.ui.flow import check_file_flow, confirm_dialog
+from tests.ui.page import UiPage
 
 ENDPOINT = "http://127.0.0.1:8333"
 BUCKET = "fedgate-tests"

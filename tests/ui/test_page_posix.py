@@ -18,8 +18,8 @@ import pytest
 
 from gateway.config import MountConfig
 from tests.server import Running, local_settings, running
-from tests.ui.conftest import UiPage
 from tests.ui.flow import check_file_flow, confirm_dialog, listing_names, make_folder, wait_row
+from tests.ui.page import UiPage
 
 PASSWORD = "correct horse battery staple"
 

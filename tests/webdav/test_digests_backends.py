@@ -19,16 +19,16 @@ import pytest
 
 from adapters.base import NotFound, Storage
 from tests.server import Running
-from tests.webdav.helpers import token
 
 # The module-scoped gateway with one mount per backend, and the iRODS server it uses.
-from tests.webdav.test_backends import BACKENDS, MIB, gw, irods  # noqa: F401
+from tests.webdav.backends import BACKENDS, MIB, every_backend, irods  # noqa: F401
+from tests.webdav.helpers import token
 
 
 @pytest.fixture
 def dav(request: pytest.FixtureRequest) -> Running:
-    """tests/webdav/test_backends.py's gateway (module-scoped: started once)."""
-    running: Running = request.getfixturevalue("gw")
+    """tests/webdav/backends.py's gateway (module-scoped: started once)."""
+    running: Running = request.getfixturevalue("every_backend")
     return running
 
 
