@@ -33,8 +33,7 @@ import pytest
 from adapters.base import StorageError
 from adapters.gfal import create
 from gateway.config import MountConfig
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
+from tests.gateway.helpers import bearer, is_error, token
 from tests.server import Running, local_settings, running
 from tests.testbeds import run_testbed, running_testbed
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,22 +24,8 @@ from gateway.config import MountConfig
 from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from gateway.logs import JsonFormatter
 from gateway.state import Gateway
+from tests.gateway.helpers import scrape, value
 from tests.server import Running, ServerThread, local_settings, master_env, running
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(url + "/metrics", timeout=10).text
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_healthz_needs_nothing(gw: Running) -> None:

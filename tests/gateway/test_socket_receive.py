@@ -18,7 +18,8 @@ import pytest
 
 from gateway.datapath import transfer
 from tests.events import request_log
-from tests.gateway.test_socket_send import read_response
+from tests.gateway.datapath_helpers import read_response
+from tests.gateway.helpers import scrape, value
 from tests.server import Running, local_settings, running
 
 MiB = 1024 * 1024
@@ -197,8 +198,6 @@ def test_a_writer_that_fails_mid_body_commits_nothing(
 def test_request_bytes_are_counted_whole(gw: Running, readers: Readers) -> None:
     """Bytes the parser had gathered before the thread took over never went through ASGI:
     the metric counts them too."""
-    from tests.gateway.test_observability import scrape, value
-
     body = os.urandom(3 * MiB)
     before = scrape(gw.url)
     with connect(gw) as sock:

@@ -20,7 +20,8 @@ from adapters.posix import PosixStorage
 from gateway.datapath import socket_send, transfer
 from gateway.datapath.uvicorn_seam import GuardedHttpTools
 from tests.events import request_log
-from tests.gateway.test_observability import scrape, value
+from tests.gateway.datapath_helpers import assert_cut, read_response
+from tests.gateway.helpers import scrape, value
 from tests.server import Running, local_settings, running
 
 MiB = 1024 * 1024
@@ -60,25 +61,6 @@ def put(gw: Running, name: str, data: bytes) -> None:
 def request(sock: socket.socket, target: str, key: str, extra: str = "") -> None:
     head = f"GET /rest/path/local/{target} HTTP/1.1\r\nHost: t\r\napikey: {key}\r\n"
     sock.sendall(f"{head}{extra}\r\n".encode())
-
-
-def read_response(sock: socket.socket, buffered: bytearray) -> tuple[bytes, dict[str, str], bytes]:
-    """One response off a keep-alive connection: (status line, headers, body)."""
-    while b"\r\n\r\n" not in buffered:
-        data = sock.recv(65536)
-        assert data, "connection closed before the response head"
-        buffered += data
-    head, _, rest = bytes(buffered).partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    length = int(headers["content-length"])
-    body = bytearray(rest)
-    while len(body) < length:
-        data = sock.recv(1 << 20)
-        assert data, f"connection closed after {len(body)} of {length} body bytes"
-        body += data
-    buffered[:] = body[length:]
-    return lines[0].encode(), headers, bytes(body[:length])
 
 
 def test_bodies_are_exact_and_the_connection_stays_usable(gw: Running, writers: list[int]) -> None:
@@ -140,18 +122,6 @@ def _broken_read(monkeypatch: pytest.MonkeyPatch, extra: bool) -> None:
         return chunks()
 
     monkeypatch.setattr(PosixStorage, "open_read", open_read)
-
-
-def assert_cut(gw: Running, path: str, data: bytes) -> None:
-    """A 200 whose body breaks off: a prefix of ``data``, then a transport error."""
-    received = bytearray()
-    with gw.client() as c, c.stream("GET", path) as r:
-        assert r.status_code == 200
-        with pytest.raises(httpx.HTTPError):
-            for chunk in r.iter_raw():
-                received += chunk
-    assert len(received) < len(data)
-    assert bytes(received) == data[: len(received)]
 
 
 @pytest.mark.parametrize("extra", [False, True], ids=["backend-fails", "backend-overruns"])

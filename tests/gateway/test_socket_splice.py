@@ -25,10 +25,10 @@ import urllib3
 from adapters.base import BackendTimeout, BackendUnavailable
 from adapters.posix import PosixStorage
 from adapters.response_socket import ResponseStream, SocketBody
-from gateway.datapath import socket_send, socket_splice
+from gateway.datapath import socket_splice
 from gateway.datapath.socket_thread import ClientGone
 from gateway.datapath.uvicorn_seam import GuardedHttpTools
-from tests.gateway.test_socket_send import assert_cut
+from tests.gateway.datapath_helpers import assert_cut, record_splices
 from tests.server import Running, local_settings, running
 
 MiB = 1024 * 1024
@@ -170,19 +170,6 @@ def test_stop_ends_the_move() -> None:
 
 
 # --- the whole path -----------------------------------------------------------------
-
-
-def record_splices(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The length of each body handed to the splice loop from now on."""
-    spliced: list[int] = []
-    real = socket_splice.splice_body
-
-    def recording(body: SocketBody, *args: Any) -> None:
-        spliced.append(len(body.head) + body.length)
-        real(body, *args)
-
-    monkeypatch.setattr(socket_send, "splice_body", recording)
-    return spliced
 
 
 class _Origin(http.server.BaseHTTPRequestHandler):

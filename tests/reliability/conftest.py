@@ -11,62 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from adapters.base import NotFound, Storage
 from adapters.registry import create_adapter
-from gateway.config import MountConfig
 from tests.irods_server import IrodsTestServer
+from tests.reliability.helpers import Backend
 from tests.testbeds import ensure_started, run_testbed
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Backend:
-    name: str  # also the mount name
-    type: str
-    options: dict[str, Any]
-    testbed: str | None = None  # scripts/testbeds/<name>.sh, None for in-process servers
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def mount(self) -> MountConfig:
-        return MountConfig(
-            name=self.name, type=self.type, options=self.options, credential_source="service"
-        )
-
-    def storage(self) -> Storage:
-        """A fresh view of the backend, independent of any gateway."""
-        return create_adapter(self.type, self.options).bind(None)
-
-    def peek(self) -> set[str]:
-        """Every path below the mount root, as the backend lists it now."""
-        storage = self.storage()
-        out: set[str] = set()
-
-        def walk(path: str) -> None:
-            for e in storage.list(path):
-                out.add(e.path + ("/" if e.is_dir else ""))
-                if e.is_dir:
-                    walk(e.path)
-
-        walk("")
-        storage.close()
-        return out
-
-    def read(self, path: str) -> bytes | None:
-        storage = self.storage()
-        try:
-            return b"".join(storage.open_read(path))
-        except NotFound:
-            return None
-        finally:
-            storage.close()
 
 
 def _fresh() -> str:
@@ -185,11 +140,3 @@ def remote_backends(
     irods_backend: Backend,
 ) -> list[Backend]:
     return [s3_backend, girder_backend, gfal_backend, gfal_http_backend, irods_backend]
-
-
-def posix_backend(root: Path) -> Backend:
-    root.mkdir(parents=True, exist_ok=True)
-    return Backend("posix", "posix", {"root": str(root)})
-
-
-Peek = Callable[[], set[str]]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Backend, posix_backend
+from tests.reliability.helpers import Backend, posix_backend
 from tests.server import Running, local_settings, running
 
 LIMIT = 64 * 1024

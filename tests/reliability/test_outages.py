@@ -27,7 +27,7 @@ import pytest
 from adapters.base import BackendUnavailable
 from adapters.posix import STAGING
 from bench.common import VENV_BIN, free_port, wait_port
-from tests.reliability.conftest import Backend
+from tests.reliability.helpers import Backend
 from tests.server import Running, local_settings, running
 from tests.testbeds import run_testbed
 
