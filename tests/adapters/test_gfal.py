@@ -31,6 +31,7 @@ from adapters.base import (
 )
 from adapters.gfal import UPLOAD_PREFIX, GfalAdapter, GfalStorage, create
 from tests.adapters.conformance import AdapterConformance, read, write
+from tests.backends import GfalHttpFixtures, GfalRootFixtures, Space
 from tests.testbeds import run_testbed, running_testbed
 
 ROOT_URL = "root://127.0.0.1:11094//data"
@@ -61,17 +62,9 @@ def bind(base: str, folder: str, token: str = TOKEN) -> Storage:
 
 
 class _GfalConformance(AdapterConformance):
-    base = ROOT_URL
-
-    @pytest.fixture
-    def storage(self, folder: str) -> Iterator[Storage]:
-        storage = bind(self.base, folder)
-        yield storage
-        storage.close()
-
     @pytest.fixture(autouse=True)
-    def _disk(self, folder: str, xrootd_data: Path) -> None:
-        self._root_on_disk = xrootd_data / folder
+    def _disk(self, space: Space) -> None:
+        self._root_on_disk = space.extra["on_disk"]
 
     def populate_many(self, storage: Storage, folder: str, count: int) -> None:
         # Setup straight on the daemon's disk: 1100 uploads through gfal2 would only
@@ -81,12 +74,12 @@ class _GfalConformance(AdapterConformance):
             (target / f"f{i:05d}").touch()
 
 
-class TestGfalRootConformance(_GfalConformance):
-    base = ROOT_URL
+class TestGfalRootConformance(GfalRootFixtures, _GfalConformance):
+    pass
 
 
-class TestGfalHttpConformance(_GfalConformance):
-    base = HTTP_URL
+class TestGfalHttpConformance(GfalHttpFixtures, _GfalConformance):
+    pass
 
 
 @pytest.fixture(params=[ROOT_URL, HTTP_URL], ids=["root", "http"])

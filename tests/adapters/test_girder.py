@@ -37,10 +37,11 @@ from adapters.girder import (
     vip_uri,
 )
 from tests.adapters.conformance import AdapterConformance, read, write
+from tests.backends import GIRDER_PAGE, GirderFixtures
 from tests.testbeds import REPO, running_testbed
 
 ENV = REPO / ".testbeds" / "girder" / "env.json"
-PAGE = 50
+PAGE = GIRDER_PAGE  # the page size the conformance fixtures give the adapter
 
 
 @pytest.fixture(scope="session")
@@ -86,12 +87,8 @@ def gstorage(girder_env: dict[str, Any], folder: dict[str, Any]) -> Iterator[Gir
     adapter.close()
 
 
-class TestGirderConformance(AdapterConformance):
+class TestGirderConformance(GirderFixtures, AdapterConformance):
     many_entries = 2 * PAGE + 17  # three pages of items, the adapter's page size is 50
-
-    @pytest.fixture
-    def storage(self, gstorage: GirderStorage) -> Iterator[Storage]:
-        yield gstorage
 
     def populate_many(self, storage: Storage, folder: str, count: int) -> None:
         assert isinstance(storage, GirderStorage)
