@@ -4,7 +4,7 @@
 The loop is tested on real TCP sockets, and the whole path through a real uvicorn
 running our protocol class, with a real urllib3 response from a small HTTP server
 standing in for an HTTP storage (S3 through SeaweedFS takes the same path in
-tests/gateway/test_s3_gateway.py)."""
+tests/gateway/s3/test_s3_gateway.py)."""
 
 from __future__ import annotations
 

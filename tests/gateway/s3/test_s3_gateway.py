@@ -5,137 +5,31 @@ PUT URLs), native credentials, and the failures a job must see clearly."""
 from __future__ import annotations
 
 import base64
-import contextlib
-import datetime as dt
 import hashlib
 import io
-import json
 import socket
 import subprocess
 import tarfile
 import time
-import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from adapters.base import Credential, NotFound
-from adapters.s3 import create
-from gateway.config import MountConfig
-from tests.gateway.test_data_api import is_error
-from tests.gateway.test_delegation import bearer, token
-from tests.gateway.test_socket_splice import record_splices
-from tests.server import Running, local_settings, running
-from tests.testbeds import running_testbed
-
-ENDPOINT = "http://127.0.0.1:8333"
-BUCKET = "fedgate-tests"
-KEYS = {"accessKey": "testkey", "secretKey": "testsecret"}
-MIB = 1024 * 1024
-OCTET = {"Content-Type": "application/octet-stream"}
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    """A boto3 client on the bucket, to look behind the gateway's back."""
-    with running_testbed("seaweedfs"):
-        adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
-        client = adapter.bind(Credential("access_secret", dict(KEYS))).client  # type: ignore[attr-defined]
-        with contextlib.suppress(Exception):  # already there: fine
-            client.create_bucket(Bucket=BUCKET)
-        yield client
-        adapter.close()
-
-
-@pytest.fixture(scope="module")
-def prefix(s3: Any) -> Iterator[str]:
-    name = f"gw-{uuid.uuid4().hex[:10]}"
-    yield name
-    adapter = create({"endpoint_url": ENDPOINT, "bucket": BUCKET})
-    storage = adapter.bind(Credential("access_secret", dict(KEYS)))
-    for folder in (name, name + "-svc"):
-        with contextlib.suppress(NotFound):
-            storage.delete(folder)
-    adapter.close()
-
-
-def _mount(name: str, prefix: str, **extra: Any) -> MountConfig:
-    options = {
-        "endpoint_url": ENDPOINT,
-        "bucket": BUCKET,
-        "prefix": prefix,
-        "multipart_threshold": 5 * MIB,
-        "part_size": 5 * MIB,
-    }
-    fields = {k: extra.pop(k) for k in ("credential_source", "redirect") if k in extra}
-    return MountConfig(name=name, type="s3", options={**options, **extra}, **fields)
-
-
-@pytest.fixture(scope="module")
-def gw(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with socket.socket() as sock:  # a port nothing listens on: the "endpoint down" mount
-        sock.bind(("127.0.0.1", 0))
-        dead_port = sock.getsockname()[1]
-    service = {"access_key": "testkey", "secret_key": "testsecret"}
-    mounts = (
-        _mount("s3", prefix, credential_source="user"),
-        _mount("svc", prefix + "-svc", credential_source="service", **service),
-        _mount("bad", prefix, credential_source="user"),
-        _mount("noredir", prefix, credential_source="service", redirect=False, **service),
-        MountConfig(
-            name="down",
-            type="s3",
-            options={
-                "endpoint_url": f"http://127.0.0.1:{dead_port}",
-                "bucket": BUCKET,
-                "max_attempts": 1,
-                "connect_timeout": 1,
-                **service,
-            },
-            credential_source="service",
-        ),
-    )
-    settings = local_settings(tmp_path_factory.mktemp("s3gw"), mounts=mounts)
-    with running(settings) as r:
-        for mount, secret in (("s3", "testsecret"), ("bad", "not-the-secret")):
-            cred = {"kind": "access_secret", "accessKey": "testkey", "secretKey": secret}
-            body = {"storageIdentifier": mount, "credential": cred}
-            stored = httpx.put(r.api + "/user/externalKeys", json=body, headers={"apikey": r.key})
-            assert stored.status_code == 200, stored.text
-        yield r
-
-
-@pytest.fixture
-def folder(client: httpx.Client) -> str:
-    """A fresh directory in the s3 mount (made through the gateway: an empty PUT)."""
-    name = f"d{uuid.uuid4().hex[:8]}"
-    assert client.put(f"/path/s3/{name}").status_code == 201
-    return name
-
-
-def claims_of(tok: str) -> dict[str, Any]:
-    payload = tok.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-
-
-def url_expiry(url: str) -> float:
-    query = parse_qs(urlsplit(url).query)
-    signed = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
-    return signed.replace(tzinfo=dt.UTC).timestamp() + int(query["X-Amz-Expires"][0])
-
-
-def audit(gw: Running, tok: str) -> list[dict[str, Any]]:
-    r = httpx.get(
-        gw.api + "/audit", params={"token_id": claims_of(tok)["jti"]}, headers={"apikey": gw.key}
-    )
-    assert r.status_code == 200, r.text
-    return [e for e in r.json() if e["event"] == "access"]
-
+from tests.gateway.datapath_helpers import record_splices
+from tests.gateway.helpers import bearer, is_error, token
+from tests.gateway.s3.helpers import (
+    BUCKET,
+    ENDPOINT,
+    MIB,
+    OCTET,
+    audit,
+    claims_of,
+    url_expiry,
+)
+from tests.server import Running
 
 # --- CARMIN actions -----------------------------------------------------------------------
 
@@ -455,7 +349,7 @@ def test_upload_past_the_memory_budget_spills_to_disk(
 def test_a_proxied_get_is_spliced_from_seaweedfs(
     client: httpx.Client, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """boto3's response socket goes to the kernel (gateway/socket_splice.py): whole
+    """boto3's response socket goes to the kernel (gateway/datapath/socket_splice.py): whole
     bodies and ranges arrive exact."""
     spliced = record_splices(monkeypatch)
     data = bytes(range(256)) * (12 * MIB // 256) + b"tail"

@@ -19,27 +19,19 @@ import httpx
 import pytest
 
 from tests.gateway.helpers import bearer, is_error, token
-from tests.gateway.test_s3_gateway import (  # noqa: F401 - fixtures
-    OCTET,
-    _mount,
-    audit,
-    folder,
-    gw,
-    prefix,
-    s3,
-)
+from tests.gateway.s3.helpers import OCTET, audit, s3_mount
 from tests.server import Running, local_settings, running
 
 SHORT = 3  # presign_lifetime of the second gateway, in seconds
 
 
 @pytest.fixture(scope="module")
-def short_gw(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:  # noqa: F811
+def short_gw(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """A gateway whose presigned URLs live SHORT seconds, on the same bucket and prefix."""
     service = {"access_key": "testkey", "secret_key": "testsecret"}
     settings = local_settings(
         tmp_path_factory.mktemp("s3short"),
-        mounts=(_mount("s3", prefix, credential_source="service", **service),),
+        mounts=(s3_mount("s3", prefix, credential_source="service", **service),),
         presign_lifetime=SHORT,
     )
     with running(settings) as r:
@@ -61,9 +53,9 @@ def _until_refused(url: str, deadline_s: float) -> int:
 
 
 def test_redirect_and_native_urls_live_minutes_not_the_tokens_hour(
-    gw: Running,  # noqa: F811
+    gw: Running,
     client: httpx.Client,
-    folder: str,  # noqa: F811
+    folder: str,
 ) -> None:
     client.put(f"/path/s3/{folder}/in.dat", content=b"input", headers=OCTET)
     tok = token(gw, f"storage.read:/s3/{folder}", lifetime=3600)
@@ -85,7 +77,7 @@ def test_redirect_and_native_urls_live_minutes_not_the_tokens_hour(
 
 def test_a_url_dies_after_its_lifetime_even_after_revocation(
     short_gw: Running,
-    folder: str,  # noqa: F811
+    folder: str,
 ) -> None:
     put = httpx.put(
         f"{short_gw.api}/path/s3/{folder}/in.dat",
@@ -108,9 +100,9 @@ def test_a_url_dies_after_its_lifetime_even_after_revocation(
 
 
 def test_a_counted_token_never_gets_a_reusable_url(
-    gw: Running,  # noqa: F811
+    gw: Running,
     client: httpx.Client,
-    folder: str,  # noqa: F811
+    folder: str,
 ) -> None:
     client.put(f"/path/s3/{folder}/once.dat", content=b"once", headers=OCTET)
     tok = token(gw, f"storage.read:/s3/{folder} storage.modify:/s3/{folder}/out", uses=3)
@@ -158,9 +150,9 @@ def test_a_counted_token_never_gets_a_reusable_url(
 
 
 def test_a_create_only_token_cannot_replace_an_object_through_any_url(
-    gw: Running,  # noqa: F811
+    gw: Running,
     client: httpx.Client,
-    folder: str,  # noqa: F811
+    folder: str,
 ) -> None:
     client.put(f"/path/s3/{folder}/out")
     client.put(f"/path/s3/{folder}/out/old.dat", content=b"precious", headers=OCTET)
