@@ -146,3 +146,43 @@ def test_no_sub_second_wall_clock_assert_in_tests() -> None:
         for line in sub_second_clock_asserts(ast.parse(path.read_text(), str(path)))
     ]
     assert offenders == [], "time bounds under a second belong in bench/, not in a test"
+
+
+def imported_test_modules(tree: ast.AST) -> list[str]:
+    """Test modules (``test_*``) and conftests a module imports: what tests share goes in
+    a helpers module, and fixtures in a conftest, which pytest finds by itself."""
+    found = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            last = name.rsplit(".", 1)[-1]
+            if name.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                found.append(name)
+    return found
+
+
+@pytest.mark.parametrize(
+    "source, found",
+    [
+        ("from tests.gateway.test_data_api import is_error", ["tests.gateway.test_data_api"]),
+        ("from tests.ui.conftest import UiPage", ["tests.ui.conftest"]),
+        ("import tests.helm.test_chart", ["tests.helm.test_chart"]),
+        ("from tests.gateway import test_cli", ["tests.gateway.test_cli"]),
+        ("from tests.gateway.helpers import token\nimport pytest", []),
+    ],
+)
+def test_the_import_check_itself(source: str, found: list[str]) -> None:
+    assert imported_test_modules(ast.parse(source)) == found
+
+
+def test_no_test_module_imports_another_or_a_conftest() -> None:
+    offenders = [
+        f"{path.relative_to(TESTS.parent)} imports {name}"
+        for path in _test_files()
+        for name in imported_test_modules(ast.parse(path.read_text(), str(path)))
+    ]
+    assert offenders == []
