@@ -25,7 +25,7 @@ import pytest
 
 from gateway.api.archive import Archive
 from gateway.api.archive_limits import UnsafeArchive, scan_tar
-from tests.gateway.test_data_api import is_error
+from tests.gateway.helpers import is_error
 from tests.scale.procs import Server, cli, serve
 from tests.server import Running
 
