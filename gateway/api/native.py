@@ -69,23 +69,26 @@ async def post_native(request: Request) -> Response:
 
     operation = "content" if method == "GET" else "write"  # the audit's vocabulary
 
+    def denied(status: int, reason: str) -> None:
+        audit_event(
+            gw,
+            "native",
+            principal,
+            "denied",
+            token_id=principal.token_id,
+            mount=mount.name,
+            path=cpath.platform_path,
+            operation=operation,
+            execution_id=principal.execution_id,
+            status=status,
+            reason=reason,
+        )
+
     def allowed(activity: str) -> None:
         try:
             authorize(principal, mount, activity, cpath)
         except CarminError as exc:
-            audit_event(
-                gw,
-                "native",
-                principal,
-                "denied",
-                token_id=principal.token_id,
-                mount=mount.name,
-                path=cpath.platform_path,
-                operation=operation,
-                execution_id=principal.execution_id,
-                status=exc.spec.status,
-                reason=exc.message,
-            )
+            denied(exc.spec.status, exc.message)
             raise
 
     allowed("read" if method == "GET" else "create")
@@ -147,19 +150,7 @@ async def post_native(request: Request) -> Response:
     def refused(message: str) -> CarminError:
         """A 403 for what the token may do but not through a credential of the storage's
         own; audited like a scope refusal."""
-        audit_event(
-            gw,
-            "native",
-            principal,
-            "denied",
-            token_id=principal.token_id,
-            mount=mount.name,
-            path=cpath.platform_path,
-            operation=operation,
-            execution_id=principal.execution_id,
-            status=E.NOT_ALLOWED.status,
-            reason=message,
-        )
+        denied(E.NOT_ALLOWED.status, message)
         return CarminError(E.NOT_ALLOWED, f"{mount.name}: {message}")
 
     def may_modify() -> bool:
