@@ -117,12 +117,15 @@ class _BodyParts:
         return b"".join(self._parts)
 
 
-# What the offers below use of uvicorn's request cycle, which is not public API: a
-# uvicorn without all of it gets the ASGI path, not a crash (the one fallback). Checked
-# on the first request (pyproject bounds uvicorn to the versions tested), and against
-# the installed uvicorn by tests/gateway/test_uvicorn_seam.py, which fails loudly.
+# What the offers below and the protocol's body gathering use of uvicorn's request cycle,
+# which is not public API: a uvicorn without all of it gets the ASGI path, not a crash
+# (the one fallback). Checked on the first request (pyproject bounds uvicorn to the
+# versions tested), and against the installed uvicorn by tests/gateway/test_uvicorn_seam.py,
+# which fails loudly.
 _CYCLE_FIELDS = (
     "scope",
+    "message_event",
+    "response_complete",
     "body",
     "more_body",
     "disconnected",
@@ -134,9 +137,9 @@ _CYCLE_FIELDS = (
 )
 
 
-# What the offers use of our own protocol class (below) and of uvicorn's: the protocol's
-# flow control and parser are uvicorn's too.
-_PROTOCOL_FIELDS = ("transport", "cycle", "flow", "parser", "body_seen")
+# What the offers and the body gathering use of the protocol (ours, below, on uvicorn's):
+# the flow control, the parser and the upgrade check are uvicorn's.
+_PROTOCOL_FIELDS = ("transport", "cycle", "flow", "parser", "scope", "body_seen", "_should_upgrade")
 
 
 def missing_internals(protocol: Any) -> list[str]:
