@@ -13,9 +13,10 @@ httptools is missing). On top of uvicorn's own they
 * put the connection's abort() in the scope, for a reader that takes no byte.
 
 All of it reaches into uvicorn's request cycle, which is not public API. The one fallback:
-a cycle without every field used here (``missing_internals``) gets no offer and bodies go
-through ASGI, as on any other server. tests/gateway/test_uvicorn_seam.py checks the
-installed uvicorn and fails loudly when it differs.
+on a uvicorn without every field used here (``missing_internals``), requests get no offer
+and bodies are uvicorn's own messages through ASGI, as on any other server (the head
+deadline and the abort stay). tests/gateway/test_uvicorn_seam.py checks the installed
+uvicorn and fails loudly when it differs.
 """
 
 from __future__ import annotations
@@ -254,6 +255,9 @@ class GuardedHttpTools(_HeadDeadline, _Fast):
         self._arm_head_deadline()
 
     def on_body(self, body: bytes) -> None:
+        if not _seam_fits(self):  # a uvicorn that differs: its own body handling
+            super().on_body(body)
+            return
         cycle = self.cycle
         if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
             return
