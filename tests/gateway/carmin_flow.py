@@ -21,10 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.config import MountConfig
 from tests.backends import MIB, Space
-from tests.gateway.helpers import bearer, is_error, token
-from tests.server import Running, local_settings, running
+from tests.gateway.helpers import bearer, gateway_on, is_error, token
+from tests.server import Running
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -84,20 +83,7 @@ class CarminFlow:
 
     @pytest.fixture
     def gw(self, space: Space, tmp_path: Path) -> Iterator[Running]:
-        """A gateway with one mount, named after its type, on the backend's space."""
-        source = "none" if space.credential is None else "user"
-        mount = MountConfig(space.type, space.type, space.options, credential_source=source)
-        with running(local_settings(tmp_path, mounts=(mount,))) as r:
-            if space.credential is not None:
-                stored = httpx.put(
-                    r.api + "/user/externalKeys",
-                    json={
-                        "storageIdentifier": space.type,
-                        "credential": {"kind": space.credential.kind, **space.credential.fields},
-                    },
-                    headers={"apikey": r.key},
-                )
-                assert stored.status_code == 200, stored.text
+        with gateway_on(space, tmp_path) as r:
             yield r
 
     @pytest.fixture

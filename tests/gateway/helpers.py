@@ -14,15 +14,18 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import config
+from gateway.config import MountConfig
 from gateway.state import Gateway
-from tests.server import Running
+from tests.backends import Space
+from tests.server import Running, local_settings, running
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TYPE = "urn:fedgate:params:oauth:token-type:api-key"
@@ -43,6 +46,28 @@ def is_error(r: httpx.Response, status: int, code: int | None = None) -> None:
     assert body["errorCode"] // 100 == status
     if code is not None:
         assert body["errorCode"] == code
+
+
+# --- a gateway on one backend ------------------------------------------------------
+
+
+@contextmanager
+def gateway_on(space: Space, tmp: Path) -> Iterator[Running]:
+    """A real gateway whose one mount, named after its type, is ``space`` (a fresh folder
+    of tests/backends.py). A user credential is stored the way VIP stores it (``PUT
+    /user/externalKeys``), so every request goes through the key vault to the adapter."""
+    source = "none" if space.credential is None else "user"
+    mount = MountConfig(space.type, space.type, space.options, credential_source=source)
+    with running(local_settings(tmp, mounts=(mount,))) as gw:
+        if space.credential is not None:
+            credential = {"kind": space.credential.kind, **space.credential.fields}
+            stored = httpx.put(
+                gw.api + "/user/externalKeys",
+                json={"storageIdentifier": space.type, "credential": credential},
+                headers={"apikey": gw.key},
+            )
+            assert stored.status_code == 200, stored.text
+        yield gw
 
 
 # --- tokens --------------------------------------------------------------------------
