@@ -210,9 +210,16 @@ def test_fedgate_serve_records_request_ids_and_never_a_forged_address(
                 )
             assert r.status_code == 403 and r.headers["x-request-id"] == rid
         for rid in rids:
-            r = httpx.get(
-                server.api + "/audit", params={"request_id": rid}, headers={"apikey": alice}
-            )
+            # Each worker writes its audit buffer every 0.5 s: the row may still sit in the
+            # other worker's buffer when this query lands. Wait for it, not a fixed time.
+            deadline = time.monotonic() + 30
+            while True:
+                r = httpx.get(
+                    server.api + "/audit", params={"request_id": rid}, headers={"apikey": alice}
+                )
+                if r.json() or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             (row,) = r.json()
             assert row["client"] == "127.0.0.1" and row["result"] == "denied"
             assert row["reason"].startswith("no scope of the token allows read on /local/b")
