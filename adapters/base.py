@@ -303,6 +303,16 @@ class LocalFill(Protocol):
 
 
 @runtime_checkable
+class HashesMd5(Protocol):
+    """A writer that computes the md5 of what passes through it anyway (the local
+    folder's, for its xattr): the gateway's digests take it instead of a second pass."""
+
+    def md5_hexdigest(self) -> str | None:
+        """The md5 of the bytes written so far; None when some did not pass ``write``."""
+        ...
+
+
+@runtime_checkable
 class LocalFiles(Protocol):
     """A storage whose files are files on this machine (a local folder)."""
 
@@ -373,6 +383,18 @@ class SocketHandOff(Protocol):
         ...
 
 
+@runtime_checkable
+class ContentVersions(Protocol):
+    """A storage that names the version of a file's bytes without reading them (S3: the
+    object's ETag, VersionId, length and LastModified), finer than ``stat``'s size and
+    mtime: digests the gateway keeps for a file are dropped when it changes behind the
+    gateway's back, even twice within one second."""
+
+    def content_version(self, path: str) -> str | None:
+        """A value that changes with every write of ``path``; None: no file there."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Features:
     """Which optional protocols a storage implements, detected once per storage class
@@ -385,6 +407,7 @@ class Features:
     link_resolver: bool = False
     local_files: bool = False
     renaming: bool = False
+    content_versions: bool = False
 
 
 _FEATURES: dict[type, Features] = {}
@@ -406,6 +429,7 @@ def _features_of(cls: type) -> Features:
             link_resolver=issubclass(cls, LinkResolver),
             local_files=issubclass(cls, LocalFiles),
             renaming=issubclass(cls, Renaming),
+            content_versions=issubclass(cls, ContentVersions),
         ),
     )
 
@@ -420,11 +444,13 @@ class Adapter(Protocol):
 
     An adapter may also be :class:`Revocable`: it then withdraws a delegation with no
     credential at all (a Girder token deletes itself), for grants whose user's
-    credential is gone. An adapter whose storage needs no per-user credential (a local
-    folder, reached with the gateway's own file access) sets ``uses_credentials = False``.
+    credential is gone.
     """
 
     type_name: str
+    # False for a storage reached with the gateway's own access (a local folder): no
+    # per-user credential is stored or asked for, a token's scope is the only check.
+    uses_credentials: bool
 
     def bind(self, credential: Credential | None) -> Storage:
         """A view of the storage acting with ``credential`` (None: the mount's own

@@ -81,7 +81,7 @@ class Mounts:
         credential. A service credential that is missing or refused is the operator's
         to fix, never the caller's: 503 naming the mount's options, not a 401."""
         adapter = self.adapter(mount)
-        if not getattr(adapter, "uses_credentials", True):
+        if not adapter.uses_credentials:
             return adapter.bind(None), False
         credential = self.credential(mount, user)
         try:
@@ -96,7 +96,7 @@ class Mounts:
 
         Saves a thread hop per request on credential-less mounts (the local folder)."""
         adapter = self._adapters.get(mount.name)
-        if adapter is None or getattr(adapter, "uses_credentials", True):
+        if adapter is None or adapter.uses_credentials:
             return None
         return adapter.bind(None)
 

@@ -22,6 +22,7 @@ MAX_BOUND = 64  # credentials whose views (context pools) are kept
 
 class GfalAdapter:
     type_name = "gfal"
+    uses_credentials = True  # the requests act with a user's or the mount's credential
 
     def __init__(self, options: GfalSettings) -> None:
         normalise_base_url(options.base_url)  # fail at configuration time

@@ -17,6 +17,7 @@ MAX_VIEWS = 256  # credentials whose views (HTTP sessions) are kept
 
 class GirderAdapter:
     type_name = "girder"
+    uses_credentials = True  # the requests act with a user's or the mount's credential
 
     def __init__(self, settings: GirderSettings) -> None:
         self.settings = settings

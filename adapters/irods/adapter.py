@@ -36,6 +36,7 @@ def _close_session(session: Any) -> None:
 
 class IrodsAdapter:
     type_name = "irods"
+    uses_credentials = True  # the requests act with a user's or the mount's credential
 
     def __init__(
         self,

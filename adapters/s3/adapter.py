@@ -26,6 +26,7 @@ def _close_view(view: S3Storage) -> None:
 
 class S3Adapter:
     type_name = "s3"
+    uses_credentials = True  # the requests act with a user's or the mount's credential
 
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings

@@ -102,6 +102,17 @@ class S3Storage:
 
     # --- probes ---------------------------------------------------------------------
 
+    def content_version(self, path: str) -> str | None:
+        """adapters.base.ContentVersions: the object's own version of its bytes."""
+        found = self._head(path) if path else None
+        if found is None:
+            return None
+        modified = found.get("LastModified")
+        return (
+            f"{found.get('ETag', '')}:{found.get('VersionId', '')}:"
+            f"{found.get('ContentLength', '')}:{modified.isoformat() if modified else ''}"
+        )
+
     def _head(self, path: str) -> dict[str, Any] | None:
         """HEAD the object at path; None if there is none."""
         key = self._key(path)

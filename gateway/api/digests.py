@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from adapters.base import (
     BackendUnavailable,
+    ContentVersions,
     Entry,
     LocalFiles,
     NotSupported,
@@ -207,17 +208,10 @@ def identity(storage: Storage, path: str) -> str | None:
             if stat.S_ISDIR(st.st_mode):
                 return None
             return f"posix:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
-    # S3: the object's own version of its bytes. Not a declared feature of adapters/base.py
-    # yet, hence the probe for the S3 storage's own method.
-    head = getattr(storage, "_head", None)
-    if callable(head) and path:
-        found: dict[str, Any] | None = head(path)
-        if found is not None:
-            modified = found.get("LastModified")
-            return (
-                f"s3:{found.get('ETag', '')}:{found.get('VersionId', '')}:"
-                f"{found.get('ContentLength', '')}:{modified.isoformat() if modified else ''}"
-            )
+    if path and isinstance(storage, ContentVersions):  # S3: the object's own version
+        version = storage.content_version(path)
+        if version is not None:
+            return f"version:{version}"
     entry = storage.stat(path)
     if entry.is_dir:
         return None
@@ -226,7 +220,7 @@ def identity(storage: Storage, path: str) -> str | None:
 
 def _strong(ident: str | None) -> bool:
     """An identity that changes with every write, even within the same second."""
-    return ident is not None and ident.startswith(("posix:", "s3:"))
+    return ident is not None and ident.startswith(("posix:", "version:"))
 
 
 def keeper(store: DigestStore, mount: str, storage: Storage, path: str) -> Keep:

@@ -60,7 +60,7 @@ def _verify_credential(gw: Gateway, mount: MountConfig, credential: Credential) 
     (one request). Opt-in (``"verify": true``): the storage must be reachable, and a
     credential that can reach only part of the mount fails the check."""
     adapter = gw.mounts.adapter(mount)
-    if not getattr(adapter, "uses_credentials", True) or mount.credential_source in (
+    if not adapter.uses_credentials or mount.credential_source in (
         "none",
         "service",
     ):

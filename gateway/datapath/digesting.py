@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from adapters.base import ChecksumMismatch, Entry, Writer
+from adapters.base import ChecksumMismatch, Entry, HashesMd5, Writer
 
 log = logging.getLogger("fedgate")
 
@@ -76,9 +76,10 @@ class DigestingWriter:
         self._inner = inner
         self._keep = keep
         self._expected = dict(expected or {})
-        # A writer that hashes md5 itself says so (PosixWriter.md5_hexdigest, adapters/posix.py).
-        own_md5 = getattr(inner, "md5_hexdigest", None)
-        self._own_md5: Callable[[], str | None] | None = own_md5 if callable(own_md5) else None
+        # A writer that hashes md5 itself (adapters.base.HashesMd5: the local folder's).
+        self._own_md5: Callable[[], str | None] | None = (
+            inner.md5_hexdigest if isinstance(inner, HashesMd5) else None
+        )
         self._hasher = Hasher(md5=self._own_md5 is None)
         self._bypassed = False  # bytes went in without passing write(): nothing to keep
         self.values: dict[str, str] = {}

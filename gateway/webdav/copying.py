@@ -61,7 +61,7 @@ def copy_tree(
     total = 0
     if recurse:
         for child in source.list(src):
-            if getattr(child, "link_target", None) is not None or not keep(child):
+            if child.link_target is not None or not keep(child):
                 continue  # links are neither copied nor followed (module docstring)
             total += copy_tree(
                 source, target, child.path, join(dst, child.name), child, exclusive, keep

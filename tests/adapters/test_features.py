@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.base import Features, LocalFill, SocketHandOff, features
+from adapters.base import Features, HashesMd5, LocalFill, SocketHandOff, features
 from adapters.irods import IrodsStorage, IrodsWriter
 from adapters.irods.tickets import Server
 from adapters.posix import PosixStorage, PosixWriter
@@ -20,9 +20,9 @@ def test_a_local_folder_resolves_links_serves_files_and_renames(tmp_path: Path) 
     assert storage.capabilities.read_ahead == 0 and storage.capabilities.inline_stat
 
 
-def test_an_s3_bucket_has_no_optional_storage_feature_and_hands_its_socket_over() -> None:
+def test_an_s3_bucket_names_its_objects_versions_and_hands_its_socket_over() -> None:
     storage = S3Storage(None, S3Settings.from_options({"bucket": "b"}))  # type: ignore[arg-type]
-    assert features(storage) == Features()
+    assert features(storage) == Features(content_versions=True)
     assert storage.capabilities.read_ahead == 0
     assert issubclass(ResponseStream, SocketHandOff)
 
@@ -36,3 +36,9 @@ def test_irods_delegates_and_revokes_and_reads_ahead() -> None:
 def test_only_the_local_folder_writer_fills_from_a_local_file() -> None:
     assert issubclass(PosixWriter, LocalFill)
     assert not issubclass(S3Writer, LocalFill) and not issubclass(IrodsWriter, LocalFill)
+
+
+def test_only_the_local_folder_writer_hashes_md5_itself() -> None:
+    # The gateway's digests then take its md5 instead of hashing the bytes a second time.
+    assert issubclass(PosixWriter, HashesMd5)
+    assert not issubclass(S3Writer, HashesMd5) and not issubclass(IrodsWriter, HashesMd5)
