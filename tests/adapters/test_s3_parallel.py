@@ -359,9 +359,11 @@ def test_a_slow_storage_slows_the_client_instead_of_growing_memory(
         gateway.proxy.rate = 1e12
     assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
     # The gateway holds at most PARTS_IN_FLIGHT + 1 parts; the rest of the lead is the
-    # sockets' buffers. Had it buffered the body, the client would have finished ~90 MiB
-    # ahead of the 10 MB/s storage.
-    assert ahead < (PARTS_IN_FLIGHT + 1) * PART + 16 * MIB, ahead / MIB
+    # sockets' buffers on two hops (client -> gateway, gateway -> proxy), which loopback
+    # autotunes to several MiB each (16 MiB of allowance was passed once, at 44 MiB, on a
+    # loaded CI run). Had it buffered the body, the client would have finished ~90 MiB
+    # ahead of the 10 MB/s storage; the memory check below is the direct one.
+    assert ahead < (PARTS_IN_FLIGHT + 1) * PART + 28 * MIB, ahead / MIB
     assert gateway.vm("VmHWM") - rss_before < 40 * MIB
     assert admin.checksum(f"{gateway.prefix}/slow.bin") == md5.hexdigest()
 
