@@ -28,6 +28,7 @@ import anyio
 import httpx
 
 from adapters.base import Storage, StorageError
+from gateway.datapath.socket_receive import WriteBehind
 from gateway.webdav import peers
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -139,14 +140,24 @@ def _receive(
     writer = storage.open_write(path, length, exclusive=exclusive)
     adler = 1
     try:
-        for chunk in response.iter_raw(CHUNK):
-            if progress.cancelled.is_set():
-                raise Cancelled("cancelled: the client went away")
-            if progress.bytes + len(chunk) > limits.max_bytes:
-                raise TransferFailed(f"the source is larger than the {limits.max_bytes}-byte limit")
-            adler = zlib.adler32(chunk, adler)
-            writer.write(chunk)
-            progress.bytes += len(chunk)
+        # The writer (its digests and the write) runs one block behind the receive, in a
+        # thread of its own: hashing and receiving then use both cores.
+        behind = WriteBehind(writer.write)
+        try:
+            for chunk in response.iter_raw(CHUNK):
+                if progress.cancelled.is_set():
+                    raise Cancelled("cancelled: the client went away")
+                if progress.bytes + len(chunk) > limits.max_bytes:
+                    raise TransferFailed(
+                        f"the source is larger than the {limits.max_bytes}-byte limit"
+                    )
+                adler = zlib.adler32(chunk, adler)
+                behind.put(chunk)
+                progress.bytes += len(chunk)
+        finally:
+            behind.close()
+        if behind.error is not None:
+            raise behind.error
         if length is not None and progress.bytes != length:
             raise TransferFailed(f"the source sent {progress.bytes} of {length} bytes")
         offered = _adler32_of(response.headers)

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapters.base import Entry, StorageError
+from gateway.webdav import tpc
 from tests.server import Running, local_settings, running
 from tests.webdav.helpers import bearer, door, token
 from tests.webdav.remote import Remote, serving_remote
@@ -351,3 +353,54 @@ def test_local_to_local_copy_in_the_kernel_keeps_md5_right(gw: Running) -> None:
     assert (gw.data / "k2.bin").read_bytes() == data
     md5 = httpx.get(gw.api + "/path/local/k2.bin?action=md5", headers=key(gw)).json()["md5"]
     assert md5 == hashlib.md5(data).hexdigest()
+
+
+class _FailingWriter:
+    """A storage writer that refuses the block that completes the file, as a full disk
+    or a storage answering 5xx at the end of an upload would (the last block is the
+    case a write running behind the receive could lose)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.written = 0
+        self.committed = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        if self.written >= self.size:
+            raise StorageError("no space left on the storage")
+
+    def commit(self) -> Entry:
+        self.committed = True
+        return Entry(path="x", is_dir=False, size=self.written)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _Destination:
+    def __init__(self, size: int) -> None:
+        self.writer = _FailingWriter(size)
+
+    def open_write(self, path: str, length: int | None, exclusive: bool = False) -> _FailingWriter:
+        return self.writer
+
+
+def test_a_pull_whose_storage_write_fails_is_aborted_not_committed(remote: Remote) -> None:
+    # The writer runs one block behind the receive, in its own thread: its failure must
+    # still end the pull and abort the write (a commit would publish a truncated file).
+    remote.files["/f"] = os.urandom(8 * 1024 * 1024)
+    destination = _Destination(8 * 1024 * 1024)
+    limits = tpc.Limits(allow_private=True, stall_timeout=5, max_bytes=1 << 30)
+    with pytest.raises(StorageError, match="no space left"):
+        tpc.pull(
+            remote.url + "/f",
+            {},
+            destination,
+            "in/f",
+            False,
+            limits,
+            tpc.Progress(),  # type: ignore[arg-type]
+        )
+    assert destination.writer.aborted and not destination.writer.committed
