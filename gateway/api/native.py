@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import cast
+from typing import Any, cast
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -69,20 +69,22 @@ async def post_native(request: Request) -> Response:
 
     operation = "content" if method == "GET" else "write"  # the audit's vocabulary
 
-    def denied(status: int, reason: str) -> None:
+    def record(result: str, **fields: Any) -> None:
         audit_event(
             gw,
             "native",
             principal,
-            "denied",
+            result,
             token_id=principal.token_id,
             mount=mount.name,
             path=cpath.platform_path,
             operation=operation,
             execution_id=principal.execution_id,
-            status=status,
-            reason=reason,
+            **fields,
         )
+
+    def denied(status: int, reason: str) -> None:
+        record("denied", status=status, reason=reason)
 
     def allowed(activity: str) -> None:
         try:
@@ -209,18 +211,7 @@ async def post_native(request: Request) -> Response:
         raise CarminError(E.NOT_SUPPORTED, f"{mount.name}: {exc}") from None
     except StorageError as exc:
         raise from_storage(exc, mount.name) from None
-    audit_event(
-        gw,
-        "native",
-        principal,
-        "ok",
-        token_id=principal.token_id,
-        mount=mount.name,
-        path=cpath.platform_path,
-        operation=operation,
-        execution_id=principal.execution_id,
-        detail="vip_uri" if uri is not None else delegation.kind,
-    )
+    record("ok", detail="vip_uri" if uri is not None else delegation.kind)
     if uri is not None:
         return JSONResponse(
             {"uri": uri, "expiresAt": int(delegation.expires_at.timestamp())}, headers=NO_STORE
