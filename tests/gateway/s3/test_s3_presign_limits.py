@@ -69,6 +69,14 @@ def test_redirect_and_native_urls_live_minutes_not_the_tokens_hour(
         assert _expires_param(url) <= gw.settings.presign_lifetime == 300
         assert httpx.get(url).content == b"input"
     assert native.json()["expiresAt"] <= time.time() + 300
+    # Handing the URL out is audited once, with the kind of credential it is.
+    jti = gw.gateway.tokens.decode(tok).jti
+    events = httpx.get(
+        gw.api + "/audit", params={"token_id": jti}, headers={"apikey": gw.key}
+    ).json()
+    [granted] = [e for e in events if e["event"] == "native"]
+    assert (granted["result"], granted["operation"]) == ("ok", "content")
+    assert granted["path"] == f"/s3/{folder}/in.dat" and granted["detail"] == "url"
     # A token that dies sooner shortens the URL too.
     brief = token(gw, f"storage.read:/s3/{folder}", lifetime=60)
     r = httpx.get(f"{gw.api}/path/s3/{folder}/in.dat?action=content", headers=bearer(brief))
