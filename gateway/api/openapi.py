@@ -239,15 +239,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "revoked": {"type": "integer"},
-                                "apiKey": {"type": "string"},
-                            },
-                        }
-                    ),
+                    "200": _json({"$ref": "#/components/schemas/Revoked"}),
                     **_errors(400, 401, 403, 413),
                 },
             },
@@ -338,15 +330,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     {"name": "keyId", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "apiKey": {"type": "string"},
-                                "revoked": {"type": "integer"},
-                            },
-                        }
-                    ),
+                    "200": _json({"$ref": "#/components/schemas/Revoked"}),
                     **_errors(401, 404),
                 },
             },

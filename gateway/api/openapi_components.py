@@ -153,6 +153,14 @@ def components(grant_type: str, subject_types: tuple[str, ...]) -> dict[str, Any
                     "scope": {"type": "string"},
                 },
             },
+            "Revoked": {
+                "type": "object",
+                "description": "how many tokens died; apiKey: the id of a revoked API key",
+                "properties": {
+                    "revoked": {"type": "integer"},
+                    "apiKey": {"type": "string"},
+                },
+            },
             "RevokeRequest": {
                 "type": "object",
                 "description": "one of token (an access token or an API key), jti (or "
