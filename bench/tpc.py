@@ -72,9 +72,7 @@ with open(sys.argv[1], "wb") as out:
 def curl_hashing(url: str, dest: Path) -> None:
     curl = subprocess.Popen(["curl", "-s", "-S", "-f", url], stdout=subprocess.PIPE)
     assert curl.stdout is not None
-    hashing = subprocess.run(
-        [sys.executable, "-c", _HASH_TO_FILE, str(dest)], stdin=curl.stdout, check=True
-    )
+    hashing = subprocess.run([sys.executable, "-c", _HASH_TO_FILE, str(dest)], stdin=curl.stdout)
     curl.stdout.close()
     if curl.wait() != 0 or hashing.returncode != 0:
         raise RuntimeError("curl | hashing failed")
