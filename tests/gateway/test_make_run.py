@@ -32,8 +32,9 @@ def test_make_run_installs_only_when_pyproject_changes(tmp_path: Path) -> None:
     stamp = tmp_path / ".venv" / ".installed-all"
     assert str(stamp.relative_to(tmp_path)) in first  # the stamp is what is compared
     stamp.write_text("")
+    os.utime(stamp, (2_000_000, 2_000_000))  # explicit times: "now" twice can be one clock tick
     second = planned(tmp_path)
     assert "pip" not in second
     assert second.strip().splitlines() == [".venv/bin/fedgate serve --host 127.0.0.1 --port 8000"]
-    os.utime(tmp_path / "pyproject.toml")  # edited: newer than the stamp
+    os.utime(tmp_path / "pyproject.toml", (3_000_000, 3_000_000))  # edited: newer than the stamp
     assert "pip install" in planned(tmp_path)
