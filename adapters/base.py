@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from adapters import checksums
 from adapters.response_socket import SocketBody
 
 
@@ -465,14 +465,19 @@ class Adapter(Protocol):
 
 
 def streamed_checksum(chunks: Iterable[bytes], algorithm: str) -> str:
-    """Lowercase hex digest of a byte stream: adler32 (8 digits) or any hashlib name.
+    """Lowercase hex digest of a byte stream: adler32 or crc32c (8 digits), or any
+    hashlib name.
 
     For backends that store no checksum of their own: computed by streaming the file."""
-    if algorithm == "adler32":
-        value = 1
+    if algorithm in ("adler32", "crc32c"):
+        step, value = (
+            (checksums.adler32, checksums.ADLER32_START)
+            if algorithm == "adler32"
+            else (checksums.crc32c, checksums.CRC32C_START)
+        )
         for chunk in chunks:
-            value = zlib.adler32(chunk, value)
-        return f"{value & 0xFFFFFFFF:08x}"
+            value = step(chunk, value)
+        return checksums.hex32(value)
     try:
         digest = hashlib.new(algorithm)
     except ValueError:

@@ -1,4 +1,4 @@
-"""Kept content digests: md5, adler32 and sha-256 of a file, with what identified it.
+"""Kept content digests: md5, adler32, sha-256, crc32c of a file, with what identified it.
 
 A row says "the bytes at (mount, path) that had this identity hash to these values".
 The identity is an opaque string the gateway builds from a fresh stat (size, mtime,
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .store import Store
 
-ALGORITHMS = ("md5", "adler32", "sha256")
+ALGORITHMS = ("md5", "adler32", "sha256", "crc32c")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ def _key(mount: str, path: str) -> str:
 
 
 class DigestStore:
-    """The ``digests`` table (migration 5). Every method blocks: call from a thread."""
+    """The ``digests`` table (migrations 5 and 6). Every method blocks: call from a thread."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -37,7 +37,7 @@ class DigestStore:
     def get(self, mount: str, path: str) -> KeptDigests | None:
         with self._store.transaction(write=False) as tx:
             row = tx.query_one(
-                "SELECT identity, md5, adler32, sha256 FROM digests WHERE key = ?",
+                "SELECT identity, md5, adler32, sha256, crc32c FROM digests WHERE key = ?",
                 (_key(mount, path),),
             )
         if row is None:
@@ -53,11 +53,12 @@ class DigestStore:
         columns = [values.get(name) for name in ALGORITHMS]
         with self._store.transaction() as tx:
             tx.execute(
-                "INSERT INTO digests (key, mount, path, identity, md5, adler32, sha256, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+                "INSERT INTO digests"
+                " (key, mount, path, identity, md5, adler32, sha256, crc32c, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
                 " identity = excluded.identity, md5 = excluded.md5,"
                 " adler32 = excluded.adler32, sha256 = excluded.sha256,"
-                " updated = excluded.updated",
+                " crc32c = excluded.crc32c, updated = excluded.updated",
                 (_key(mount, path), mount, path, identity, *columns, time.time()),
             )
 

@@ -163,4 +163,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX digests_mount ON digests(mount)",
         ),
     ),
+    Migration(
+        6,
+        (
+            # crc32c (S3's and Google Cloud Storage's checksum) beside the other three,
+            # once a fast library computes it on every upload (adapters/checksums.py).
+            # Rows kept before have none: the next request for it rehashes the file.
+            "ALTER TABLE digests ADD COLUMN crc32c TEXT",
+        ),
+    ),
 )

@@ -4,18 +4,19 @@ Served:
 - RFC 9530: ``Want-Repr-Digest: sha-256=10`` -> ``Repr-Digest: sha-256=:<base64>:``
   (a structured-field dictionary of byte sequences).
 - RFC 3230, as grid clients ask (gfal2, davix send ``Want-Digest: adler32``):
-  ``Digest: adler32=<8 lowercase hex>,md5=<base64>`` -- the form dCache and XRootD answer.
+  ``Digest: adler32=<8 lowercase hex>,md5=<base64>`` -- the form dCache and XRootD answer;
+  ``crc32c=<8 hex>`` too (IANA's HTTP Digest Algorithm Values: hex, like adler32).
 
 Checked on the way in: ``Content-Digest`` / ``Repr-Digest`` (RFC 9530), legacy ``Digest``
 (RFC 3230) and ``Content-MD5``: every value the gateway can compute (md5, adler32,
-sha-256) is compared with the bytes received before the upload is committed.
+sha-256, crc32c) is compared with the bytes received before the upload is committed.
 
 Where a value comes from (``known``), cheapest first:
 1. the algorithm is the backend's own (XRootD adler32, iRODS sha2) and the backend's
    identity of a file is coarse (mtime in seconds): the backend, always fresh;
 2. the digest store (tokens/digests.py), if the row's identity matches a fresh stat;
 3. the backend's own checksum, for the other natively kept ones;
-4. one streamed read computing all three, kept for next time.
+4. one streamed read computing all four, kept for next time.
 
 A file's identity is what changes whenever its bytes do (docs/decisions.md): size,
 mtime in ns, inode and device on a local folder; ETag, version id, size and
@@ -34,6 +35,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
+from adapters import checksums
 from adapters.base import (
     BackendUnavailable,
     ContentVersions,
@@ -50,13 +52,15 @@ from gateway.errors import CarminError, E
 from tokens.digests import DigestStore
 
 # RFC 3230 / IANA digest name (lowercase) -> the adapters' checksum name.
-_ALGORITHMS = {"adler32": "adler32", "md5": "md5", "sha-256": "sha256"}
+_ALGORITHMS = {"adler32": "adler32", "crc32c": "crc32c", "md5": "md5", "sha-256": "sha256"}
 # When several are acceptable at the same quality, the cheapest to compute wins.
-_PREFERENCE = ("adler32", "md5", "sha-256")
+_PREFERENCE = ("adler32", "crc32c", "md5", "sha-256")
+# The 32-bit ones, written in hex in RFC 3230's Digest (base64 for the others).
+_HEX_IN_DIGEST = ("adler32", "crc32c")
 # RFC 9530 names (its registry calls adler32 "adler"); sha-256 is the one to prefer.
-_REPR_ALGORITHMS = {"sha-256": "sha256", "md5": "md5", "adler": "adler32"}
-_REPR_PREFERENCE = ("sha-256", "md5", "adler")
-_HEX_LENGTH = {"md5": 32, "adler32": 8, "sha256": 64}
+_REPR_ALGORITHMS = {"sha-256": "sha256", "md5": "md5", "adler": "adler32", "crc32c": "crc32c"}
+_REPR_PREFERENCE = ("sha-256", "md5", "adler", "crc32c")
+_HEX_LENGTH = {"md5": 32, "adler32": 8, "sha256": 64, "crc32c": 8}
 _SF_KEY = re.compile(r"[a-z*][a-z0-9_.*-]*")
 
 # --- parsing what the client sends --------------------------------------------------
@@ -162,9 +166,9 @@ def announced(headers: Mapping[str, str]) -> dict[str, str]:
             if name is None or not eq:
                 continue
             value = value.strip()
-            if name == "adler32":
+            if name in _HEX_IN_DIGEST:
                 if not re.fullmatch(r"[0-9a-fA-F]{1,8}", value):
-                    raise CarminError(E.BAD_REQUEST, "digest: adler32 must be 8 hex digits")
+                    raise CarminError(E.BAD_REQUEST, f"digest: {name} must be 8 hex digits")
                 found.append((name, value.lower().zfill(8)))
             else:
                 found.append((name, _from_base64(value, name, "digest")))
@@ -184,8 +188,8 @@ def announced(headers: Mapping[str, str]) -> dict[str, str]:
 
 def encode(name: str, hex_digest: str) -> str:
     """One RFC 3230 ``Digest`` member (``name`` as in ``wanted``)."""
-    if name == "adler32":
-        return f"adler32={hex_digest.lower().zfill(8)}"
+    if name in _HEX_IN_DIGEST:
+        return f"{name}={hex_digest.lower().zfill(8)}"
     return f"{name}={base64.b64encode(bytes.fromhex(hex_digest)).decode()}"
 
 
@@ -246,6 +250,8 @@ def known(
     see the module docstring for where each comes from. ``read=False``: only what is
     known without reading the file (a GET must not wait minutes for its first byte
     while a large file is hashed; a HEAD or ``?action=md5`` may). Blocking."""
+    if not checksums.CRC32C_FAST:  # never computed here: asking would reread every time
+        names = names - {"crc32c"}
     ident = identity(storage, path)
     native = storage.capabilities.native_checksums
     result: dict[str, str] = {}
@@ -289,7 +295,7 @@ def _stream_and_keep(
     missing: set[str],
     result: dict[str, str],
 ) -> None:
-    """One streamed read computing all three; kept unless the file changed meanwhile."""
+    """One streamed read computing them all; kept unless the file changed meanwhile."""
     hasher = Hasher()
     chunks = storage.open_read(path)
     try:

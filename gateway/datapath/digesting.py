@@ -1,17 +1,20 @@
-"""Digests computed while an upload streams: md5, adler32 and sha-256 in one pass.
+"""Digests computed while an upload streams: md5, adler32, sha-256, crc32c in one pass.
 
-``DigestingWriter`` wraps any storage Writer (adapters.base.Writer). Each block handed
-to ``write`` is hashed, then written, in the upload's writer thread: off the event loop,
-and beside the socket reads, which another thread does (gateway/datapath/socket_receive.py
-WriteBehind, gateway/datapath/block_pipe.py). ``commit`` compares what the client announced
+``DigestingWriter`` wraps any storage Writer (adapters.base.Writer). From the second
+block of an upload on, each block handed to ``write`` goes to the storage writer at once
+and to a hashing thread of the upload's own (a WriteBehind, one block queued at most):
+the hashing runs on another core while the writer's thread copies the block into the
+page cache or a part buffer, instead of after it. Blocks are ``bytes``, which nobody can
+change while the thread hashes them; any other buffer is copied first, since its owner
+may reuse it once ``write`` returns. A one-block upload is hashed in line: no thread for
+a small file. The local folder's writer hashes md5 itself, for its xattr
+(adapters.base.HashesMd5): its value is taken, not computed twice, and that writer's
+thread and the hashing thread then carry about the same work.
+
+``commit`` waits for the hashing thread, compares what the client announced
 (Content-Digest, Digest, CARMIN's md5), refuses a mismatch before anything is visible
 (ChecksumMismatch, the caller aborts), then commits and hands the values to ``keep``
 (gateway/api/digests.py stores them).
-
-Why not more threads: on the 2-vCPU test machine (bench/digests.py), hashing sha-256
-and adler32 in a thread of their own cost more than twice the CPU of hashing in the
-writer's thread, and uploads ran slower, not faster (two busy threads share one core's
-execution units there); the figures are in docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import zlib
 from collections.abc import Callable
 from typing import Any
 
+from adapters import checksums
 from adapters.base import ChecksumMismatch, Entry, HashesMd5, Writer
+from gateway.datapath.socket_receive import WriteBehind
 
 log = logging.getLogger("fedgate")
 
@@ -31,7 +35,8 @@ Keep = Callable[[dict[str, str], Entry], None]
 
 
 class Hasher:
-    """md5, adler32 and sha-256 of a byte stream fed in order.
+    """md5, adler32, sha-256 and crc32c (adapters/checksums.py: where its C extension is
+    installed) of a byte stream fed in order.
 
     ``md5=False``: someone else hashes md5 (the local folder's writer does, for its
     xattr): one md5 pass per upload, not two -- md5 is the slowest of the three."""
@@ -39,20 +44,25 @@ class Hasher:
     def __init__(self, md5: bool = True) -> None:
         self._md5: Any = hashlib.md5(usedforsecurity=False) if md5 else None
         self._sha256 = hashlib.sha256()
-        self._adler = 1
+        self._adler = checksums.ADLER32_START
+        self._crc32c = checksums.CRC32C_START if checksums.CRC32C_FAST else None
 
     def update(self, data: bytes) -> None:
         if self._md5 is not None:
             self._md5.update(data)
         self._sha256.update(data)
-        self._adler = zlib.adler32(data, self._adler)
+        self._adler = checksums.adler32(data, self._adler)
+        if self._crc32c is not None:
+            self._crc32c = checksums.crc32c(data, self._crc32c)
 
     def finish(self) -> dict[str, str]:
         """The lowercase hex digests of everything fed (names as the adapters spell them)."""
         values = {
-            "adler32": f"{self._adler & 0xFFFFFFFF:08x}",
+            "adler32": checksums.hex32(self._adler),
             "sha256": self._sha256.hexdigest(),
         }
+        if self._crc32c is not None:
+            values["crc32c"] = checksums.hex32(self._crc32c)
         if self._md5 is not None:
             values["md5"] = self._md5.hexdigest()
         return values
@@ -81,6 +91,8 @@ class DigestingWriter:
             inner.md5_hexdigest if isinstance(inner, HashesMd5) else None
         )
         self._hasher = Hasher(md5=self._own_md5 is None)
+        self._behind: WriteBehind | None = None  # the hashing thread, from the 2nd block
+        self._blocks = 0
         self._bypassed = False  # bytes went in without passing write(): nothing to keep
         self.values: dict[str, str] = {}
 
@@ -102,10 +114,29 @@ class DigestingWriter:
         raise AttributeError(name)
 
     def write(self, data: bytes) -> None:
-        self._hasher.update(data)
+        if type(data) is not bytes:
+            data = bytes(data)  # a buffer its owner may refill once write returns
+        self._blocks += 1
+        if self._blocks == 1:
+            self._hasher.update(data)  # in line: most uploads are one block
+        else:
+            if self._behind is None:
+                self._behind = WriteBehind(self._hasher.update, name="fedgate-digest")
+            self._behind.put(data)
         self._inner.write(data)
 
+    def _hashed(self) -> BaseException | None:
+        """Until the hashing thread has seen every block and returned; its error."""
+        if self._behind is None:
+            return None
+        behind, self._behind = self._behind, None
+        behind.close()
+        return behind.error
+
     def commit(self) -> Entry:
+        failed = self._hashed()
+        if failed is not None:
+            raise failed
         self.values = self._hasher.finish()
         if self._own_md5 is not None:
             md5 = self._own_md5()
@@ -128,7 +159,10 @@ class DigestingWriter:
         return entry
 
     def abort(self) -> None:
-        self._inner.abort()
+        try:
+            self._inner.abort()
+        finally:
+            self._hashed()  # no thread left behind (a block or two to finish at most)
 
 
 def digests_of(data: bytes) -> dict[str, str]:

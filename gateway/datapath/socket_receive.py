@@ -45,11 +45,11 @@ class WriteBehind:
     next block arrives, and a writer that hashes (md5 on the way) uses the other core.
     One block waits in between at most: an upload holds about three blocks."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[bytes], None], name: str = "fedgate-upload") -> None:
         # After a failure, blocks are taken and dropped: the reader's next put() raises.
         self._handoff: Handoff[bytes] = Handoff(1)
         self._thread = threading.Thread(
-            target=self._handoff.drain, args=(write, True), name="fedgate-upload", daemon=True
+            target=self._handoff.drain, args=(write, True), name=name, daemon=True
         )
         self._thread.start()
 

@@ -13,12 +13,12 @@ storages' own where they keep one. Symbolic links inside a copied folder are not
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Callable, Iterator
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters import checksums
 from adapters.base import (
     ChecksumMismatch,
     Entry,
@@ -86,7 +86,7 @@ def _copy_file(
         for chunk in source.open_read(src):
             # root:// reads fill bytearrays (adapters/gfal/pread.py); writers take bytes.
             data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-            adler = zlib.adler32(data, adler)
+            adler = checksums.adler32(data, adler)
             n += len(data)
             writer.write(data)
         if entry.size is not None and n != entry.size:
@@ -109,7 +109,7 @@ def _check_native(storage: Storage, path: str, adler: int) -> None:
         kept = storage.checksum(path, "adler32")
     except NotSupported:
         return
-    if kept.lower().zfill(8) != f"{adler & 0xFFFFFFFF:08x}":
+    if kept.lower().zfill(8) != checksums.hex32(adler):
         raise ChecksumMismatch(f"{path}: adler32 differs from the bytes copied")
 
 

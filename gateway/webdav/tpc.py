@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from urllib.parse import urljoin
 import anyio
 import httpx
 
+from adapters import checksums
 from adapters.base import Storage, StorageError
 from gateway.datapath.socket_receive import WriteBehind
 from gateway.webdav import peers
@@ -138,7 +138,7 @@ def _receive(
     if length is not None and length > limits.max_bytes:
         raise TransferFailed(f"the source is larger than the {limits.max_bytes}-byte limit")
     writer = storage.open_write(path, length, exclusive=exclusive)
-    adler = 1
+    adler = checksums.ADLER32_START
     try:
         # The writer (its digests and the write) runs one block behind the receive, in a
         # thread of its own: hashing and receiving then use both cores.
@@ -151,7 +151,7 @@ def _receive(
                     raise TransferFailed(
                         f"the source is larger than the {limits.max_bytes}-byte limit"
                     )
-                adler = zlib.adler32(chunk, adler)
+                adler = checksums.adler32(chunk, adler)
                 behind.put(chunk)
                 progress.bytes += len(chunk)
         finally:
@@ -161,7 +161,7 @@ def _receive(
         if length is not None and progress.bytes != length:
             raise TransferFailed(f"the source sent {progress.bytes} of {length} bytes")
         offered = _adler32_of(response.headers)
-        if offered is not None and offered != f"{adler & 0xFFFFFFFF:08x}":
+        if offered is not None and offered != checksums.hex32(adler):
             raise TransferFailed("the bytes received do not match the source's adler32")
         writer.commit()
     except BaseException:
@@ -176,14 +176,14 @@ class _Outgoing:
     def __init__(self, chunks: Iterator[bytes], progress: Progress) -> None:
         self._chunks = chunks
         self._progress = progress
-        self.adler = 1
+        self.adler = checksums.ADLER32_START
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             if self._progress.cancelled.is_set():
                 raise Cancelled("cancelled: the client went away")
             data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-            self.adler = zlib.adler32(data, self.adler)
+            self.adler = checksums.adler32(data, self.adler)
             self._progress.bytes += len(data)
             yield data
 
@@ -212,7 +212,7 @@ def push(
                 raise TransferFailed(f"the destination answered {response.status_code}")
             if progress.bytes != size:
                 raise TransferFailed(f"the source gave {progress.bytes} of {size} bytes")
-            _verify_remote(client, peer, headers, f"{body.adler & 0xFFFFFFFF:08x}")
+            _verify_remote(client, peer, headers, checksums.hex32(body.adler))
             return progress.bytes
     raise TransferFailed("too many redirects from the destination")
 

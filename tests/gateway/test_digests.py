@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import httpx
 import pytest
 
@@ -46,6 +47,10 @@ def md5_of(data: bytes) -> str:
 
 def adler_of(data: bytes) -> str:
     return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+
+
+def crc32c_of(data: bytes) -> str:
+    return f"{google_crc32c.value(data):08x}"
 
 
 @pytest.fixture
@@ -97,6 +102,10 @@ def test_an_upload_keeps_its_digests_and_head_serves_them_without_reading(
     assert r.headers["repr-digest"] == f"sha-256=:{sha256_of(BODY)}:"
     assert r.headers["digest"] == f"adler32={adler_of(BODY)},md5={md5_of(BODY)}"
     assert r.headers["content-length"] == str(len(BODY))
+    r = head(client, "a.bin", **{"Want-Repr-Digest": "crc32c=5", "Want-Digest": "crc32c"})
+    assert r.headers["digest"] == f"crc32c={crc32c_of(BODY)}"  # hex, as IANA registers it
+    raw = google_crc32c.value(BODY).to_bytes(4, "big")
+    assert r.headers["repr-digest"] == f"crc32c=:{b64(raw)}:"
     r = client.get("/path/local/a.bin?action=md5")
     assert r.json() == {"md5": hashlib.md5(BODY).hexdigest()}
     assert reads == []  # HEAD and ?action=md5 came from the store: the file was not read
@@ -216,6 +225,8 @@ def test_a_raw_put_with_a_wrong_digest_leaves_nothing(gw: Running, client: httpx
         "Repr-Digest": f"md5=:{md5_of(b'other')}:",
         "Digest": "adler32=00000001",
         "Content-MD5": md5_of(b"other"),
+        "content-digest": f"crc32c=:{b64(bytes(4))}:",
+        "digest": "crc32c=00000001",
     }
     for name, value in wrong.items():
         assert_refused(put(client, "new.bin", BODY, **{name: value}), 40005)
@@ -234,7 +245,7 @@ def test_a_raw_put_with_a_wrong_digest_leaves_nothing(gw: Running, client: httpx
 def test_a_raw_put_with_right_digests_is_written(gw: Running, client: httpx.Client) -> None:
     headers = {
         "Content-Digest": f"sha-256=:{sha256_of(BODY)}:, sha-512=:AAAA:",  # unknown: ignored
-        "Digest": f"adler32={adler_of(BODY)},MD5={md5_of(BODY)}",
+        "Digest": f"adler32={adler_of(BODY)},MD5={md5_of(BODY)},CRC32c={crc32c_of(BODY)}",
         "Content-MD5": md5_of(BODY),
     }
     assert put(client, "ok.bin", BODY, **headers).status_code == 201
@@ -250,6 +261,8 @@ def test_a_malformed_digest_is_a_400_before_anything_is_written(
         ("Content-Digest", f"sha-256=:{md5_of(BODY)}:"),  # 16 bytes for a 32-byte digest
         ("Content-Digest", "SHA-256=:AAAA:"),  # keys are lowercase in a dictionary
         ("Digest", "adler32=xyz"),
+        ("Digest", "crc32c=123456789"),  # more than 32 bits
+        ("Content-Digest", "crc32c=:AAAA:"),  # 3 bytes
         ("Content-MD5", "??"),
     ):
         assert_refused(put(client, "bad.bin", BODY, **{name: value}), 40001)
