@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -303,12 +303,14 @@ class LocalFill(Protocol):
 
 
 @runtime_checkable
-class HashesMd5(Protocol):
-    """A writer that computes the md5 of what passes through it anyway (the local
-    folder's, for its xattr): the gateway's digests take it instead of a second pass."""
+class KeepsMd5(Protocol):
+    """A writer that keeps the md5 of what it stored (the local folder's xattr). Whoever
+    hashes the same bytes anyway (the gateway's digests) hands it the value, instead of
+    the writer hashing them a second time in its own thread: md5 is the slowest digest."""
 
-    def md5_hexdigest(self) -> str | None:
-        """The md5 of the bytes written so far; None when some did not pass ``write``."""
+    def md5_from(self, source: Callable[[], str | None]) -> None:
+        """Hash nothing; at commit, keep ``source()`` (None: keep nothing). Called
+        before the first ``write``."""
         ...
 
 

@@ -39,6 +39,7 @@ class PosixWriter:
         # None once bytes arrive without passing through write() (fill_from): nothing
         # is then remembered, and an md5 is computed when first asked for.
         self._md5: Any = hashlib.md5(usedforsecurity=False)
+        self._md5_source: Callable[[], str | None] | None = None  # md5_from's
         self._done = False
 
     def write(self, data: bytes) -> None:
@@ -50,7 +51,7 @@ class PosixWriter:
         """Copy a local file into this upload inside the kernel (copy_file_range, or
         sendfile across filesystems): a copy between two local mounts without the
         bytes ever entering the process (adapters.base.LocalFill). The bytes copied."""
-        self._md5 = None
+        self._md5 = self._md5_source = None
         self._file.flush()
         with open(source, "rb") as src:
             size = os.fstat(src.fileno()).st_size
@@ -67,18 +68,24 @@ class PosixWriter:
                 done += n
         return done
 
-    def md5_hexdigest(self) -> str | None:
-        """The md5 of the bytes written so far (None when some were not written through
-        ``write``): a wrapper hashing the upload too (gateway/digesting.py) takes it
-        instead of running a second md5 pass, the slowest of its digests."""
-        return self._md5.hexdigest() if self._md5 is not None else None
+    def md5_from(self, source: Callable[[], str | None]) -> None:
+        """The md5 to keep comes from ``source`` at commit (adapters.base.KeepsMd5): the
+        gateway's digests hash every upload beside this thread, which then only copies
+        the bytes instead of also running the slowest digest in series."""
+        self._md5, self._md5_source = None, source
+
+    def _md5_to_keep(self) -> str | None:
+        if self._md5 is not None:
+            return str(self._md5.hexdigest())
+        return self._md5_source() if self._md5_source is not None else None
 
     def commit(self) -> Entry:
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
-            if self._md5 is not None:
-                remember_md5(self._file.fileno(), self._md5.hexdigest())
+            md5 = self._md5_to_keep()
+            if md5:
+                remember_md5(self._file.fileno(), md5)
             self._file.close()
             # Re-check at commit time: the parent may have vanished, or the target may
             # have become a directory, while the upload was streaming.

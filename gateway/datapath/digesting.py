@@ -2,16 +2,18 @@
 
 ``DigestingWriter`` wraps any storage Writer (adapters.base.Writer). From the second
 block of an upload on, each block handed to ``write`` goes to the storage writer at once
-and to a hashing thread of the upload's own (a WriteBehind, one block queued at most):
-the hashing runs on another core while the writer's thread copies the block into the
-page cache or a part buffer, instead of after it. Blocks are ``bytes``, which nobody can
-change while the thread hashes them; any other buffer is copied first, since its owner
-may reuse it once ``write`` returns. A one-block upload is hashed in line: no thread for
-a small file. The local folder's writer hashes md5 itself, for its xattr
-(adapters.base.HashesMd5): its value is taken, not computed twice, and that writer's
-thread and the hashing thread then carry about the same work.
+and to two hashing threads of the upload's own (WriteBehinds, one block queued each):
+one for md5, the other for sha-256, adler32 and crc32c. md5 alone costs ~1.5 CPU-s per
+GiB here and the three others ~0.7 together, about what the writer's copy into the page
+cache or a part buffer costs: three lanes of similar length run side by side instead of
+one after the other (bench/digests.py measured in-line hashing, one hashing thread and
+two side by side; docs/decisions.md). Blocks are ``bytes``, which nobody can change
+while a thread hashes them; any other buffer is copied first, since its owner may reuse
+it once ``write`` returns. A one-block upload is hashed in line: no thread for a small
+file. A writer that keeps the md5 of what it stored (the local folder's xattr,
+adapters.base.KeepsMd5) is handed this md5 rather than hashing a second time.
 
-``commit`` waits for the hashing thread, compares what the client announced
+``commit`` waits for the hashing threads, compares what the client announced
 (Content-Digest, Digest, CARMIN's md5), refuses a mismatch before anything is visible
 (ChecksumMismatch, the caller aborts), then commits and hands the values to ``keep``
 (gateway/api/digests.py stores them).
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters import checksums
-from adapters.base import ChecksumMismatch, Entry, HashesMd5, Writer
+from adapters.base import ChecksumMismatch, Entry, KeepsMd5, Writer
 from gateway.datapath.socket_receive import WriteBehind
 
 log = logging.getLogger("fedgate")
@@ -36,35 +38,37 @@ Keep = Callable[[dict[str, str], Entry], None]
 
 class Hasher:
     """md5, adler32, sha-256 and crc32c (adapters/checksums.py: where its C extension is
-    installed) of a byte stream fed in order.
+    installed) of a byte stream fed in order: ``update``, or the two lanes
+    ``update_md5`` and ``update_others``, each fed every block in order."""
 
-    ``md5=False``: someone else hashes md5 (the local folder's writer does, for its
-    xattr): one md5 pass per upload, not two -- md5 is the slowest of the three."""
-
-    def __init__(self, md5: bool = True) -> None:
-        self._md5: Any = hashlib.md5(usedforsecurity=False) if md5 else None
+    def __init__(self) -> None:
+        self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
         self._adler = checksums.ADLER32_START
         self._crc32c = checksums.CRC32C_START if checksums.CRC32C_FAST else None
 
-    def update(self, data: bytes) -> None:
-        if self._md5 is not None:
-            self._md5.update(data)
+    def update_md5(self, data: bytes) -> None:
+        self._md5.update(data)
+
+    def update_others(self, data: bytes) -> None:
         self._sha256.update(data)
         self._adler = checksums.adler32(data, self._adler)
         if self._crc32c is not None:
             self._crc32c = checksums.crc32c(data, self._crc32c)
 
+    def update(self, data: bytes) -> None:
+        self.update_md5(data)
+        self.update_others(data)
+
     def finish(self) -> dict[str, str]:
         """The lowercase hex digests of everything fed (names as the adapters spell them)."""
         values = {
             "adler32": checksums.hex32(self._adler),
+            "md5": self._md5.hexdigest(),
             "sha256": self._sha256.hexdigest(),
         }
         if self._crc32c is not None:
             values["crc32c"] = checksums.hex32(self._crc32c)
-        if self._md5 is not None:
-            values["md5"] = self._md5.hexdigest()
         return values
 
 
@@ -86,12 +90,10 @@ class DigestingWriter:
         self._inner = inner
         self._keep = keep
         self._expected = dict(expected or {})
-        # A writer that hashes md5 itself (adapters.base.HashesMd5: the local folder's).
-        self._own_md5: Callable[[], str | None] | None = (
-            inner.md5_hexdigest if isinstance(inner, HashesMd5) else None
-        )
-        self._hasher = Hasher(md5=self._own_md5 is None)
-        self._behind: WriteBehind | None = None  # the hashing thread, from the 2nd block
+        if isinstance(inner, KeepsMd5):  # the local folder's xattr: this md5, no 2nd pass
+            inner.md5_from(lambda: self.values.get("md5"))
+        self._hasher = Hasher()
+        self._lanes: list[WriteBehind] = []  # the hashing threads, from the 2nd block on
         self._blocks = 0
         self._bypassed = False  # bytes went in without passing write(): nothing to keep
         self.values: dict[str, str] = {}
@@ -120,28 +122,27 @@ class DigestingWriter:
         if self._blocks == 1:
             self._hasher.update(data)  # in line: most uploads are one block
         else:
-            if self._behind is None:
-                self._behind = WriteBehind(self._hasher.update, name="fedgate-digest")
-            self._behind.put(data)
+            if not self._lanes:
+                self._lanes = [
+                    WriteBehind(self._hasher.update_md5, name="fedgate-digest"),
+                    WriteBehind(self._hasher.update_others, name="fedgate-digest"),
+                ]
+            for lane in self._lanes:
+                lane.put(data)
         self._inner.write(data)
 
     def _hashed(self) -> BaseException | None:
-        """Until the hashing thread has seen every block and returned; its error."""
-        if self._behind is None:
-            return None
-        behind, self._behind = self._behind, None
-        behind.close()
-        return behind.error
+        """Until the hashing threads have seen every block and returned; an error."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            lane.close()
+        return next((lane.error for lane in lanes if lane.error is not None), None)
 
     def commit(self) -> Entry:
         failed = self._hashed()
         if failed is not None:
             raise failed
         self.values = self._hasher.finish()
-        if self._own_md5 is not None:
-            md5 = self._own_md5()
-            if md5:
-                self.values["md5"] = md5
         if self._bypassed:
             if self._expected:  # never: only copies fill, and they announce nothing
                 raise ChecksumMismatch("bytes copied without passing the digest check")

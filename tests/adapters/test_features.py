@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.base import Features, HashesMd5, LocalFill, SocketHandOff, features
+from adapters.base import Features, KeepsMd5, LocalFill, SocketHandOff, features
 from adapters.irods import IrodsStorage, IrodsWriter
 from adapters.irods.tickets import Server
 from adapters.posix import PosixStorage, PosixWriter
@@ -40,5 +40,5 @@ def test_only_the_local_folder_writer_fills_from_a_local_file() -> None:
 
 def test_only_the_local_folder_writer_hashes_md5_itself() -> None:
     # The gateway's digests then take its md5 instead of hashing the bytes a second time.
-    assert issubclass(PosixWriter, HashesMd5)
-    assert not issubclass(S3Writer, HashesMd5) and not issubclass(IrodsWriter, HashesMd5)
+    assert issubclass(PosixWriter, KeepsMd5)
+    assert not issubclass(S3Writer, KeepsMd5) and not issubclass(IrodsWriter, KeepsMd5)

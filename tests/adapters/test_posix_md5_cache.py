@@ -87,3 +87,16 @@ def _through_the_gateway(gw: Running, client: httpx.Client) -> None:
     full.write_bytes(b"v2")  # same size, changed behind the gateway's back
     os.utime(full, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000))
     assert client.get("/path/local/f?action=md5").json() == {"md5": md5(b"v2")}
+
+
+def test_an_upload_through_the_gateway_keeps_the_digests_md5_in_the_xattr(
+    tmp_path: Path,
+) -> None:
+    # The gateway's digests hand their md5 to the writer (no second pass): a several-block
+    # upload still leaves the right one beside the file.
+    body = os.urandom(3 * 1024 * 1024 + 5)
+    with running(local_settings(tmp_path)) as gw, gw.client() as client:
+        r = client.put("/path/local/big", content=body, headers={"Content-Type": "x/y"})
+        assert r.status_code == 201
+        kept = os.getxattr(gw.data / "big", MD5_XATTR).decode()
+        assert kept.endswith(":" + md5(body))
