@@ -11,9 +11,12 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway import config
+if TYPE_CHECKING:
+    # Not at run time: the job-side commands (get, put, ls...) must not load the server's
+    # configuration, which pulls in the vault and JOSE (0.15 s of every job's start).
+    from gateway import config
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -28,6 +31,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         value = getattr(args, opt, None)
         if value is not None:
             os.environ[env] = str(value)
+    from gateway import config
+
     return config.load()
 
 
@@ -44,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     and an exit code, no traceback (``--debug`` shows it); a backend that is down is not
     fatal (gateway/startup.py). The admin key of a first start is printed last, once
     the server answers, so that it is not lost among the start-up lines."""
+    from gateway import config
     from gateway.logs import configure_logging
     from gateway.startup import describe_error, log_start
 
@@ -568,12 +574,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except config.ConfigError as exc:
-        print(f"fedgate: configuration error: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:
-        from tokens.errors import VaultError  # not at the top: client commands stay light
+        # Not at the top: the job-side commands stay light (see the imports).
+        from gateway.config import ConfigError
+        from tokens.errors import VaultError
 
+        if isinstance(exc, ConfigError):
+            print(f"fedgate: configuration error: {exc}", file=sys.stderr)
+            return 2
         if not isinstance(exc, VaultError):
             raise
         # A missing or wrong master key: one line naming the key ids, no traceback.
