@@ -196,7 +196,11 @@ def main() -> None:
             ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        subprocess.run(["curl", "-s", "-X", "DELETE", f"{XROOTD}/{folder}"], capture_output=True)
+        # XRootD refuses to delete a collection that is not empty: its files first.
+        for name in ("src.bin", "pushed.bin", "curl-put.bin", "curl-chk.bin", ""):
+            subprocess.run(
+                ["curl", "-s", "-X", "DELETE", f"{XROOTD}/{folder}/{name}"], capture_output=True
+            )
         if started_xrootd:
             subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True)
     print(table("bench/tpc.py", rows))
