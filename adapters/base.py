@@ -91,6 +91,11 @@ class NotSupported(StorageError):
     pass
 
 
+class NoSpace(StorageError):
+    """The storage is full, or the quota of the account writing is spent (ENOSPC,
+    EDQUOT): nothing the caller can fix by asking again at once."""
+
+
 class BackendUnavailable(StorageError):
     pass
 

@@ -26,6 +26,7 @@ from adapters.base import (
     AlreadyExists,
     InvalidPath,
     IsADirectory,
+    NoSpace,
     NotADirectory,
     NotFound,
     PermissionDenied,
@@ -64,6 +65,8 @@ ERRNO_ERRORS: dict[int, tuple[type[StorageError], str]] = {
     errno.EPERM: (PermissionDenied, "permission denied"),
     errno.EROFS: (PermissionDenied, "permission denied"),
     errno.ENAMETOOLONG: (InvalidPath, "name too long"),
+    errno.ENOSPC: (NoSpace, "no space left on the storage"),
+    errno.EDQUOT: (NoSpace, "the storage quota is exceeded"),
 }
 
 

@@ -54,6 +54,7 @@ class E:
     BAD_RANGE = ErrorSpec(41601, 416, "Range not satisfiable")
     INTERNAL = ErrorSpec(50001, 500, "Internal error")
     NOT_SUPPORTED = ErrorSpec(50101, 501, "Not supported by this storage")
+    NO_SPACE = ErrorSpec(50701, 507, "Insufficient storage")
     BACKEND = ErrorSpec(50201, 502, "Storage backend error")
     UNAVAILABLE = ErrorSpec(50301, 503, "Storage backend unavailable")
     STATE_UNAVAILABLE = ErrorSpec(50302, 503, "Gateway state database unavailable")
@@ -109,6 +110,7 @@ _STORAGE_MAP: list[tuple[type[storage_errors.StorageError], ErrorSpec]] = [
     (storage_errors.InvalidPath, E.BAD_PATH),
     (storage_errors.ChecksumMismatch, E.MD5_MISMATCH),
     (storage_errors.NotSupported, E.NOT_SUPPORTED),
+    (storage_errors.NoSpace, E.NO_SPACE),
     (storage_errors.BackendTimeout, E.TIMEOUT),
     (storage_errors.BackendUnavailable, E.UNAVAILABLE),
 ]

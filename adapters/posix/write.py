@@ -43,7 +43,10 @@ class PosixWriter:
         self._done = False
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:  # a full disk, a spent quota: a storage error, not a crash
+            raise translate(exc, self._path) from exc
         if self._md5 is not None:
             self._md5.update(data)
 
@@ -81,8 +84,11 @@ class PosixWriter:
 
     def commit(self) -> Entry:
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())  # delayed allocation: ENOSPC can come here
+            except OSError as exc:
+                raise translate(exc, self._path) from exc
             md5 = self._md5_to_keep()
             if md5:
                 remember_md5(self._file.fileno(), md5)
@@ -109,7 +115,13 @@ class PosixWriter:
                 self.abort()
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
+        try:
+            if not self._file.closed:
+                # Flushes what is still buffered, which fails on a full disk: the file is
+                # closed all the same, and the staged bytes are removed below either way.
+                self._file.close()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)

@@ -178,7 +178,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "headers": {"Location": {"schema": {"type": "string"}}},
                         **_json({"$ref": "#/components/schemas/Path"}),
                     },
-                    **_errors(400, 401, 403, 404, 409, 413, *backend),
+                    **_errors(400, 401, 403, 404, 409, 413, 507, *backend),  # 507: storage full
                 },
             },
             "delete": {
