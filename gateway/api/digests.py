@@ -300,12 +300,15 @@ def _stream_and_keep(
     chunks = storage.open_read(path)
     try:
         for chunk in chunks:
-            hasher.update(chunk)
+            # Hashed in threads beside the read (Hasher.feed), which need bytes nobody
+            # refills: root:// reads fill bytearrays (adapters/gfal/pread.py).
+            hasher.feed(chunk if type(chunk) is bytes else bytes(chunk))
     finally:
-        values = hasher.finish()
+        hasher.settle()
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+    values = hasher.finish()
     if identity(storage, path) == ident:  # not changed while it was read
         store.put(mount, path, ident, values)
         result.update({n: v for n, v in values.items() if n in missing})

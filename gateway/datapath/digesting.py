@@ -2,7 +2,7 @@
 
 ``DigestingWriter`` wraps any storage Writer (adapters.base.Writer). From the second
 block of an upload on, each block handed to ``write`` goes to the storage writer at once
-and to two hashing threads of the upload's own (WriteBehinds, one block queued each):
+and to two hashing threads of the upload's own (Hasher.feed; one block queued each):
 one for md5, the other for sha-256, adler32 and crc32c. md5 alone costs ~1.5 CPU-s per
 GiB here and the three others ~0.7 together, about what the writer's copy into the page
 cache or a part buffer costs: three lanes of similar length run side by side instead of
@@ -38,30 +38,60 @@ Keep = Callable[[dict[str, str], Entry], None]
 
 class Hasher:
     """md5, adler32, sha-256 and crc32c (adapters/checksums.py: where its C extension is
-    installed) of a byte stream fed in order: ``update``, or the two lanes
-    ``update_md5`` and ``update_others``, each fed every block in order."""
+    installed) of a byte stream fed in order.
+
+    ``update`` hashes in the caller's thread. ``feed`` hashes the first block in line and
+    the later ones in two threads of their own (md5; the three others), so the caller
+    goes on with its block meanwhile; ``settle`` waits for them. Fed blocks must be
+    ``bytes`` (nobody can change them while a thread hashes them)."""
 
     def __init__(self) -> None:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
         self._adler = checksums.ADLER32_START
         self._crc32c = checksums.CRC32C_START if checksums.CRC32C_FAST else None
+        self._lanes: list[WriteBehind] = []  # the hashing threads, from the 2nd block on
+        self._fed = 0
 
-    def update_md5(self, data: bytes) -> None:
+    def _update_md5(self, data: bytes) -> None:
         self._md5.update(data)
 
-    def update_others(self, data: bytes) -> None:
+    def _update_others(self, data: bytes) -> None:
         self._sha256.update(data)
         self._adler = checksums.adler32(data, self._adler)
         if self._crc32c is not None:
             self._crc32c = checksums.crc32c(data, self._crc32c)
 
     def update(self, data: bytes) -> None:
-        self.update_md5(data)
-        self.update_others(data)
+        self._update_md5(data)
+        self._update_others(data)
+
+    def feed(self, data: bytes) -> None:
+        self._fed += 1
+        if self._fed == 1:
+            self.update(data)  # in line: most files are one block, no thread for them
+            return
+        if not self._lanes:
+            self._lanes = [
+                WriteBehind(self._update_md5, name="fedgate-digest"),
+                WriteBehind(self._update_others, name="fedgate-digest"),
+            ]
+        for lane in self._lanes:
+            lane.put(data)
+
+    def settle(self) -> BaseException | None:
+        """Until the threads have hashed every block fed and returned; an error of
+        theirs. Safe to call more than once (and on an abandoned stream)."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            lane.close()
+        return next((lane.error for lane in lanes if lane.error is not None), None)
 
     def finish(self) -> dict[str, str]:
         """The lowercase hex digests of everything fed (names as the adapters spell them)."""
+        failed = self.settle()
+        if failed is not None:
+            raise failed
         values = {
             "adler32": checksums.hex32(self._adler),
             "md5": self._md5.hexdigest(),
@@ -93,8 +123,6 @@ class DigestingWriter:
         if isinstance(inner, KeepsMd5):  # the local folder's xattr: this md5, no 2nd pass
             inner.md5_from(lambda: self.values.get("md5"))
         self._hasher = Hasher()
-        self._lanes: list[WriteBehind] = []  # the hashing threads, from the 2nd block on
-        self._blocks = 0
         self._bypassed = False  # bytes went in without passing write(): nothing to keep
         self.values: dict[str, str] = {}
 
@@ -118,30 +146,10 @@ class DigestingWriter:
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
             data = bytes(data)  # a buffer its owner may refill once write returns
-        self._blocks += 1
-        if self._blocks == 1:
-            self._hasher.update(data)  # in line: most uploads are one block
-        else:
-            if not self._lanes:
-                self._lanes = [
-                    WriteBehind(self._hasher.update_md5, name="fedgate-digest"),
-                    WriteBehind(self._hasher.update_others, name="fedgate-digest"),
-                ]
-            for lane in self._lanes:
-                lane.put(data)
+        self._hasher.feed(data)
         self._inner.write(data)
 
-    def _hashed(self) -> BaseException | None:
-        """Until the hashing threads have seen every block and returned; an error."""
-        lanes, self._lanes = self._lanes, []
-        for lane in lanes:
-            lane.close()
-        return next((lane.error for lane in lanes if lane.error is not None), None)
-
     def commit(self) -> Entry:
-        failed = self._hashed()
-        if failed is not None:
-            raise failed
         self.values = self._hasher.finish()
         if self._bypassed:
             if self._expected:  # never: only copies fill, and they announce nothing
@@ -163,7 +171,7 @@ class DigestingWriter:
         try:
             self._inner.abort()
         finally:
-            self._hashed()  # no thread left behind (a block or two to finish at most)
+            self._hasher.settle()  # no thread left behind (a block or two to finish at most)
 
 
 def digests_of(data: bytes) -> dict[str, str]:
