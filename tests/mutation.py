@@ -125,9 +125,9 @@ def report(
     children: int,
     out: Path,
     diffs: bool = True,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Write the report; return (survivors not listed as equivalent, listed ones that
-    are no longer survivors)."""
+    are no longer survivors, mutants no test ran against: "no tests" or "not checked")."""
     found = results(dest, modules)
     known = equivalents()
     rows, unexplained, stale = [], [], []
@@ -166,7 +166,7 @@ def report(
         lines += ["## Listed as equivalent but killed now (remove them)", ""]
         lines += [f"- `{name}`" for name in stale]
     out.write_text("\n".join(lines) + "\n")
-    return len(unexplained), len(stale)
+    return len(unexplained), len(stale), totals["no tests"] + totals["not checked"]
 
 
 def _mutmut_version() -> str:
@@ -210,11 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"no mutmut results for {', '.join(missing)} (see the output above)")
         return 2
-    unexplained, stale = report(
+    unexplained, stale, unchecked = report(
         work, modules, seconds, args.children, Path(args.report), diffs=not args.no_diffs
     )
-    print(f"report: {args.report}; {unexplained} unexplained survivor(s), {stale} stale")
-    return 1 if unexplained else 0
+    print(
+        f"report: {args.report}; {unexplained} unexplained survivor(s), {stale} stale, "
+        f"{unchecked} no test ran against"
+    )
+    # A mutant no test ran against is as alive as a survivor: the run proves nothing of it.
+    return 1 if unexplained or unchecked else 0
 
 
 if __name__ == "__main__":

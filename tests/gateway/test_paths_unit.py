@@ -17,6 +17,9 @@ from gateway.errors import CarminError
         ("local/a\x01", "control characters and backslashes are not allowed"),
         ("local/a\\b", "control characters and backslashes are not allowed"),
         ("local/dot.", "a name may not end with a dot or a space"),
+        ("local/space ", "a name may not end with a dot or a space"),
+        ("local/.", "empty, '.' and '..' segments are not allowed"),
+        ("local/a\udcff", "not valid UTF-8"),  # a lone surrogate (surrogateescape)
         ("local/" + "n" * 256, "a name is longer than 255 bytes"),
         ("local/e\u0301", "names must be in Unicode NFC form"),
         ("local/" + "/".join(["d"] * 2100), "longer than 4096 bytes"),
@@ -45,6 +48,11 @@ def test_limits_at_their_edge() -> None:
     edge = "local/" + "/".join(["d"] * 2045)  # 6 + 2 * 2045 - 1 = 4095 bytes
     assert len(edge.encode()) <= paths.MAX_PATH
     assert paths.parse(edge).mount == "local"
+    exact = "local/" + "/".join(["d"] * 2044 + ["dd"])  # MAX_PATH bytes exactly: accepted
+    assert len(exact.encode()) == paths.MAX_PATH
+    assert paths.parse(exact).inner.endswith("/dd")
+    with pytest.raises(CarminError):
+        paths.parse(exact + "d")
 
 
 def test_child_and_scope_paths() -> None:
