@@ -300,9 +300,7 @@ def _stream_and_keep(
     chunks = storage.open_read(path)
     try:
         for chunk in chunks:
-            # Hashed in threads beside the read (Hasher.feed), which need bytes nobody
-            # refills: root:// reads fill bytearrays (adapters/gfal/pread.py).
-            hasher.feed(chunk if type(chunk) is bytes else bytes(chunk))
+            hasher.feed(chunk)  # in threads beside the read
     finally:
         hasher.settle()
         close = getattr(chunks, "close", None)

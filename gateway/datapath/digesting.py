@@ -8,10 +8,10 @@ GiB here and the three others ~0.7 together, about what the writer's copy into t
 cache or a part buffer costs: three lanes of similar length run side by side instead of
 one after the other (bench/digests.py measured in-line hashing, one hashing thread and
 two side by side; docs/decisions.md). Blocks are ``bytes``, which nobody can change
-while a thread hashes them; any other buffer is copied first, since its owner may reuse
-it once ``write`` returns. A one-block upload is hashed in line: no thread for a small
-file. A writer that keeps the md5 of what it stored (the local folder's xattr,
-adapters.base.KeepsMd5) is handed this md5 rather than hashing a second time.
+while a thread hashes them; any other buffer is copied first (Hasher.feed), since its
+owner may reuse it once ``write`` returns. A one-block upload is hashed in line: no
+thread for a small file. A writer that keeps the md5 of what it stored (the local
+folder's xattr, adapters.base.KeepsMd5) is handed this md5 rather than hashing twice.
 
 ``commit`` waits for the hashing threads, compares what the client announced
 (Content-Digest, Digest, CARMIN's md5), refuses a mismatch before anything is visible
@@ -42,8 +42,8 @@ class Hasher:
 
     ``update`` hashes in the caller's thread. ``feed`` hashes the first block in line and
     the later ones in two threads of their own (md5; the three others), so the caller
-    goes on with its block meanwhile; ``settle`` waits for them. Fed blocks must be
-    ``bytes`` (nobody can change them while a thread hashes them)."""
+    goes on with its block meanwhile; ``settle`` waits for them. A fed block that is not
+    ``bytes`` is copied first: its owner may refill it while a thread hashes it."""
 
     def __init__(self) -> None:
         self._md5 = hashlib.md5(usedforsecurity=False)
@@ -66,7 +66,9 @@ class Hasher:
         self._update_md5(data)
         self._update_others(data)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if type(data) is not bytes:
+            data = bytes(data)
         self._fed += 1
         if self._fed == 1:
             self.update(data)  # in line: most files are one block, no thread for them
@@ -144,8 +146,6 @@ class DigestingWriter:
         raise AttributeError(name)
 
     def write(self, data: bytes) -> None:
-        if type(data) is not bytes:
-            data = bytes(data)  # a buffer its owner may refill once write returns
         self._hasher.feed(data)
         self._inner.write(data)
 
