@@ -6,6 +6,8 @@ shared checkout clean and keeps results between runs, so a second run re-tests o
 functions that changed). Configuration: ``[tool.mutmut]`` in pyproject.toml (which
 modules, which tests). mutmut records which tests reach each function and runs only
 those against that function's mutants, fastest first, stopping at the first failure.
+A survivor of an earlier run, or a mutant no test reached, is tested again (mutmut alone
+would keep its verdict until the function changes, whatever tests were added).
 
     python -m tests.mutation [--children N] [--report docs/mutation-report.md]
     python -m tests.mutation --only tokens/scopes.py tokens/service.py   # a subset
@@ -18,6 +20,7 @@ neither killed nor listed as equivalent.
 from __future__ import annotations
 
 import argparse
+import ast
 import io
 import json
 import os
@@ -110,6 +113,63 @@ def results(dest: Path, modules: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _undecided(dest: Path, found: dict[str, dict[str, str]]) -> set[str]:
+    """Mutants that survived or that no test reached, not explained as equivalent."""
+    known = equivalents()
+    out = set()
+    for module, statuses in found.items():
+        sql = _sql_lines(dest / module)
+        for name, status in statuses.items():
+            if status == "no tests" or (
+                status == "survived" and name not in known and not _sql_case_only(diff_of(dest, name), sql)
+            ):
+                out.add(name)
+    return out
+
+
+# An SQL statement written in fedgate's code starts with one of these, in capitals.
+_SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|LOCK|WITH|CREATE|ALTER|DROP)\b")
+
+
+def _sql_lines(source: Path) -> dict[str, set[int]]:
+    """Each source line (stripped) that is part of an SQL statement's text → the line
+    numbers where it stands; lines holding anything else are left out."""
+    text = source.read_text()
+    numbers: set[int] = set()
+    for node in ast.walk(ast.parse(text)):
+        head = node
+        if isinstance(node, ast.JoinedStr) and node.values:
+            head = node.values[0]
+        if (
+            isinstance(node, (ast.Constant, ast.JoinedStr))
+            and isinstance(head, ast.Constant)
+            and isinstance(head.value, str)
+            and _SQL_START.match(head.value)
+        ):
+            numbers.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    out: dict[str, set[int]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        out.setdefault(line.strip(), set()).add(number)
+    return {line: where for line, where in out.items() if where <= numbers}
+
+
+def _sql_case_only(diff: str, sql: dict[str, set[int]]) -> bool:
+    """Whether the mutant only changes the case of SQL text: equivalent, since SQL
+    keywords and unquoted names are case-insensitive in SQLite and PostgreSQL (mutmut
+    makes two such mutants of every SQL string; listing each by name would bury the
+    real equivalents). Each changed line must be SQL text wherever it occurs."""
+    lines = diff.splitlines()
+    minus = [line[1:].strip() for line in lines if line.startswith("-")]
+    plus = [line[1:].strip() for line in lines if line.startswith("+")]
+    return (
+        bool(minus)
+        and len(minus) == len(plus)
+        and all(
+            m != p and m.lower() == p.lower() and m in sql for m, p in zip(minus, plus, strict=True)
+        )
+    )
+
+
 def diff_of(dest: Path, name: str) -> str:
     shown = subprocess.run(
         [str(MUTMUT), "show", name], cwd=dest, capture_output=True, text=True, check=False
@@ -134,8 +194,9 @@ def report(
     totals: Counter[str] = Counter()
     for module in modules:
         counts: Counter[str] = Counter()
+        sql = _sql_lines(dest / module)
         for name, status in sorted(found[module].items()):
-            if status == "survived" and name in known:
+            if status == "survived" and (name in known or _sql_case_only(diff_of(dest, name), sql)):
                 status = "equivalent"
             elif status == "survived":
                 unexplained.append((module, name))
@@ -196,12 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             set_only(work, modules)
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-        run = subprocess.run(
-            [str(MUTMUT), "run", "--max-children", str(args.children)],
-            cwd=work,
-            env=env,
-            check=False,
-        )
+        before = _undecided(work, results(work, modules))
+        command = [str(MUTMUT), "run", "--max-children", str(args.children)]
+        run = subprocess.run(command, cwd=work, env=env, check=False)
+        # mutmut keeps a verdict while the mutated function is unchanged, even when tests
+        # were added since: a survivor (or a mutant no test reached) of an earlier run is
+        # tested again, by name, or the report would show what the new tests killed.
+        again = sorted(before & _undecided(work, results(work, modules)))
+        if run.returncode in (0, 1) and again:
+            print(f"testing again {len(again)} survivor(s) of the last run")
+            run = subprocess.run([*command, *again], cwd=work, env=env, check=False)
         if run.returncode not in (0, 1):
             print(f"mutmut run failed ({run.returncode})", file=sys.stderr)
             return run.returncode
