@@ -103,7 +103,7 @@ class NativeGrants:
             self.sweep()
 
     def count(self, jti: str) -> int:
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one("SELECT COUNT(*) FROM native_grants WHERE jti = ?", (jti,))
         return int(row[0]) if row else 0
 
@@ -144,7 +144,7 @@ class NativeGrants:
             return 0
         try:
             self._swept_at = time.monotonic()
-            with self._store.transaction(write=False) as tx:
+            with self._store.reading() as tx:
                 rows = tx.query(
                     f"SELECT {_COLUMNS} FROM native_grants "  # noqa: S608
                     "WHERE revoked IS NOT NULL OR expires < ?",

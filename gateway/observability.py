@@ -90,7 +90,7 @@ class Readiness:
         results: dict[str, dict[str, Any]] = {}
 
         def ping_db() -> None:
-            with gw.store.transaction(write=False) as tx:
+            with gw.store.reading() as tx:
                 tx.query_one("SELECT 1")
 
         async def run(key: str, fn: Any) -> None:

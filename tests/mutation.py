@@ -33,6 +33,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+from tests.postgres import PG_URL
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "build" / "mutation"
 EQUIVALENTS = REPO / "docs" / "mutation-equivalents.md"
@@ -121,7 +123,9 @@ def _undecided(dest: Path, found: dict[str, dict[str, str]]) -> set[str]:
         sql = _sql_lines(dest / module)
         for name, status in statuses.items():
             if status == "no tests" or (
-                status == "survived" and name not in known and not _sql_case_only(diff_of(dest, name), sql)
+                status == "survived"
+                and name not in known
+                and not _sql_case_only(diff_of(dest, name), sql)
             ):
                 out.add(name)
     return out
@@ -257,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             set_only(work, modules)
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        # The token tests run on SQLite and PostgreSQL: the copy's tests use this
+        # checkout's cluster (tests/postgres.py), left running for the next run.
+        subprocess.run(["bash", str(REPO / "scripts/testbeds/postgres.sh"), "start"], check=True)
+        env["FEDGATE_TEST_PG_URL"] = PG_URL
         before = _undecided(work, results(work, modules))
         command = [str(MUTMUT), "run", "--max-children", str(args.children)]
         run = subprocess.run(command, cwd=work, env=env, check=False)

@@ -3,6 +3,7 @@ in it so tests never see each other's tables."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +16,15 @@ PG_URL = "postgresql://postgres@127.0.0.1:55432/fedgate"
 
 def server() -> Iterator[str]:
     """Start the cluster for a test session; stop it at the end only if this session
-    started it (a cluster that was already running is shared with other sessions)."""
+    started it (a cluster that was already running is shared with other sessions).
+
+    ``FEDGATE_TEST_PG_URL`` names a cluster someone else runs and keeps running: the
+    mutation runs (tests/mutation.py) test a copy of the tree, whose own script would
+    find the port taken by the checkout's cluster."""
+    given = os.environ.get("FEDGATE_TEST_PG_URL")
+    if given:
+        yield given
+        return
     started = subprocess.run(["bash", str(PG_SCRIPT), "start"], check=True, capture_output=True)
     yield PG_URL
     if b"already running" not in started.stdout:

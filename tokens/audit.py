@@ -317,7 +317,7 @@ class AuditLog:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time DESC, id DESC LIMIT ?"
         params.append(max(0, min(int(limit), 100_000)))
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             rows = tx.query(sql, params)
         return [
             AuditEvent(

@@ -35,7 +35,7 @@ class DigestStore:
         self._store = store
 
     def get(self, mount: str, path: str) -> KeptDigests | None:
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one(
                 "SELECT identity, md5, adler32, sha256, crc32c FROM digests WHERE key = ?",
                 (_key(mount, path),),

@@ -31,7 +31,7 @@ def live_tokens(service: TokenService, user: str, limit: int = MAX_LISTED) -> li
     revoked = service._revoked  # same package: the set every verify() consults
     revoked.refresh_if_due()
     now = int(time.time())
-    with service._store.transaction(write=False) as tx:
+    with service._store.reading() as tx:
         rows = tx.query(
             "SELECT jti, parent, execution_id, scope, iat, exp, uses_left, key_id "
             "FROM issued_tokens WHERE sub = ? AND exp > ? ORDER BY iat DESC, jti",

@@ -78,7 +78,7 @@ class RevocationSet:
             return
         try:
             started = time.monotonic()
-            with self._store.transaction(write=False) as tx:
+            with self._store.reading() as tx:
                 rows = tx.query(
                     "SELECT kind, value FROM revocations WHERE expires > ?", (time.time(),)
                 )
@@ -157,7 +157,7 @@ class RevocationSet:
     def revoke_storage(self, user: str, storage_id: str) -> Revocation:
         path = "/" + storage_id.strip("/")
         now = time.time()
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             rows = tx.query(
                 "SELECT jti, scope FROM issued_tokens WHERE sub = ? AND exp > ?",
                 (user, now - self._leeway),

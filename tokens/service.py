@@ -306,7 +306,7 @@ class TokenService:
         claims are rebuilt from the token's row, which keeps no audience nor key id."""
         if not isinstance(jti, str) or not 0 < len(jti) <= 200:
             return None
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one(
                 "SELECT sub, parent, execution_id, scope, iat, exp, uses_left, key_id "
                 "FROM issued_tokens WHERE jti = ?",
@@ -355,7 +355,7 @@ class TokenService:
         """Uses left for a counted token (None when it is not counted)."""
         if claims.uses is None:
             return None
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one("SELECT uses_left FROM issued_tokens WHERE jti = ?", (claims.jti,))
         return int(row[0]) if row and row[0] is not None else 0
 
@@ -435,7 +435,7 @@ class TokenService:
     def is_narrowed_from(self, jti: str, ancestor: str) -> bool:
         """Whether token ``jti`` is ``ancestor`` or was narrowed from it (at any depth)."""
         current: str | None = jti
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             for _ in range(_MAX_CHAIN + 2):
                 if current is None:
                     return False

@@ -146,7 +146,7 @@ class SigningKeys:
             self._loaded_at = time.monotonic()
 
     def _load_rows(self) -> list[tuple[str, str, bytes, float, float | None]]:
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             rows = tx.query(
                 "SELECT kid, key_id, private_enc, created, superseded FROM signing_keys"
             )

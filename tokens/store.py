@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +159,18 @@ class Store:
                 return
         conn.close()
 
+    def reading(self) -> AbstractContextManager[Tx]:
+        """A transaction for read-only work: on SQLite it takes no write lock, so it
+        answers while another connection writes (``transaction(write=False)``)."""
+        return self.transaction(write=False)
+
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Tx]:
         """A transaction: committed when the block ends, rolled back if it raises.
 
-        ``write=False`` is a hint for read-only work (SQLite then takes no write lock).
-        Database errors surface as ``StoreError``; other exceptions pass through.
+        ``write=False`` is a hint for read-only work (SQLite then takes no write lock);
+        ``reading()`` says it shorter. Database errors surface as ``StoreError``; other
+        exceptions pass through.
         """
         conn = self._acquire()
         try:
@@ -222,7 +228,7 @@ class Store:
 
     def version(self) -> int:
         """The applied schema version (0 for an empty database)."""
-        with self.transaction(write=False) as tx:
+        with self.reading() as tx:
             if not self._has_version_table(tx):
                 return 0
             row = tx.query_one("SELECT MAX(version) FROM schema_version")

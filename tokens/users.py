@@ -165,7 +165,7 @@ class UserService:
         hit = self._cache.get(cache_key)
         if hit is not None and hit[1] > now:
             return hit[0]
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one("SELECT name, is_admin FROM users WHERE name = ?", (name,))
         user = User(row[0], bool(row[1])) if row else None
         with self._cache_lock:
@@ -175,12 +175,12 @@ class UserService:
         return user
 
     def count(self) -> int:
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one("SELECT COUNT(*) FROM users")
         return int(row[0]) if row else 0
 
     def list_users(self) -> list[User]:
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             rows = tx.query("SELECT name, is_admin FROM users ORDER BY name")
         return [User(r[0], bool(r[1])) for r in rows]
 
@@ -217,7 +217,7 @@ class UserService:
             return None
         row = None
         if isinstance(name, str) and _NAME_RE.fullmatch(name):
-            with self._store.transaction(write=False) as tx:
+            with self._store.reading() as tx:
                 row = tx.query_one(
                     "SELECT name, is_admin, password_hash FROM users WHERE name = ?", (name,)
                 )
@@ -245,7 +245,7 @@ class UserService:
 
     def list_keys(self, name: str) -> list[ApiKeyInfo]:
         """The user's keys, oldest first (expired ones included, so they can be removed)."""
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             rows = tx.query(
                 "SELECT id, label, created, expires, last_used, user_name FROM api_keys "
                 "WHERE user_name = ? ORDER BY created, id",
@@ -257,7 +257,7 @@ class UserService:
         """A key by its id (the public part of ``fgk_<id>_<secret>``), or None."""
         if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id):
             return None
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one(
                 "SELECT id, label, created, expires, last_used, user_name FROM api_keys "
                 "WHERE id = ?",
@@ -271,7 +271,7 @@ class UserService:
         m = _KEY_RE.fullmatch(api_key) if isinstance(api_key, str) else None
         if m is None:
             return None
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one(
                 "SELECT id, label, created, expires, last_used, user_name, secret_sha256 "
                 "FROM api_keys WHERE id = ?",
@@ -317,7 +317,7 @@ class UserService:
         return user
 
     def _lookup_key(self, key_id: str, secret: str) -> tuple[User | None, float]:
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one(
                 "SELECT k.secret_sha256, k.expires, u.name, u.is_admin, k.last_used "
                 "FROM api_keys k JOIN users u ON u.name = k.user_name WHERE k.id = ?",

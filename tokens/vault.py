@@ -34,7 +34,7 @@ def wrapped_key_usage(store: Store) -> dict[str, int]:
     Empty means the state holds no secret at all: the only state on which a gateway may
     create a new master key without making something unreadable."""
     usage: dict[str, int] = {}
-    with store.transaction(write=False) as tx:
+    with store.reading() as tx:
         for table in _WRAPPED_TABLES:
             rows = tx.query(f"SELECT key_id, COUNT(*) FROM {table} GROUP BY key_id")  # noqa: S608
             for key_id, n in rows:
@@ -122,7 +122,7 @@ class KeyVault:
 
     def get(self, user: str, storage_id: str) -> StoredCredential | None:
         """The decrypted credential, None if there is none; VaultError if it cannot be read."""
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             row = tx.query_one(
                 "SELECT key_id, ciphertext FROM vault WHERE user_name = ? AND storage_id = ?",
                 (user, storage_id),
@@ -138,7 +138,7 @@ class KeyVault:
             raise VaultError(f"{what} is not a valid credential record") from e
 
     def list(self, user: str) -> builtins.list[StoredKeyInfo]:
-        with self._store.transaction(write=False) as tx:
+        with self._store.reading() as tx:
             rows = tx.query(
                 "SELECT storage_id, kind, created, updated, key_id FROM vault "
                 "WHERE user_name = ? ORDER BY storage_id",

@@ -154,3 +154,40 @@ def test_sqlite_uses_wal(tmp_path: Path) -> None:
     with s.transaction(write=False) as tx:
         assert tx.query_one("PRAGMA journal_mode") == ("wal",)
     s.close()
+
+
+def test_reads_answer_while_another_replica_writes(tmp_path: Path) -> None:
+    """``reading()`` takes no write lock: a gateway answering a token check or a
+    credential lookup must not queue behind a long write (a master key rotation
+    re-wraps every secret in one transaction). The writer holds its transaction until
+    the reads are done, so a read that waited for it would fail after the busy timeout."""
+    from tokens.masterkey import MasterKeys
+    from tokens.vault import KeyVault, StoredCredential
+
+    url = f"sqlite:///{tmp_path}/state.db"
+    reader, writer = Store.open(url), Store.open(url)
+    reader.upgrade()
+    vault = KeyVault(reader, MasterKeys.parse(MasterKeys.generate()))
+    vault.put("alice", "s3", StoredCredential("apikey", {"apiKey": "k"}))
+    holding, done = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with writer.transaction() as tx:
+            tx.execute("DELETE FROM vault WHERE user_name = 'nobody'")
+            holding.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with reader.reading() as tx:
+            assert tx.query_one("SELECT COUNT(*) FROM vault") == (1,)
+        assert vault.get("alice", "s3") == StoredCredential("apikey", {"apiKey": "k"})
+        assert [info.storage_id for info in vault.list("alice")] == ["s3"]
+        assert thread.is_alive()  # the writer still holds its transaction
+    finally:
+        done.set()
+        thread.join()
+        reader.close()
+        writer.close()

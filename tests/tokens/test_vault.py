@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 
 from tokens import masterkey
 from tokens.errors import MissingMasterKeyError, VaultError
-from tokens.masterkey import MasterKeys, native_grant_aad
+from tokens.masterkey import MasterKeys, native_grant_aad, signing_key_aad, vault_aad
 from tokens.store import Store
 from tokens.vault import KeyVault, StoredCredential, wrapped_key_usage
 
@@ -271,8 +272,100 @@ def test_rotation_rewraps_native_grants_and_usage_counts_every_table(store: Stor
     assert v.rotate(keys(K2)) == 2
     new_id = keys(K2).current_id
     assert wrapped_key_usage(store) == {new_id: 2}
-    with store.transaction(write=False) as tx:
+    with store.reading() as tx:
         row = tx.query_one("SELECT key_id, secret FROM native_grants WHERE jti = 'jti-1'")
     assert row is not None
     plain = keys(K2).decrypt(row[0], bytes(row[1]), native_grant_aad("jti-1", "irods"))
     assert plain == b'{"value": "ticket"}'
+
+
+def test_input_errors_say_what_is_wrong(store: Store) -> None:
+    v = KeyVault(store, keys(K1))
+    for user in ("", 5):
+        with pytest.raises(ValueError, match=r"^user must be a non-empty string$"):
+            v.put(user, "s3", cred())  # type: ignore[arg-type]
+    for storage_id in ("", "x" * 201, "s\0", 7):
+        with pytest.raises(ValueError, match=r"^storage id must be 1-200 characters, without NUL$"):
+            v.put("alice", storage_id, cred())  # type: ignore[arg-type]
+    v.put("alice", "x" * 200, cred())  # the longest storage id there may be
+    assert v.get("alice", "x" * 200) == cred()
+    with pytest.raises(ValueError, match=r"^credential kind must be a non-empty string$"):
+        v.put("alice", "s3", StoredCredential("", {}))
+    with pytest.raises(ValueError, match=r"^credential fields must map strings to strings$"):
+        v.put("alice", "s3", StoredCredential("apikey", {"apiKey": 3}))  # type: ignore[dict-item]
+
+
+def test_credential_size_limit_is_exact(store: Store) -> None:
+    """64 KiB of serialised credential fits; one byte more is refused, nothing stored."""
+    v = KeyVault(store, keys(K1))
+    overhead = len(json.dumps({"kind": "apikey", "fields": {"apiKey": ""}}).encode())
+    largest = StoredCredential("apikey", {"apiKey": "k" * (64 * 1024 - overhead)})
+    v.put("alice", "s3", largest)
+    assert v.get("alice", "s3") == largest
+    too_large = StoredCredential("apikey", {"apiKey": "k" * (64 * 1024 - overhead + 1)})
+    with pytest.raises(ValueError, match=r"^credential is too large$"):
+        v.put("alice", "girder", too_large)
+    assert v.get("alice", "girder") is None
+
+
+def test_unreadable_records_are_named_in_the_error(store: Store) -> None:
+    """An operator reading the error learns whose credential for which storage cannot be
+    read (never its value), on a read and on a rotation."""
+    KeyVault(store, keys(K1)).put("alice", "s3", cred())
+    with pytest.raises(VaultError) as missing:
+        KeyVault(store, keys(K2)).get("alice", "s3")
+    assert str(missing.value).startswith("the credential of user 'alice' for storage 's3' ")
+    with pytest.raises(VaultError) as rotating:
+        KeyVault(store, keys(K2)).rotate(keys(K3))
+    assert str(rotating.value).startswith("the credential of user 'alice' for storage 's3' ")
+    # Decrypts, but is not a credential record.
+    key_id, blob = keys(K1).encrypt(b"not json", vault_aad("alice", "girder"))
+    with store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO vault (user_name, storage_id, kind, key_id, ciphertext, created, "
+            "updated) VALUES ('alice', 'girder', 'apikey', ?, ?, 0, 0)",
+            (key_id, blob),
+        )
+    with pytest.raises(VaultError) as invalid:
+        KeyVault(store, keys(K1)).get("alice", "girder")
+    assert str(invalid.value) == (
+        "the credential of user 'alice' for storage 'girder' is not a valid credential record"
+    )
+
+
+def test_rotation_names_an_unreadable_signing_key_or_grant(store: Store) -> None:
+    key_id, blob = keys(K2).encrypt(b"private", signing_key_aad("kid-7"))
+    with store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO signing_keys (kid, alg, public_jwk, key_id, private_enc, created) "
+            "VALUES ('kid-7', 'ES256', '{}', ?, ?, 0)",
+            (key_id, blob),
+        )
+    with pytest.raises(VaultError, match=r"^signing key kid-7 is encrypted with master key"):
+        KeyVault(store, keys(K1)).rotate(keys(K3))
+    with store.transaction() as tx:
+        tx.execute("DELETE FROM signing_keys")
+    key_id, blob = keys(K2).encrypt(b"ticket", native_grant_aad("jti-1", "irods"))
+    with store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO native_grants (jti, user_name, mount, kind, key_id, secret, created, "
+            "expires) VALUES ('jti-1', 'alice', 'irods', 'ticket', ?, ?, 0, 9e9)",
+            (key_id, blob),
+        )
+    with pytest.raises(VaultError, match=r"^a native grant is encrypted with master key"):
+        KeyVault(store, keys(K1)).rotate(keys(K3))
+
+
+def test_rotation_counts_every_ciphertext_and_keeps_dates(store: Store) -> None:
+    v = KeyVault(store, keys(K1))
+    v.put("alice", "s3", cred())
+    v.put("alice", "girder", StoredCredential("apikey", {"apiKey": "g"}))
+    v.put("bob", "s3", cred())
+    with store.transaction() as tx:  # created long ago, updated later
+        tx.execute("UPDATE vault SET created = 1000, updated = 2000")
+    assert v.rotate(keys(K2)) == 3
+    assert [(i.storage_id, i.created, i.updated) for i in v.list("alice")] == [
+        ("girder", 1000.0, 2000.0),
+        ("s3", 1000.0, 2000.0),
+    ]
+    assert v.get("bob", "s3") == cred()
