@@ -180,3 +180,81 @@ def test_key_check_is_fast_when_hot(store: Store) -> None:
         users.authenticate_key(key)
     rate = n / (time.perf_counter() - t)
     assert rate > 20_000, rate
+
+
+def test_password_hash_format_and_foreign_hashes() -> None:
+    """The stored form is ``scrypt$N$r$p$<16-byte salt>$<32-byte digest>`` (base64);
+    a hash of another length (an import, a later default) still verifies; anything that
+    is not a readable scrypt hash never does, whatever the password."""
+    import base64
+    import hashlib
+
+    stored = tokens.users.hash_password("pw")
+    algo, n, r, p, salt, digest = stored.split("$")
+    assert (algo, n, r, p) == ("scrypt", "16384", "8", "1")
+    assert len(base64.b64decode(salt)) == 16 and len(base64.b64decode(digest)) == 32
+    assert tokens.users.verify_password("pw", stored)
+    assert not tokens.users.verify_password("pW", stored)
+    long_digest = hashlib.scrypt(b"pw", salt=b"0" * 16, n=1024, r=8, p=1, dklen=64)
+    foreign = "$".join(
+        ["scrypt", "1024", "8", "1", base64.b64encode(b"0" * 16).decode(),
+         base64.b64encode(long_digest).decode()]
+    )  # fmt: skip
+    assert tokens.users.verify_password("pw", foreign)
+    for bad in ("", "garbage", "bcrypt$16384$8$1$AAAA$AAAA", "scrypt$x$8$1$AAAA$AAAA",
+                "scrypt$16384$8$1$!!$AAAA", stored.replace("scrypt", "sha256", 1)):  # fmt: skip
+        assert not tokens.users.verify_password("pw", bad), bad
+
+
+def test_password_edges(store: Store) -> None:
+    users = UserService(store)
+    users.add_user("alice", password="x" * 1024, admin=True)  # the longest there may be
+    assert users.authenticate_password("alice", "x" * 1024) == User("alice", True)
+    assert users.authenticate_password("alice", "x" * 1025) is None
+    # A JSON body can carry a lone surrogate: it is a password like any other.
+    users.set_password("alice", "pw\udc80")
+    assert users.authenticate_password("alice", "pw\udc80") == User("alice", True)
+    assert users.authenticate_password("alice", "pw") is None
+    for bad in ("", "x" * 1025, None):
+        with pytest.raises(ValueError, match=r"^password must be 1-1024 characters$"):
+            users.set_password("alice", bad)  # type: ignore[arg-type]
+    # Wrong types are refused, not crashed on.
+    assert users.authenticate_password(5, "pw") is None  # type: ignore[arg-type]
+    assert users.authenticate_password("alice", 5) is None  # type: ignore[arg-type]
+    assert users.authenticate_password("bad name!", "pw") is None
+    with pytest.raises(NotFoundError, match=r"^no user 'bob'$"):
+        users.set_password("bob", "pw")
+    with pytest.raises(NotFoundError, match=r"^no user 'bob'$"):
+        users.set_admin("bob", True)
+    with pytest.raises(NotFoundError, match=r"^no user 'bob'$"):
+        users.new_api_key("bob")
+
+
+def test_key_info_fields(store: Store) -> None:
+    users = UserService(store)
+    _, first = users.add_user("alice")
+    key = users.new_api_key("alice", ttl=dt.timedelta(hours=2))
+    unlabelled = users.new_api_key("alice")
+    long = users.new_api_key("alice", label="L" * 300)
+    infos = {i.id: i for i in users.list_keys("alice")}
+    by_key = {k: infos[k.split("_")[1]] for k in (first, key, unlabelled, long)}
+    assert by_key[first].label == "initial" and by_key[first].expires is None
+    timed = by_key[key]
+    assert isinstance(timed.created, float) and timed.expires is not None
+    assert timed.expires - timed.created == pytest.approx(7200)
+    assert timed.last_used is None and timed.user == "alice"
+    assert by_key[unlabelled].label == ""
+    assert by_key[long].label == "L" * 200
+    assert users.get_key(timed.id) == timed
+    assert users.find_key(key) == timed
+    users.authenticate_key(key)  # records its first use
+    used = users.get_key(timed.id)
+    assert used is not None and used.last_used is not None
+    assert used.expires == timed.expires and used.created == timed.created
+    # Unknown, malformed, or not a string at all: None, never a crash.
+    for bad in ("0" * 16, "XYZ", 5, None):
+        assert users.get_key(bad) is None  # type: ignore[arg-type]
+        assert users.find_key(bad) is None  # type: ignore[arg-type]
+    assert not users.revoke_key("alice", "0" * 16)
+    assert users.revoke_key("alice", timed.id)
+    assert not users.revoke_key("alice", timed.id)
