@@ -1,0 +1,94 @@
+"""TokenService at its edges: the messages a client reads, delegation chains at their
+longest, uses of a token the store no longer knows, and who hears of a revocation."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import pytest
+
+from tokens.errors import TokenError
+from tokens.masterkey import MasterKeys
+from tokens.revocation import Revocation
+from tokens.scopes import parse_scopes
+from tokens.service import _MAX_CHAIN, TokenService
+from tokens.store import Store
+
+ISS = "https://fedgate.test"
+RW = parse_scopes("storage.read:/s3/data storage.modify:/s3/out")
+
+
+@pytest.fixture
+def svc(store: Store) -> TokenService:
+    return TokenService(store, MasterKeys.parse(MasterKeys.generate()), ISS)
+
+
+def refused(call: object, *args: object, **kwargs: object) -> TokenError:
+    with pytest.raises(TokenError) as caught:
+        call(*args, **kwargs)  # type: ignore[operator]
+    return caught.value
+
+
+def test_messages_say_why(svc: TokenService) -> None:
+    root = svc.issue("alice", RW, uses=1)
+    expired = dataclasses.replace(root.claims, exp=int(time.time()) - 1)
+    e = refused(svc.issue, "alice", RW, parent=expired)
+    assert (e.reason, str(e)) == ("expired", "the subject token has expired")
+    svc.revoke(jti=root.claims.jti)
+    e = refused(svc.issue, "alice", RW, parent=root.claims)
+    assert (e.reason, str(e)) == ("revoked", "the subject token has been revoked")
+    e = refused(svc.revoke)
+    assert (e.reason, str(e)) == ("invalid_request", "nothing to revoke")
+    e = refused(svc.revoke_api_key, "not a key id!")
+    assert (e.reason, str(e)) == ("invalid_request", "malformed API key id")
+    counted = svc.issue("alice", RW, uses=1)
+    svc.consume_use(counted.claims)
+    e = refused(svc.consume_use, counted.claims)
+    assert (e.reason, str(e)) == ("exhausted", "token has no uses left")
+
+
+def test_the_longest_chain_still_knows_its_root(svc: TokenService) -> None:
+    tokens = [svc.issue("alice", RW)]
+    for _ in range(_MAX_CHAIN):
+        tokens.append(svc.issue("alice", RW, parent=tokens[-1].claims))
+    deepest = tokens[-1].claims
+    assert len(deepest.chain) == _MAX_CHAIN
+    assert svc.is_narrowed_from(deepest.jti, tokens[0].claims.jti)
+    assert svc.is_narrowed_from(deepest.jti, tokens[1].claims.jti)
+    e = refused(svc.issue, "alice", RW, parent=deepest)
+    assert str(e) == "delegation chain too long"
+    assert svc.lookup(deepest.jti) is not None
+
+
+def test_uses_of_a_token_the_store_forgot(svc: TokenService) -> None:
+    counted = svc.issue("alice", RW, uses=3)
+    assert svc.remaining_uses(counted.claims) == 3
+    unknown = dataclasses.replace(counted.claims, jti="forgotten-jti")
+    assert svc.remaining_uses(unknown) == 0
+    assert refused(svc.consume_use, unknown).reason == "exhausted"
+    assert svc.remaining_uses(svc.issue("alice", RW).claims) is None
+
+
+def test_every_revocation_that_names_something_is_announced(
+    svc: TokenService, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Backends clean up their grants for an execution or an API key even when no token
+    of it is live any more; a revocation that named nothing known is not announced."""
+    heard: list[Revocation] = []
+    svc.on_revoke(heard.append)
+    assert svc.revoke(execution_id="exec-without-tokens") == 0
+    assert heard == [Revocation((), "exec-without-tokens", None)]
+    assert svc.revoke_api_key("0123456789abcdef") == 0
+    assert heard[-1] == Revocation((), key_id="0123456789abcdef")
+    assert svc.revoke(jti="unknown-jti") == 0
+    assert len(heard) == 2
+
+    def broken(_: Revocation) -> None:
+        raise RuntimeError("backend down")
+
+    svc.on_revoke(broken)
+    with caplog.at_level(logging.ERROR, logger="fedgate"):
+        assert svc.revoke(execution_id="e2") == 0
+    assert [r.getMessage() for r in caplog.records] == ["revocation callback failed"]
