@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import functools
 import io
 import json
 import os
@@ -175,11 +177,33 @@ def _sql_case_only(diff: str, sql: dict[str, set[int]]) -> bool:
 
 
 def diff_of(dest: Path, name: str) -> str:
-    shown = subprocess.run(
-        [str(MUTMUT), "show", name], cwd=dest, capture_output=True, text=True, check=False
-    )
-    lines = [ln for ln in shown.stdout.splitlines() if ln.startswith(("+", "-"))]
-    return "\n".join(ln for ln in lines if not ln.startswith(("+++", "---")))[:600]
+    """The lines a mutant changes (``-`` original, ``+`` mutated), read from the mutated
+    module mutmut wrote (``mutmut show`` per mutant takes a second each: hundreds of
+    survivors would take minutes)."""
+    module, _, function = name.rpartition(".")
+    sources = _mutant_sources(dest / "mutants" / (module.replace(".", "/") + ".py"))
+    base = function.rpartition("__mutmut_")[0]
+    mutated, original = sources.get(function), sources.get(base + "__mutmut_orig")
+    if mutated is None or original is None:
+        return ""
+    lines = difflib.unified_diff(original[1:], mutated[1:], lineterm="", n=0)
+    changed = [ln for ln in lines if ln.startswith(("+", "-"))]
+    return "\n".join(ln for ln in changed if not ln.startswith(("+++", "---")))[:600]
+
+
+@functools.cache
+def _mutant_sources(path: Path) -> dict[str, list[str]]:
+    """Function name → its source lines (the ``def`` line first), for every function
+    of a module mutmut wrote."""
+    if not path.exists():
+        return {}
+    text = path.read_text()
+    lines = text.splitlines()
+    out = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name:
+            out[node.name] = lines[node.lineno - 1 : node.end_lineno]
+    return out
 
 
 def report(
