@@ -101,7 +101,6 @@ class Archive:
     """An uploaded archive held in memory (it arrived base64 in a JSON body)."""
 
     def __init__(self, data: bytes, max_bytes: int, max_entries: int) -> None:
-        self._data = data
         self._zip: zipfile.ZipFile | None = None
         self._tar: tarfile.TarFile | None = None
         self._zip_infos: dict[str, zipfile.ZipInfo] = {}
