@@ -363,7 +363,14 @@ def test_rotation_counts_every_ciphertext_and_keeps_dates(store: Store) -> None:
     v.put("bob", "s3", cred())
     with store.transaction() as tx:  # created long ago, updated later
         tx.execute("UPDATE vault SET created = 1000, updated = 2000")
-    assert v.rotate(keys(K2)) == 3
+        for kid in ("kid-1", "kid-2"):  # and two signing keys
+            key_id, blob = keys(K1).encrypt(b"private", signing_key_aad(kid))
+            tx.execute(
+                "INSERT INTO signing_keys (kid, alg, public_jwk, key_id, private_enc, created) "
+                "VALUES (?, 'ES256', '{}', ?, ?, 0)",
+                (kid, key_id, blob),
+            )
+    assert v.rotate(keys(K2)) == 5
     assert [(i.storage_id, i.created, i.updated) for i in v.list("alice")] == [
         ("girder", 1000.0, 2000.0),
         ("s3", 1000.0, 2000.0),
