@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+import tokens.revocation
+import tokens.service
+from tests.clock import FakeClock
 from tokens.errors import TokenError
 from tokens.masterkey import MasterKeys
 from tokens.revocation import Revocation
@@ -92,3 +95,55 @@ def test_every_revocation_that_names_something_is_announced(
     with caplog.at_level(logging.ERROR, logger="fedgate"):
         assert svc.revoke(execution_id="e2") == 0
     assert [r.getMessage() for r in caplog.records] == ["revocation callback failed"]
+
+
+def test_lookup_rebuilds_a_token_from_its_record(
+    svc: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an operator sees when they explain a token by the id the audit shows."""
+    clock = FakeClock()
+    clock.install(monkeypatch, tokens.service, tokens.revocation)
+    root = svc.issue("alice", RW, execution_id="e1", uses=2, lifetime=600)
+    child = svc.issue("alice", RW[:1], parent=root.claims)
+    leaf = svc.issue("alice", RW[:1], parent=child.claims)
+    found = svc.lookup(leaf.claims.jti)
+    assert found is not None
+    claims, state = found
+    assert state == "valid"
+    assert (claims.jti, claims.sub, claims.scopes) == (leaf.claims.jti, "alice", tuple(RW[:1]))
+    assert (claims.iat, claims.exp) == (leaf.claims.iat, leaf.claims.exp)
+    assert claims.execution_id == "e1" and claims.parent == child.claims.jti
+    assert claims.chain == (root.claims.jti, child.claims.jti)  # root first
+    assert claims.kid == "" and claims.aud is None  # the record keeps neither
+    found = svc.lookup(root.claims.jti)
+    assert found is not None and found[0].parent is None and found[0].chain == ()
+    # Uses: valid while one is left, exhausted at none.
+    svc.consume_use(root.claims)
+    assert svc.lookup(root.claims.jti) == (found[0], "valid")
+    svc.consume_use(root.claims)
+    assert svc.lookup(root.claims.jti) == (found[0], "exhausted")
+    # Expiry, with the service's leeway: still valid at exp + leeway, expired after.
+    clock.advance(root.claims.exp + svc.leeway - clock.wall)
+    at_the_edge = svc.lookup(child.claims.jti)
+    assert at_the_edge is not None and at_the_edge[1] == "valid"
+    clock.advance(1)
+    child_found = svc.lookup(child.claims.jti)
+    assert child_found is not None and child_found[1] == "expired"
+    svc.revoke(jti=leaf.claims.jti)
+    leaf_found = svc.lookup(leaf.claims.jti)
+    assert leaf_found is not None and leaf_found[1] == "revoked"
+
+
+def test_lookup_takes_ids_of_1_to_200_characters(store: Store, svc: TokenService) -> None:
+    now = int(time.time())
+    with store.transaction() as tx:
+        for jti in ("j", "j" * 200, "j" * 201):
+            tx.execute(
+                "INSERT INTO issued_tokens (jti, sub, scope, iat, exp) VALUES (?, ?, ?, ?, ?)",
+                (jti, "alice", "storage.read:/s3", now, now + 600),
+            )
+    for jti in ("j", "j" * 200):
+        found = svc.lookup(jti)
+        assert found is not None and found[0].jti == jti and found[1] == "valid"
+    for bad in ("j" * 201, "", 5, None):
+        assert svc.lookup(bad) is None  # type: ignore[arg-type]
