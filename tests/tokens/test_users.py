@@ -258,3 +258,10 @@ def test_key_info_fields(store: Store) -> None:
     assert not users.revoke_key("alice", "0" * 16)
     assert users.revoke_key("alice", timed.id)
     assert not users.revoke_key("alice", timed.id)
+
+
+def test_is_api_key_checks_the_form_only() -> None:
+    key = "fgk_0123456789abcdef_" + "A" * 20
+    assert tokens.users.is_api_key(key)
+    for bad in (key + "\n", key[:-1], "fgk_0123456789abcdeF_" + "A" * 20, "", None, 5):
+        assert not tokens.users.is_api_key(bad), bad  # type: ignore[arg-type]
