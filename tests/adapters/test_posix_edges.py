@@ -1,0 +1,126 @@
+"""The local folder's storage at its edges, on a real folder: moves (WebDAV MOVE), the
+md5 it keeps beside a file, staging left by dead processes, and what it cannot do."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.base import (
+    AlreadyExists,
+    BackendUnavailable,
+    NotFound,
+    NotSupported,
+    ParentNotFound,
+    PermissionDenied,
+)
+from adapters.posix import MD5_XATTR, STAGING, PosixStorage
+from adapters.posix import storage as posix_storage
+from tests.adapters.conformance import write
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> PosixStorage:
+    return PosixStorage(tmp_path / "root")
+
+
+def _root(s: PosixStorage) -> Path:
+    return Path(s.root)
+
+
+@pytest.fixture(autouse=True)
+def _make_root(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+
+
+def test_moves_refuse_the_root_and_say_why(storage: PosixStorage) -> None:
+    write(storage, "a", b"A")
+    for src, dst in (("", "x"), ("a", "")):
+        with pytest.raises(PermissionDenied, match=r"^the mount root cannot be moved$"):
+            storage.rename(src, dst)
+    assert (_root(storage) / "a").read_bytes() == b"A"
+
+
+def test_a_move_that_may_not_replace_keeps_the_target(storage: PosixStorage) -> None:
+    write(storage, "a", b"A")
+    write(storage, "b", b"B")
+    with pytest.raises(AlreadyExists, match=r"^b: already exists$"):
+        storage.rename("a", "b", replace=False)
+    assert (_root(storage) / "b").read_bytes() == b"B"
+    storage.rename("a", "b")  # replacing is the default
+    assert (_root(storage) / "b").read_bytes() == b"A" and not (_root(storage) / "a").exists()
+
+
+def test_a_move_tells_a_missing_parent_from_a_missing_source(storage: PosixStorage) -> None:
+    write(storage, "a", b"A")
+    with pytest.raises(ParentNotFound, match=r"^no/such: parent does not exist$"):
+        storage.rename("a", "no/such/a")
+    with pytest.raises(ParentNotFound, match=r"^a: parent does not exist$"):
+        storage.rename("a", "a/b")  # a is a file: its "child" has no folder to go in
+    with pytest.raises(NotFound, match=r"^gone: "):
+        storage.rename("gone", "b")
+    assert (_root(storage) / "a").read_bytes() == b"A"
+
+
+def test_a_move_on_a_vanished_mount_root_is_the_mounts_failure(storage: PosixStorage) -> None:
+    shutil.rmtree(storage.root)
+    with pytest.raises(BackendUnavailable):
+        storage.rename("a", "b")
+
+
+def test_the_kept_md5_is_used_for_md5_only(storage: PosixStorage) -> None:
+    write(storage, "f", b"hello")
+    full = str(_root(storage) / "f")
+    assert storage.checksum("f", "md5") == hashlib.md5(b"hello").hexdigest()
+    kept = os.getxattr(full, MD5_XATTR).decode()
+    assert kept.endswith(":" + hashlib.md5(b"hello").hexdigest())
+    # A kept md5 is what md5 answers; another algorithm reads the file.
+    st = os.stat(full)
+    os.setxattr(full, MD5_XATTR, f"{st.st_size}:{st.st_mtime_ns}:{'0' * 32}".encode())
+    assert storage.checksum("f", "md5") == "0" * 32
+    assert storage.checksum("f", "sha256") == hashlib.sha256(b"hello").hexdigest()
+
+
+def test_a_local_folder_has_no_url(storage: PosixStorage) -> None:
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    with pytest.raises(NotSupported, match=r"^a local folder has no URL of its own$"):
+        storage.presign("f", "GET", expires)
+
+
+def test_staging_of_a_live_process_stays_and_the_process_is_left_alone(
+    storage: PosixStorage,
+) -> None:
+    """Only a dead process's staging folder is removed, and looking whether a process
+    lives sends it no signal."""
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        staging = _root(storage) / STAGING
+        for pid in (live.pid, dead.pid):
+            (staging / f"{socket.gethostname()}-{pid}").mkdir(parents=True)
+        assert storage.clean_stale_staging() == 1
+        assert sorted(os.listdir(staging)) == [f"{socket.gethostname()}-{live.pid}"]
+        assert live.poll() is None  # still running: it got no signal
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_process_we_may_not_signal_is_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's process (as root every process can be signalled, so the answer of
+    the kernel is played here): its staging folder must not be taken for a dead one's."""
+
+    def refuse(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(posix_storage.os, "kill", refuse)
+    assert posix_storage._process_alive(12345)
