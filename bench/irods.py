@@ -13,12 +13,14 @@ and ``fedgate serve`` with an irods mount whose user credential is stored throug
 ``PUT /user/externalKeys`` (kind ``user_password``). Then, for one ``--size-mib`` file:
 
 - write: python-irodsclient ``data_objects.open(path, "w")`` + ``write`` in ``--chunk-mib``
-  blocks from a local file, vs curl PUT through fedgate (API key);
+  blocks from a local file, vs curl PUT through fedgate (API key), and the same client
+  write with the four digests fedgate computes of every upload (md5, sha-256, adler32,
+  crc32c; fedgate's own Hasher, two threads beside the write): the same work;
 - read: python-irodsclient ``open(path, "r")`` + ``read`` in ``--chunk-mib`` blocks
   (discarded), vs curl GET through fedgate.
 
 Direct and fedgate runs alternate, best of ``--repeat``; CPU seconds per GiB of the client
-(direct) and of the fedgate process are printed too. Target (issue 7): ≥ 0.9 × direct.
+(direct) and of the fedgate process are printed too. Target (issues 7, 24): ≥ 0.9 × direct.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from bench.common import (  # noqa: E402
     table,
     wait_port,
 )
+from gateway.datapath.digesting import Hasher  # noqa: E402
 
 ZONE = "tempZone"
 USER, PASSWORD = "alice", "bench-alice-pw"
@@ -79,18 +82,25 @@ def pair(
     fedgate_pid: int,
     direct: Callable[[], None],
     through: Callable[[], float],
+    same_work: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     out = {"direct": 0.0, "fedgate": 0.0, "direct_cpu": 1e9, "fedgate_cpu": 1e9}
     gib = size / 1024**3
+    peers = {"direct": direct, **({"same_work": same_work} if same_work else {})}
     for _ in range(repeat):
-        start, cpu = time.perf_counter(), time.process_time()
-        direct()
-        out["direct"] = max(out["direct"], size / (time.perf_counter() - start) / 1e6)
-        out["direct_cpu"] = min(out["direct_cpu"], (time.process_time() - cpu) / gib)
+        for name, run in peers.items():
+            start, cpu = time.perf_counter(), time.process_time()
+            run()
+            speed = size / (time.perf_counter() - start) / 1e6
+            out[name] = max(out.get(name, 0.0), speed)
+            used = (time.process_time() - cpu) / gib
+            out[f"{name}_cpu"] = min(out.get(f"{name}_cpu", 1e9), used)
         before = cpu_s(fedgate_pid)
         out["fedgate"] = max(out["fedgate"], through())
         out["fedgate_cpu"] = min(out["fedgate_cpu"], (cpu_s(fedgate_pid) - before) / gib)
     out["ratio"] = out["fedgate"] / out["direct"]
+    if same_work:
+        out["same_work_ratio"] = out["fedgate"] / out["same_work"]
     return out
 
 
@@ -156,6 +166,19 @@ def main() -> None:
                 ):
                     shutil.copyfileobj(f, out, chunk)
 
+            def direct_write_hashing() -> None:
+                # The same work as fedgate's upload: every block hashed (md5, sha-256,
+                # adler32, crc32c) by the same two threads beside the write.
+                hasher = Hasher()
+                with (
+                    open(src, "rb") as f,
+                    session.data_objects.open(f"{root}/direct.bin", "w") as out,
+                ):
+                    while block := f.read(chunk):
+                        hasher.feed(block)
+                        out.write(block)
+                hasher.finish()
+
             def fedgate_write() -> float:
                 # The direct write truncates direct.bin, so its pages are reused; fedgate's
                 # atomic replace keeps the old via.bin until the new one is whole, and on
@@ -177,7 +200,9 @@ def main() -> None:
                 assert r["bytes"] == size
                 return r["mb_s"]
 
-            results["write"] = pair(args.repeat, size, fg.pid, direct_write, fedgate_write)
+            results["write"] = pair(
+                args.repeat, size, fg.pid, direct_write, fedgate_write, direct_write_hashing
+            )
             results["read"] = pair(args.repeat, size, fg.pid, direct_read, fedgate_read)
         session.cleanup()
     finally:
@@ -196,6 +221,12 @@ def main() -> None:
              f"{m['ratio']:.2f} × direct (target ≥ 0.9); "
              f"fedgate CPU {m['fedgate_cpu']:.2f} s/GiB"),
         ]  # fmt: skip
+        if "same_work" in m:
+            rows.insert(-1, (
+                f"{args.size_mib} MiB {name} client + same digests", f"{m['same_work']:.0f} MB/s",
+                f"fedgate {m['same_work_ratio']:.2f} × this; "
+                f"client CPU {m['same_work_cpu']:.2f} s/GiB",
+            ))  # fmt: skip
     print(table("bench/irods.py — measured against the iRODS PROTOCOL TEST SERVER", rows))
     print(
         f"  load average: {results['load_avg_start'][0]:.1f} at start, "

@@ -18,8 +18,10 @@ run in ``--get-repeat`` rounds (boto3, curl presigned, nginx relay, fedgate, eve
 round in reverse order, after one untimed warm-up GET; a 1 GiB GET takes about a second,
 and on this noisy VM more rounds give a steadier best), and the median of the rounds' own
 fedgate/boto3 ratios is printed beside the ratio of bests. The proxied PUT runs in
-``--put-rounds`` rounds beside curl on a presigned URL, order alternating, and its median
-is compared with curl's. ``--compare-with DIR`` runs a second gateway from another
+``--put-rounds`` rounds beside curl on a presigned URL, the same curl through the nginx
+relay, and that relayed curl with ``openssl`` hashing md5 and sha-256 of the file beside
+it (the same work as fedgate's, done by standard tools), order alternating; its median
+is compared with each. ``--compare-with DIR`` runs a second gateway from another
 checkout of fedgate (e.g. ``git archive`` of the code before a change) in the same GET
 and PUT rounds: before and after, side by side. Targets (issue 4): proxied GET ≥ 0.9 ×
 direct; redirect: 0 payload bytes through fedgate; RSS < 150 MB. Issue 24: proxied PUT
@@ -135,6 +137,24 @@ def curl_redirect_put(url: str, path: Path, tok: str) -> dict[str, float]:
     return {"mb_s": float(speed) / 1e6, "total": float(total)}
 
 
+def curl_put_hashing(url: str, path: Path) -> dict[str, float]:
+    """The same work as a proxied PUT with standard tools: curl sends the file (through
+    the nginx relay) while ``openssl`` computes its md5 and sha-256 beside it (fedgate
+    hashes md5, sha-256, adler32 and crc32c of every upload; the last two cost ~0.1
+    CPU-s per GiB and have no standard tool). Timed until all three are done."""
+    t0 = time.monotonic()
+    hashers = [
+        subprocess.Popen(["openssl", "dgst", f"-{algo}", str(path)], stdout=subprocess.DEVNULL)
+        for algo in ("md5", "sha256")
+    ]
+    sent = curl_put(url, path)
+    for proc in hashers:
+        if proc.wait() != 0:
+            raise RuntimeError("openssl dgst failed")
+    total = time.monotonic() - t0
+    return {"mb_s": sent["mb_s"] * sent["total"] / total, "total": total}
+
+
 def parallel(n: int, fn: Callable[[int], object]) -> float:
     t0 = time.monotonic()
     with ThreadPoolExecutor(n) as pool:
@@ -222,25 +242,27 @@ def main() -> None:
                 {},
             )["access_token"]
             auth = {"Authorization": f"Bearer {tok}"}
-            with nginx_relay(ENDPOINT.split("://", 1)[1]) as relay:
-                relayed_url = relay + get_url.split(ENDPOINT, 1)[1]
-                # Untimed: the first read of the object after a cache drop comes from
-                # disk, and whoever went first paid for it (boto3, 646 MB/s against
-                # ~1400 warm), which flattered that round's fedgate/boto3 ratio.
-                boto3_get(client, "src/big.bin")
-                runners: list[tuple[str, Callable[[], dict[str, float]]]] = [
-                    ("a", lambda: timed(size, lambda: boto3_get(client, "src/big.bin"))),
-                    ("a_curl", lambda: curl_get(get_url)),
-                    ("ngx", lambda: curl_get(relayed_url)),
-                    ("b", lambda: curl_get(src, h)),
-                    ("c", lambda: curl_get(src, auth, follow=True)),
-                ]
-                if other is not None:
-                    runners.append(("b0", lambda: curl_get(src0, h0)))
-                for i in range(args.get_repeat):
-                    # Every other round in reverse, so no side always runs first or last.
-                    for name, run in runners if i % 2 == 0 else runners[::-1]:
-                        gets[name].append(run())
+            # nginx relays the GETs and the PUTs: the same bytes through a relay in C.
+            relay = stack.enter_context(nginx_relay(ENDPOINT.split("://", 1)[1]))
+            relayed_url = relay + get_url.split(ENDPOINT, 1)[1]
+            relayed_put_url = relay + put_url.split(ENDPOINT, 1)[1]
+            # Untimed: the first read of the object after a cache drop comes from
+            # disk, and whoever went first paid for it (boto3, 646 MB/s against
+            # ~1400 warm), which flattered that round's fedgate/boto3 ratio.
+            boto3_get(client, "src/big.bin")
+            runners: list[tuple[str, Callable[[], dict[str, float]]]] = [
+                ("a", lambda: timed(size, lambda: boto3_get(client, "src/big.bin"))),
+                ("a_curl", lambda: curl_get(get_url)),
+                ("ngx", lambda: curl_get(relayed_url)),
+                ("b", lambda: curl_get(src, h)),
+                ("c", lambda: curl_get(src, auth, follow=True)),
+            ]
+            if other is not None:
+                runners.append(("b0", lambda: curl_get(src0, h0)))
+            for i in range(args.get_repeat):
+                # Every other round in reverse, so no side always runs first or last.
+                for name, run in runners if i % 2 == 0 else runners[::-1]:
+                    gets[name].append(run())
             get_a, get_a_curl, get_b, get_ngx, get_c = (
                 max(gets[k], key=lambda r: r["mb_s"]) for k in ("a", "a_curl", "b", "ngx", "c")
             )
@@ -260,6 +282,8 @@ def main() -> None:
             # (b) proxied, in rounds beside curl on the presigned URL (and the other gateway)
             put_runners: list[tuple[str, Callable[[], dict[str, float]]]] = [
                 ("a_curl", lambda: curl_put(put_url, big)),
+                ("ngx", lambda: curl_put(relayed_put_url, big)),
+                ("ngx_dgst", lambda: curl_put_hashing(relayed_put_url, big)),
                 ("b", lambda: curl_put(f"{fg.url}/path/s3/proxied/put.bin", big, h)),
             ]
             if other is not None:
@@ -277,6 +301,15 @@ def main() -> None:
             )
             results["put_rounds"] = {k: [round(x) for x in v] for k, v in puts.items()}
             results["put_round_ratio_median"] = put_round_ratio
+            # The honest peer of a relay: nginx relaying the same PUT to the same storage.
+            put_relay_ratio = statistics.median(
+                b / n for n, b in zip(puts["ngx"], puts["b"], strict=True)
+            )
+            results["put_relay_ratio_median"] = put_relay_ratio
+            put_peer_ratio = statistics.median(
+                b / n for n, b in zip(puts["ngx_dgst"], puts["b"], strict=True)
+            )
+            results["put_same_work_ratio_median"] = put_peer_ratio
             # (c) redirect
             before = io_bytes(fg.pid)
             curl_get(src, auth, follow=True)  # one more, to count what crosses fedgate
@@ -362,7 +395,19 @@ def main() -> None:
         (
             f"PUT medians of {args.put_rounds} rounds",
             " / ".join(f"{put_med[k]:.0f}" for k in puts),
-            " / ".join(puts) + " MB/s (a_curl: presigned; b: fedgate; b0: --compare-with)",
+            " / ".join(puts)
+            + " MB/s (a_curl: presigned; ngx: via nginx; ngx_dgst: via nginx + openssl md5"
+            " and sha256 beside it; b: fedgate; b0: other)",
+        ),
+        (
+            "PUT proxied / nginx relay, median of rounds",
+            f"{put_relay_ratio:.2f}",
+            "same bytes through a relay in C",
+        ),
+        (
+            "PUT proxied / nginx relay + openssl digests",
+            f"{put_peer_ratio:.2f}",
+            "the same work with standard tools",
         ),
         (
             "PUT proxied / curl, median of rounds",
