@@ -122,5 +122,5 @@ def test_a_process_we_may_not_signal_is_alive(monkeypatch: pytest.MonkeyPatch) -
     def refuse(pid: int, sig: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(posix_storage.os, "kill", refuse)
+    monkeypatch.setattr(os, "kill", refuse)
     assert posix_storage._process_alive(12345)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from adapters.base import AlreadyExists, Storage, Writer
+from adapters.base import AlreadyExists, Entry, PermissionDenied
 from adapters.posix import STAGING, PosixStorage
+from adapters.posix.write import PosixWriter
 from gateway.api.archive import Archive, Member, _clean, unpack
 from gateway.api.archive_limits import UnsafeArchive
 
@@ -86,7 +88,7 @@ def test_members_and_what_they_declare(pack: object) -> None:
     ]
     assert (archive.tally.entries, archive.tally.bytes) == (3, 7)
     assert archive.directories() == ["d", "e"]
-    assert b"".join(archive.read_chunks(archive.members[1], chunk=2)) == b"12345"
+    assert list(archive.read_chunks(archive.members[1], chunk=2)) == [b"12", b"34", b"5"]
 
 
 def test_directories_come_parents_first_with_the_implicit_ones() -> None:
@@ -114,31 +116,62 @@ def _tree(root: Path) -> list[str]:
 
 class _AppearsMidway(PosixStorage):
     """The local folder, where someone else creates ``appears`` just before fedgate
-    opens it (the race an exclusive unpacking must lose without harm)."""
+    opens it (the race an exclusive unpacking must lose without harm); it records the
+    listings the roll-back closes, and ``undeletable`` refuses to go."""
 
-    appears = "t/d/b"
+    appears = "t/e/b"
+    undeletable = ""
 
-    def open_write(self, path: str, **kwargs: object) -> Writer:
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.closed: list[str] = []
+
+    def open_write(
+        self, path: str, size_hint: int | None = None, *, exclusive: bool = False
+    ) -> PosixWriter:
         if path == self.appears:
             other = super().open_write(path)
             other.write(b"someone else's")
             other.commit()
-        return super().open_write(path, **kwargs)  # type: ignore[arg-type]
+        return super().open_write(path, size_hint, exclusive=exclusive)
+
+    def list(self, path: str) -> Iterator[Entry]:
+        listing = super().list(path)
+
+        def closing() -> Iterator[Entry]:
+            try:
+                yield from listing
+            finally:
+                self.closed.append(path)
+
+        return closing()
+
+    def delete(self, path: str) -> None:
+        if path == self.undeletable:
+            raise PermissionDenied(f"{path}: not yours to delete")
+        super().delete(path)
 
 
 def test_a_failed_unpacking_removes_what_it_made_and_nothing_else(tmp_path: Path) -> None:
-    storage: Storage = _AppearsMidway(tmp_path)
-    archive = Archive(_tar(("d/a", b"mine"), ("d/b", b"mine too"), ("e/c", b"3")), **LIMITS)
+    storage = _AppearsMidway(tmp_path)
+    archive = Archive(_tar(("e/a", b"mine"), ("e/b", b"mine too"), ("d/c", b"3")), **LIMITS)
     with pytest.raises(AlreadyExists):
         unpack(archive, storage, "t", target_exists=False, exclusive=True)
-    # d/a (ours) is gone; d stays for the file someone else put there; e and t/e/c were
-    # never reached or are removed; t holds d.
-    assert (tmp_path / "t/d/b").read_bytes() == b"someone else's"
-    assert _tree(tmp_path) == [
-        "t",
-        "t/d",
-        "t/d/b",
-    ]
+    # Made: t, t/d, t/e, t/e/a; then t/e/b appeared. Undone newest first: t/e/a; t/e
+    # stays for the file someone else put there, and the undoing goes on: t/d (empty)
+    # goes; t stays, it holds t/e.
+    assert (tmp_path / "t/e/b").read_bytes() == b"someone else's"
+    assert _tree(tmp_path) == ["t", "t/e", "t/e/b"]
+    assert storage.closed == ["t/e", "t/d", "t"]  # every listing it opened, closed
+
+
+def test_a_roll_back_goes_on_past_what_it_cannot_remove(tmp_path: Path) -> None:
+    storage = _AppearsMidway(tmp_path)
+    storage.undeletable = "t/e/a"
+    archive = Archive(_tar(("e/a", b"mine"), ("e/b", b"mine too"), ("d/c", b"3")), **LIMITS)
+    with pytest.raises(AlreadyExists):  # the unpacking's own error, not the roll-back's
+        unpack(archive, storage, "t", target_exists=False, exclusive=True)
+    assert _tree(tmp_path) == ["t", "t/e", "t/e/a", "t/e/b"]
 
 
 def test_an_unpacking_returns_what_it_created_and_replaces_by_default(tmp_path: Path) -> None:
