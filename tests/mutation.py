@@ -275,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worktree", action="store_true", help="mutate the working tree, not the last commit"
     )
+    parser.add_argument(
+        "--again-only",
+        action="store_true",
+        help="only test again the last run's survivors and untested mutants (and --also)",
+    )
+    parser.add_argument("--also", nargs="*", default=[], help="mutant names to test again")
     args = parser.parse_args(argv)
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
     modules = list(args.only or config["only_mutate"])
@@ -291,11 +297,16 @@ def main(argv: list[str] | None = None) -> int:
         env["FEDGATE_TEST_PG_URL"] = PG_URL
         before = _undecided(work, results(work, modules))
         command = [str(MUTMUT), "run", "--max-children", str(args.children)]
-        run = subprocess.run(command, cwd=work, env=env, check=False)
-        # mutmut keeps a verdict while the mutated function is unchanged, even when tests
-        # were added since: a survivor (or a mutant no test reached) of an earlier run is
-        # tested again, by name, or the report would show what the new tests killed.
-        again = sorted(before & _undecided(work, results(work, modules)))
+        if args.again_only:  # e.g. after new tests, without running the untested rest
+            again = sorted(before | set(args.also))
+            run = subprocess.CompletedProcess(command, 0)
+        else:
+            run = subprocess.run(command, cwd=work, env=env, check=False)
+            # mutmut keeps a verdict while the mutated function is unchanged, even when
+            # tests were added since: a survivor (or a mutant no test reached) of an
+            # earlier run is tested again, by name, or the report would show what the
+            # new tests killed.
+            again = sorted((before & _undecided(work, results(work, modules))) | set(args.also))
         if run.returncode in (0, 1) and again:
             print(f"testing again {len(again)} survivor(s) of the last run")
             run = subprocess.run([*command, *again], cwd=work, env=env, check=False)
