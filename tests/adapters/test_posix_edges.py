@@ -124,3 +124,10 @@ def test_a_process_we_may_not_signal_is_alive(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(os, "kill", refuse)
     assert posix_storage._process_alive(12345)
+
+
+def test_the_root_cannot_be_deleted(storage: PosixStorage) -> None:
+    write(storage, "a", b"A")
+    with pytest.raises(PermissionDenied, match=r"^the mount root cannot be deleted$"):
+        storage.delete("")
+    assert (_root(storage) / "a").read_bytes() == b"A"

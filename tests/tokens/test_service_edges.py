@@ -147,3 +147,24 @@ def test_lookup_takes_ids_of_1_to_200_characters(store: Store, svc: TokenService
         assert found is not None and found[0].jti == jti and found[1] == "valid"
     for bad in ("j" * 201, "", 5, None):
         assert svc.lookup(bad) is None  # type: ignore[arg-type]
+
+
+def test_revoking_an_execution_of_one_user(
+    svc: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By execution id and token id at once, restricted to a user: every token either
+    names is revoked and counted, including one expiring within the leeway, and the
+    backends hear whose revocation it was."""
+    clock = FakeClock()
+    clock.install(monkeypatch, tokens.service, tokens.revocation)
+    heard: list[Revocation] = []
+    svc.on_revoke(heard.append)
+    in_exec = svc.issue("alice", RW, execution_id="e1", lifetime=600)
+    other = svc.issue("alice", RW, execution_id="e2", lifetime=3600)
+    bobs = svc.issue("bob", RW, execution_id="e1", lifetime=3600)
+    clock.advance(600 - svc.leeway // 2)  # in_exec expires within the leeway: still valid
+    assert svc.revoke(jti=other.claims.jti, execution_id="e1", user="alice") == 2
+    assert heard == [
+        Revocation(tuple(sorted((in_exec.claims.jti, other.claims.jti))), "e1", "alice")
+    ]
+    assert svc.verify(bobs.access_token).jti == bobs.claims.jti  # bob's run of e1 is his own
