@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from adapters.base import AlreadyExists, Entry, PermissionDenied
 from adapters.posix import STAGING, PosixStorage
 from adapters.posix.write import PosixWriter
-from gateway.api.archive import Archive, Member, _clean, unpack
+from gateway.api.archive import Archive, Member, _clean, unpack, walk
 from gateway.api.archive_limits import UnsafeArchive
 
 LIMITS = {"max_bytes": 1 << 20, "max_entries": 100}
@@ -46,7 +46,15 @@ def test_unsafe_names_are_refused_with_the_reason(name: str, why: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "clean"),
-    [("a", "a"), ("dir/", "dir"), ("./a", "a"), ("././ab/c", "ab/c"), ("", ""), ("ab:c", "ab:c")],
+    [
+        ("a", "a"),
+        ("dir/", "dir"),
+        ("dirX/", "dirX"),
+        ("./a", "a"),
+        ("././ab/c", "ab/c"),
+        ("", ""),
+        ("ab:c", "ab:c"),
+    ],
 )
 def test_names_are_made_relative(name: str, clean: str) -> None:
     assert _clean(name) == clean
@@ -114,6 +122,23 @@ def _tree(root: Path) -> list[str]:
     )
 
 
+class _Listing:
+    """A listing that is closed only when told (a generator would be closed by the
+    garbage collector as soon as the roll-back dropped it, told or not)."""
+
+    def __init__(self, entries: list[Entry], on_close: Callable[[], None]) -> None:
+        self._entries, self._on_close = entries, on_close
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries)
+
+    def __next__(self) -> Entry:
+        raise TypeError("iterate with iter()")
+
+    def close(self) -> None:
+        self._on_close()
+
+
 class _AppearsMidway(PosixStorage):
     """The local folder, where someone else creates ``appears`` just before fedgate
     opens it (the race an exclusive unpacking must lose without harm); it records the
@@ -136,15 +161,7 @@ class _AppearsMidway(PosixStorage):
         return super().open_write(path, size_hint, exclusive=exclusive)
 
     def list(self, path: str) -> Iterator[Entry]:
-        listing = super().list(path)
-
-        def closing() -> Iterator[Entry]:
-            try:
-                yield from listing
-            finally:
-                self.closed.append(path)
-
-        return closing()
+        return _Listing(list(super().list(path)), lambda: self.closed.append(path))
 
     def delete(self, path: str) -> None:
         if path == self.undeletable:
@@ -193,3 +210,65 @@ def test_a_damaged_member_is_named_and_nothing_stays(tmp_path: Path) -> None:
         unpack(Archive(bytes(data), **LIMITS), PosixStorage(tmp_path), "t", target_exists=False)
     assert caught.value.message == "the archive is damaged (BadZipFile)"
     assert _tree(tmp_path) == []
+
+
+@pytest.fixture
+def linked(tmp_path: Path) -> PosixStorage:
+    """mount/tree with links to folders outside it: two to the same one (and a third from
+    a subfolder), one from a subfolder to another, one a filter refuses, one into the
+    tree itself."""
+    root = tmp_path / "mount"
+    for folder in ("tree/sub", "ext/one", "ext/two"):
+        (root / folder).mkdir(parents=True)
+    (root / "ext/one/f1").write_bytes(b"1")
+    (root / "ext/two/f2").write_bytes(b"2")
+    (root / "tree/a").symlink_to(root / "ext/one")
+    (root / "tree/b").symlink_to(root / "ext/one")
+    (root / "tree/sub/c").symlink_to(root / "ext/two")
+    (root / "tree/sub/d").symlink_to(root / "ext/one")  # entered above already
+    (root / "tree/sub/secret").symlink_to(root / "ext/two")
+    (root / "tree/sub/loop").symlink_to(root / "tree")
+    return PosixStorage(root)
+
+
+def test_a_walk_enters_each_linked_folder_once_and_never_itself(linked: PosixStorage) -> None:
+    refused = {"tree/sub/secret"}
+    seen = [
+        e.path
+        for e in walk(linked, "tree", lambda e: e.path not in refused, linked.real_path("tree"))
+    ]
+    # a and b lead to the same folder: whichever the listing gives first is entered.
+    first = "tree/a" if "tree/a" in seen else "tree/b"
+    assert sorted(seen) == [first, f"{first}/f1", "tree/sub", "tree/sub/c", "tree/sub/c/f2"]
+
+
+def test_what_an_archive_may_not_hold(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeArchive, match=r"^archive entry 'a/b': its parent is a file$"):
+        Archive(_tar(("a", b"x"), ("a/b", b"y")), **LIMITS)
+    with pytest.raises(UnsafeArchive, match=r"^archive entry 'a/b/c': its parent is a file$"):
+        Archive(_zip(("a/b", b"x"), ("a/b/c", b"y")), **LIMITS)
+    with pytest.raises(UnsafeArchive, match=r"^archive has duplicate entries$"):
+        Archive(_tar(("a", b"x"), ("./a", b"y")), **LIMITS)
+    with pytest.raises(UnsafeArchive, match=r"^not a readable zip or tar\(\.gz\) archive: "):
+        Archive(b"this is neither zip nor tar" * 40, **LIMITS)
+
+
+def test_a_folder_entry_declares_no_bytes_whatever_its_header_says() -> None:
+    """A crafted tar or zip can give a folder entry a size (and a zip even content):
+    it is counted, and unpacked, as an empty folder."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("d")
+        info.type, info.size = tarfile.DIRTYPE, 0
+        tf.addfile(info)
+    raw = bytearray(buf.getvalue())
+    raw[124:136] = b"%011o\0" % 5  # the header's size field, then its checksum again
+    raw[148:156] = b" " * 8
+    raw[148:155] = b"%06o\0" % sum(raw[:512])
+    tar = Archive(bytes(raw), **LIMITS)
+    assert tar.members == [Member("d", True, 0)] and tar.tally.bytes == 0
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("d/"), b"abc")
+    zipped = Archive(zbuf.getvalue(), **LIMITS)
+    assert zipped.members == [Member("d", True, 0)] and zipped.tally.bytes == 0
