@@ -131,3 +131,22 @@ def test_the_root_cannot_be_deleted(storage: PosixStorage) -> None:
     with pytest.raises(PermissionDenied, match=r"^the mount root cannot be deleted$"):
         storage.delete("")
     assert (_root(storage) / "a").read_bytes() == b"A"
+
+
+def test_an_aborted_upload_leaves_no_file_and_no_descriptor(storage: PosixStorage) -> None:
+    """A gateway aborts uploads all day long (cut clients, refused digests): each must
+    give its file descriptor back, or the process runs out of them."""
+    writer = storage.open_write("x")
+    writer.write(b"partial")
+    fd = writer._file.fileno()
+    staged = os.readlink(f"/proc/self/fd/{fd}")
+    writer.abort()
+    try:
+        now = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        now = None  # given back
+    # Given back, or (another thread's since) naming another file: not the staged one.
+    assert now is None or not now.startswith(staged), now
+    assert not (_root(storage) / "x").exists()
+    staging = _root(storage) / STAGING
+    assert not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))
