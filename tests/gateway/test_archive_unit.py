@@ -15,7 +15,7 @@ import pytest
 from adapters.base import AlreadyExists, Entry, PermissionDenied
 from adapters.posix import STAGING, PosixStorage
 from adapters.posix.write import PosixWriter
-from gateway.api.archive import Archive, Member, _clean, unpack, walk
+from gateway.api.archive import Archive, Member, _clean, stream_tar_gz, unpack, walk
 from gateway.api.archive_limits import UnsafeArchive
 
 LIMITS = {"max_bytes": 1 << 20, "max_entries": 100}
@@ -272,3 +272,21 @@ def test_a_folder_entry_declares_no_bytes_whatever_its_header_says() -> None:
         zf.writestr(zipfile.ZipInfo("d/"), b"abc")
     zipped = Archive(zbuf.getvalue(), **LIMITS)
     assert zipped.members == [Member("d", True, 0)] and zipped.tally.bytes == 0
+
+
+@pytest.mark.parametrize(("root", "names"), [("", ["m", "m/d", "m/d/f"]), ("d", ["m", "m/f"])])
+def test_a_folder_streamed_as_tar_gz(tmp_path: Path, root: str, names: list[str]) -> None:
+    """The whole mount (root "") or a folder: names below the archive's root folder,
+    folders 0755 and files 0644, the bytes whole."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"12345")
+    data = b"".join(stream_tar_gz(PosixStorage(tmp_path), root, "m"))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
+        members = [m for m in tf.getmembers() if not m.name.startswith(f"m/{STAGING}")]
+        assert [m.name for m in members] == names
+        assert [oct(m.mode) for m in members] == [
+            oct(0o755 if m.isdir() else 0o644) for m in members
+        ]
+        (f,) = [m for m in members if m.isfile()]
+        extracted = tf.extractfile(f)
+        assert extracted is not None and extracted.read() == b"12345"
