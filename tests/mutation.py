@@ -134,7 +134,9 @@ def _undecided(dest: Path, found: dict[str, dict[str, str]]) -> set[str]:
 
 
 # An SQL statement written in fedgate's code starts with one of these, in capitals.
-_SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|LOCK|WITH|CREATE|ALTER|DROP|ORDER BY|WHERE|AND|OR)\b")
+_SQL_START = re.compile(
+    r"\s*(SELECT|INSERT|UPDATE|DELETE|LOCK|WITH|CREATE|ALTER|DROP|ORDER BY|WHERE|AND|OR)\b"
+)
 
 
 def _sql_lines(source: Path) -> dict[str, set[int]]:

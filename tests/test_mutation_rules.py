@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.mutation import _sql_case_only, _sql_lines
 
-SOURCE = '''
+SOURCE = """
 def put(tx, user, key, admin):
     tx.execute(
         "INSERT INTO vault (user_name, key) VALUES (?, ?) "
@@ -22,7 +22,7 @@ def put(tx, user, key, admin):
 MESSAGES = [
     "key = excluded.key",
 ]
-'''
+"""
 
 
 def _sql(tmp_path: Path) -> dict[str, set[int]]:
