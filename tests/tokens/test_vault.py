@@ -11,7 +11,7 @@ import pytest
 from tokens import masterkey
 from tokens.errors import MissingMasterKeyError, VaultError
 from tokens.masterkey import MasterKeys, native_grant_aad, signing_key_aad, vault_aad
-from tokens.store import Store
+from tokens.store import Store, Tx
 from tokens.vault import KeyVault, StoredCredential, wrapped_key_usage
 
 SECRET = "s3cr3t-PLAINTEXT-marker-7f1e"
@@ -26,6 +26,26 @@ def keys(*raw: str) -> MasterKeys:
 
 
 K1, K2, K3 = MasterKeys.generate(), MasterKeys.generate(), MasterKeys.generate()
+
+
+def seal_signing_key(tx: Tx, ring: MasterKeys, kid: str) -> None:
+    """A signing key's row as TokenService stores it, sealed under ``ring``."""
+    key_id, blob = ring.encrypt(b"private", signing_key_aad(kid))
+    tx.execute(
+        "INSERT INTO signing_keys (kid, alg, public_jwk, key_id, private_enc, created) "
+        "VALUES (?, 'ES256', '{}', ?, ?, 0)",
+        (kid, key_id, blob),
+    )
+
+
+def seal_grant(tx: Tx, ring: MasterKeys, jti: str, mount: str, secret: bytes) -> None:
+    """A native grant's row as the gateway stores it, sealed under ``ring``."""
+    key_id, blob = ring.encrypt(secret, native_grant_aad(jti, mount))
+    tx.execute(
+        "INSERT INTO native_grants (jti, user_name, mount, kind, key_id, secret, created, "
+        "expires) VALUES (?, 'alice', ?, 'ticket', ?, ?, 0, 9e9)",
+        (jti, mount, key_id, blob),
+    )
 
 
 def test_round_trip_upsert_list_delete(store: Store) -> None:
@@ -261,13 +281,8 @@ def test_rotation_rewraps_native_grants_and_usage_counts_every_table(store: Stor
     v = KeyVault(store, keys(K1))
     v.put("alice", "s3", cred())
     old = keys(K1)
-    key_id, blob = old.encrypt(b'{"value": "ticket"}', native_grant_aad("jti-1", "irods"))
     with store.transaction() as tx:
-        tx.execute(
-            "INSERT INTO native_grants (jti, user_name, mount, kind, key_id, secret, created, "
-            "expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ("jti-1", "alice", "irods", "ticket", key_id, blob, 0.0, 9e9),
-        )
+        seal_grant(tx, old, "jti-1", "irods", b'{"value": "ticket"}')
     assert wrapped_key_usage(store) == {old.current_id: 2}
     assert v.rotate(keys(K2)) == 2
     new_id = keys(K2).current_id
@@ -334,24 +349,14 @@ def test_unreadable_records_are_named_in_the_error(store: Store) -> None:
 
 
 def test_rotation_names_an_unreadable_signing_key_or_grant(store: Store) -> None:
-    key_id, blob = keys(K2).encrypt(b"private", signing_key_aad("kid-7"))
     with store.transaction() as tx:
-        tx.execute(
-            "INSERT INTO signing_keys (kid, alg, public_jwk, key_id, private_enc, created) "
-            "VALUES ('kid-7', 'ES256', '{}', ?, ?, 0)",
-            (key_id, blob),
-        )
+        seal_signing_key(tx, keys(K2), "kid-7")
     with pytest.raises(VaultError, match=r"^signing key kid-7 is encrypted with master key"):
         KeyVault(store, keys(K1)).rotate(keys(K3))
     with store.transaction() as tx:
         tx.execute("DELETE FROM signing_keys")
-    key_id, blob = keys(K2).encrypt(b"ticket", native_grant_aad("jti-1", "irods"))
     with store.transaction() as tx:
-        tx.execute(
-            "INSERT INTO native_grants (jti, user_name, mount, kind, key_id, secret, created, "
-            "expires) VALUES ('jti-1', 'alice', 'irods', 'ticket', ?, ?, 0, 9e9)",
-            (key_id, blob),
-        )
+        seal_grant(tx, keys(K2), "jti-1", "irods", b"ticket")
     with pytest.raises(VaultError, match=r"^a native grant is encrypted with master key"):
         KeyVault(store, keys(K1)).rotate(keys(K3))
 
@@ -364,12 +369,7 @@ def test_rotation_counts_every_ciphertext_and_keeps_dates(store: Store) -> None:
     with store.transaction() as tx:  # created long ago, updated later
         tx.execute("UPDATE vault SET created = 1000, updated = 2000")
         for kid in ("kid-1", "kid-2"):  # and two signing keys
-            key_id, blob = keys(K1).encrypt(b"private", signing_key_aad(kid))
-            tx.execute(
-                "INSERT INTO signing_keys (kid, alg, public_jwk, key_id, private_enc, created) "
-                "VALUES (?, 'ES256', '{}', ?, ?, 0)",
-                (kid, key_id, blob),
-            )
+            seal_signing_key(tx, keys(K1), kid)
     assert v.rotate(keys(K2)) == 5
     assert [(i.storage_id, i.created, i.updated) for i in v.list("alice")] == [
         ("girder", 1000.0, 2000.0),
