@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             run = subprocess.CompletedProcess(command, 0)
         else:
             run = subprocess.run(command, cwd=work, env=env, check=False)
+            _mutant_sources.cache_clear()  # mutmut may have written the modules again
             # mutmut keeps a verdict while the mutated function is unchanged, even when
             # tests were added since: a survivor (or a mutant no test reached) of an
             # earlier run is tested again, by name, or the report would show what the
@@ -312,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.returncode in (0, 1) and again:
             print(f"testing again {len(again)} survivor(s) of the last run")
             run = subprocess.run([*command, *again], cwd=work, env=env, check=False)
+            _mutant_sources.cache_clear()
         if run.returncode not in (0, 1):
             print(f"mutmut run failed ({run.returncode})", file=sys.stderr)
             return run.returncode
