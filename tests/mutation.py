@@ -125,12 +125,15 @@ def _undecided(dest: Path, found: dict[str, dict[str, str]]) -> set[str]:
         sql = _sql_lines(dest / module)
         for name, status in statuses.items():
             if status == "no tests" or (
-                status == "survived"
-                and name not in known
-                and not _sql_case_only(diff_of(dest, name), sql)
+                status == "survived" and not _equivalent(dest, name, known, sql)
             ):
                 out.add(name)
     return out
+
+
+def _equivalent(dest: Path, name: str, known: dict[str, str], sql: dict[str, set[int]]) -> bool:
+    """A surviving mutant listed as equivalent, or one the SQL-case rule explains."""
+    return name in known or _sql_case_only(diff_of(dest, name), sql)
 
 
 # An SQL statement written in fedgate's code starts with one of these, in capitals.
@@ -226,7 +229,7 @@ def report(
         counts: Counter[str] = Counter()
         sql = _sql_lines(dest / module)
         for name, status in sorted(found[module].items()):
-            if status == "survived" and (name in known or _sql_case_only(diff_of(dest, name), sql)):
+            if status == "survived" and _equivalent(dest, name, known, sql):
                 status = "equivalent"
             elif status == "survived":
                 unexplained.append((module, name))
