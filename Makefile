@@ -62,7 +62,8 @@ test: test-deps
 # local folder, the checks on the suite itself.
 FAST_TESTS := tests/test_hygiene.py tests/tokens tests/adapters/test_posix.py \
 	tests/adapters/test_posix_md5_cache.py tests/gateway/test_data_api.py \
-	tests/gateway/test_safety.py tests/gateway/test_delegation.py tests/gateway/test_paths_unit.py
+	tests/gateway/test_safety.py tests/gateway/test_delegation.py tests/gateway/test_paths_unit.py \
+	tests/adapters/test_posix_writer.py tests/gateway/test_archive_unit.py tests/test_mutation_rules.py
 test-fast:
 	$(BIN)/pytest -p no:cacheprovider -q -k "not postgres" $(FAST_TESTS)
 

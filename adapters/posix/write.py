@@ -28,7 +28,7 @@ class PosixWriter:
         path: str,
         target: str,
         on_commit: Callable[[str], Entry],
-        exclusive: bool = False,
+        exclusive: bool,
     ) -> None:
         self._on_commit = on_commit
         self._path = path

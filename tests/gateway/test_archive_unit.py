@@ -5,8 +5,10 @@ and test_create_only.py send archives through HTTP)."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -290,3 +292,49 @@ def test_a_folder_streamed_as_tar_gz(tmp_path: Path, root: str, names: list[str]
         (f,) = [m for m in members if m.isfile()]
         extracted = tf.extractfile(f)
         assert extracted is not None and extracted.read() == b"12345"
+
+
+def test_a_streamed_tar_gz_holds_every_file_exactly(tmp_path: Path) -> None:
+    """An empty file, one longer than a read, names that are not UTF-8 (a file's and a
+    folder's: their bytes kept, PAX hdrcharset=BINARY), modification times kept; two
+    zero blocks end the archive, no more and nothing else (what tar and libarchive
+    expect)."""
+    (tmp_path / "d").mkdir()
+    big = os.urandom(3 * 1024 * 1024 + 5)
+    files = {b"empty": b"", b"big": big, b"caf\xe9": b"latin-1 name"}
+    for name, data in files.items():
+        path = os.path.join(os.fsencode(tmp_path / "d"), name)
+        Path(os.fsdecode(path)).write_bytes(data)
+        os.utime(path, (1_000_000_000, 1_000_000_000 + len(data)))
+    os.mkdir(os.path.join(os.fsencode(tmp_path / "d"), b"sub\xff"))
+    raw = zlib.decompress(b"".join(stream_tar_gz(PosixStorage(tmp_path), "d", "m")), 31)
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        members = {m.name: m for m in tf.getmembers()}
+        assert sorted(members) == sorted(
+            ["m", "m/sub\udcff", *(f"m/{os.fsdecode(n)}" for n in files)]
+        )
+        assert members["m/sub\udcff"].isdir()
+        for name, data in files.items():
+            member = members[f"m/{os.fsdecode(name)}"]
+            extracted = tf.extractfile(member)
+            assert extracted is not None and extracted.read() == data
+            assert (member.size, member.mtime) == (len(data), 1_000_000_000 + len(data))
+        last = max(members.values(), key=lambda m: m.offset_data)
+    end = last.offset_data + -(-last.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    assert raw[end:] == b"\0" * tarfile.BLOCKSIZE * 2
+
+
+@pytest.mark.parametrize(("change", "word"), [(b"0123456789", "grew"), (b"01", "shrank")])
+def test_a_file_changed_while_streamed_breaks_the_archive(
+    tmp_path: Path, change: bytes, word: str
+) -> None:
+    """Its header already promised a size: a client must never get an archive that looks
+    whole and is not."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"01234")
+    stream = stream_tar_gz(PosixStorage(tmp_path), "d", "m")
+    next(stream)  # the archive's own folder
+    next(stream)  # f's header, its size read: 5
+    (tmp_path / "d" / "f").write_bytes(change)
+    with pytest.raises(OSError, match=rf"^d/f {word} while being archived$"):
+        list(stream)
