@@ -6,8 +6,10 @@ shared checkout clean and keeps results between runs, so a second run re-tests o
 functions that changed). Configuration: ``[tool.mutmut]`` in pyproject.toml (which
 modules, which tests). mutmut records which tests reach each function and runs only
 those against that function's mutants, fastest first, stopping at the first failure.
-A survivor of an earlier run, or a mutant no test reached, is tested again (mutmut alone
-would keep its verdict until the function changes, whatever tests were added).
+The driver names the mutants to test (``to_test``): not the killed ones of functions
+unchanged since the last run, nor the equivalent ones; a survivor of an earlier run is
+tested again (mutmut alone would keep its verdict until the function changes, whatever
+tests were added).
 
     python -m tests.mutation [--children N] [--report docs/mutation-report.md]
     python -m tests.mutation --only tokens/scopes.py tokens/service.py   # a subset
@@ -117,18 +119,27 @@ def results(dest: Path, modules: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _undecided(dest: Path, found: dict[str, dict[str, str]]) -> set[str]:
-    """Mutants that survived or that no test reached, not explained as equivalent."""
-    known = equivalents()
-    out = set()
+def to_test(
+    dest: Path, found: dict[str, dict[str, str]], known: dict[str, str], also: set[str]
+) -> list[str]:
+    """The mutants this run tests: every one without a verdict that still holds, that is
+    all but the killed (or timed out) ones of functions unchanged since (mutmut keeps
+    those verdicts), the survivors listed as equivalent of such functions, and the SQL
+    letter-case ones (equivalent by rule, whatever the function). A survivor of an
+    earlier run is tested again: tests may have been added since. Equivalents cost the
+    most (every test that reaches their function runs), so not running them again is
+    most of what keeps a run short. ``known``: see ``equivalents``."""
+    out = set(also)
     for module, statuses in found.items():
         sql = _sql_lines(dest / module)
         for name, status in statuses.items():
-            if status == "no tests" or (
-                status == "survived" and not _equivalent(dest, name, known, sql)
-            ):
+            if status in ("killed", "timeout"):
+                continue
+            if status == "survived" and name in known:
+                continue
+            if not _sql_case_only(diff_of(dest, name), sql):
                 out.add(name)
-    return out
+    return sorted(out)
 
 
 def _equivalent(dest: Path, name: str, known: dict[str, str], sql: dict[str, set[int]]) -> bool:
@@ -231,6 +242,8 @@ def report(
         for name, status in sorted(found[module].items()):
             if status == "survived" and _equivalent(dest, name, known, sql):
                 status = "equivalent"
+            elif status == "not checked" and _sql_case_only(diff_of(dest, name), sql):
+                status = "equivalent"  # never run: see to_test
             elif status == "survived":
                 unexplained.append((module, name))
             elif name in known and status == "killed":
@@ -269,6 +282,26 @@ def _mutmut_version() -> str:
     return version("mutmut")
 
 
+# A name no mutant has: mutmut makes the mutants (forgetting the verdicts of functions
+# that changed) and records which tests reach each function, then stops, finding
+# nothing to run. The driver then names what to test (to_test).
+_NO_MUTANT = "fedgate.prepare_only__mutmut_0"
+_NOTHING_MATCHES = "Filtered for specific mutants, but nothing matches"
+
+
+def prepare(command: list[str], work: Path, env: dict[str, str]) -> bool:
+    """mutmut's first steps (see _NO_MUTANT); whether they went through."""
+    done = subprocess.run(
+        [*command, _NO_MUTANT], cwd=work, env=env, capture_output=True, text=True, check=False
+    )
+    _mutant_sources.cache_clear()  # mutmut wrote the mutated modules again
+    if _NOTHING_MATCHES in done.stdout + done.stderr:
+        return True
+    print(done.stdout[-4000:] + done.stderr[-4000:], file=sys.stderr)
+    print("mutmut could not make the mutants or record the tests", file=sys.stderr)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--children", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -280,12 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worktree", action="store_true", help="mutate the working tree, not the last commit"
     )
-    parser.add_argument(
-        "--again-only",
-        action="store_true",
-        help="only test again the last run's survivors and untested mutants (and --also)",
-    )
-    parser.add_argument("--also", nargs="*", default=[], help="mutant names to test again")
+    parser.add_argument("--also", nargs="*", default=[], help="mutant names to test in any case")
     args = parser.parse_args(argv)
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
     modules = list(args.only or config["only_mutate"])
@@ -300,26 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         # checkout's cluster (tests/postgres.py), left running for the next run.
         subprocess.run(["bash", str(REPO / "scripts/testbeds/postgres.sh"), "start"], check=True)
         env["FEDGATE_TEST_PG_URL"] = PG_URL
-        before = _undecided(work, results(work, modules))
         command = [str(MUTMUT), "run", "--max-children", str(args.children)]
-        if args.again_only:  # e.g. after new tests, without running the untested rest
-            again = sorted(before | set(args.also))
-            run = subprocess.CompletedProcess(command, 0)
-        else:
-            run = subprocess.run(command, cwd=work, env=env, check=False)
-            _mutant_sources.cache_clear()  # mutmut may have written the modules again
-            # mutmut keeps a verdict while the mutated function is unchanged, even when
-            # tests were added since: a survivor (or a mutant no test reached) of an
-            # earlier run is tested again, by name, or the report would show what the
-            # new tests killed.
-            again = sorted((before & _undecided(work, results(work, modules))) | set(args.also))
-        if run.returncode in (0, 1) and again:
-            print(f"testing again {len(again)} survivor(s) of the last run")
-            run = subprocess.run([*command, *again], cwd=work, env=env, check=False)
-            _mutant_sources.cache_clear()
-        if run.returncode not in (0, 1):
-            print(f"mutmut run failed ({run.returncode})", file=sys.stderr)
-            return run.returncode
+        print("making the mutants, recording which tests reach each function (minutes)")
+        if not prepare(command, work, env):
+            return 2
+        names = to_test(work, results(work, modules), equivalents(), set(args.also))
+        print(f"testing {len(names)} mutant(s); the others keep their verdict")
+        if names:
+            run = subprocess.run([*command, *names], cwd=work, env=env, check=False)
+            _mutant_sources.cache_clear()  # written again by this run
+            if run.returncode not in (0, 1):
+                print(f"mutmut run failed ({run.returncode})", file=sys.stderr)
+                return run.returncode
     seconds = time.monotonic() - started
     missing = [m for m in modules if not (work / "mutants" / (m + ".meta")).exists()]
     if missing:

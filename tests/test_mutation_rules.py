@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.mutation import _sql_case_only, _sql_lines
+from tests.mutation import _sql_case_only, _sql_lines, to_test
 
 SOURCE = """
 def put(tx, user, key, admin):
@@ -57,3 +57,37 @@ def test_anything_else_is_not(tmp_path: Path) -> None:
     args = "-        (user, key),\n+        (None, key),"
     assert not _sql_case_only(args, sql)
     assert not _sql_case_only("", sql)
+
+
+MUTATED = """
+def x_put__mutmut_orig(tx, user, key, admin):
+    tx.execute(f"SELECT key_id FROM {TABLE} WHERE user_name = ?", (user,))
+
+def x_put__mutmut_1(tx, user, key, admin):
+    tx.execute(f"select key_id from {TABLE} where user_name = ?", (user,))
+
+def x_put__mutmut_2(tx, user, key, admin):
+    tx.execute(f"SELECT key_id FROM {TABLE} WHERE user_name = ?", (None,))
+"""
+
+
+def test_a_run_tests_what_has_no_verdict_that_holds(tmp_path: Path) -> None:
+    """Killed and timed-out mutants keep their verdict; a survivor listed as equivalent
+    is not run again, nor an SQL-case one; everything else is, and ``also`` in any case."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text(SOURCE)
+    (tmp_path / "mutants" / "pkg").mkdir(parents=True)
+    (tmp_path / "mutants" / "pkg" / "mod.py").write_text(MUTATED)
+    statuses = {
+        "pkg.mod.x_put__mutmut_1": "not checked",  # SQL case only
+        "pkg.mod.x_put__mutmut_2": "not checked",
+        "pkg.mod.x_put__mutmut_3": "killed",
+        "pkg.mod.x_put__mutmut_4": "timeout",
+        "pkg.mod.x_put__mutmut_5": "survived",  # listed
+        "pkg.mod.x_put__mutmut_6": "survived",
+        "pkg.mod.x_put__mutmut_7": "no tests",
+        "pkg.mod.x_put__mutmut_8": "killed",  # asked for
+    }
+    known = {"pkg.mod.x_put__mutmut_5": "why", "pkg.mod.x_put__mutmut_2": "changed since"}
+    names = to_test(tmp_path, {"pkg/mod.py": statuses}, known, {"pkg.mod.x_put__mutmut_8"})
+    assert names == [f"pkg.mod.x_put__mutmut_{n}" for n in (2, 6, 7, 8)]
