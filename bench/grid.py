@@ -12,7 +12,10 @@ as a plain reverse proxy: what a relay written in C gets here, for scale):
     ``gfal2_pread`` called through ctypes into fresh buffers, one at a time (fedgate
     reads this way with two in flight, adapters/gfal/pread.py); write = ``filecopy``
     from ``file://`` (gfal-copy's way) and, for reference, an ``open("w")`` + ``write``
-    loop (what the adapter does);
+    loop (what the adapter does over root://; over http it sends one streamed PUT);
+    over http also the PUT curl sends XrdHttp directly, the same through nginx, and
+    that with openssl hashing md5 and sha-256 beside (fedgate hashes every upload:
+    the same work);
 (b) through fedgate: curl with an API key against ``fedgate serve`` with gfal mounts
     (``?action=content`` to /dev/null; ``PUT`` of the local file), the stored file's
     md5 checked against the local one.
@@ -50,6 +53,7 @@ from bench.common import (
     RssSampler,
     curl_get,
     curl_put,
+    curl_put_hashing,
     fedgate,
     make_file,
     nginx_relay,
@@ -306,6 +310,18 @@ def main() -> None:
                         # For scale: the same GET through nginx as a plain relay.
                         path = src.split(http_host, 1)[1]
                         add(proto, "nginx_relay_read", curl_get(relay + path))
+                        # And the PUT a client would send XrdHttp itself, the same PUT
+                        # through the relay, and that with the digests fedgate computes
+                        # of every upload hashed beside it: the same work as fedgate's.
+                        curl_path = f"{path.rsplit('/', 1)[0]}/curl-http.bin"
+                        for name, url in (
+                            ("direct_put_curl", f"http://{http_host}{curl_path}"),
+                            ("nginx_relay_put", relay + curl_path),
+                            ("nginx_relay_put_hashing", relay + curl_path),
+                        ):
+                            direct.unlink(f"{base}/{folder}/curl-http.bin")  # as for fedgate
+                            hashing = name.endswith("_hashing")
+                            add(proto, name, (curl_put_hashing if hashing else curl_put)(url, big))
             for proto in BASES:
                 put_url = f"{fg.url}/path/grid-{proto}/put-{proto}.bin"
                 stored_md5 = fedgate_md5(put_url, fg.key)
@@ -374,6 +390,17 @@ def main() -> None:
                  f"for scale (gfal2_pread into fresh buffers, one at a time): "
                  f"fedgate {r['fedgate_read']['mb_s'] / c_read:.2f} × this")
             )  # fmt: skip
+        if "direct_put_curl" in r:
+            write = r["fedgate_write"]["mb_s"]
+            for name, what in (
+                ("direct_put_curl", "curl -T to XrdHttp"),
+                ("nginx_relay_put", "curl -T through nginx"),
+                ("nginx_relay_put_hashing", "the same + openssl md5, sha-256 beside"),
+            ):
+                rows.append(
+                    (f"{p} write {name}", mbs(r[name]),
+                     f"{what}; fedgate {write / r[name]['mb_s']:.2f} × this")
+                )  # fmt: skip
         if "nginx_relay_read" in r:
             relayed = r["nginx_relay_read"]["mb_s"]
             rows.append(

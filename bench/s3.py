@@ -54,6 +54,7 @@ from bench.common import (
     RssSampler,
     curl_get,
     curl_put,
+    curl_put_hashing,
     fedgate,
     make_file,
     nginx_relay,
@@ -135,24 +136,6 @@ def curl_redirect_put(url: str, path: Path, tok: str) -> dict[str, float]:
     speed, total, redirects = run_curl(args, headers).split()
     assert redirects == "1", "the PUT was not redirected"
     return {"mb_s": float(speed) / 1e6, "total": float(total)}
-
-
-def curl_put_hashing(url: str, path: Path) -> dict[str, float]:
-    """The same work as a proxied PUT with standard tools: curl sends the file (through
-    the nginx relay) while ``openssl`` computes its md5 and sha-256 beside it (fedgate
-    hashes md5, sha-256, adler32 and crc32c of every upload; the last two cost ~0.1
-    CPU-s per GiB and have no standard tool). Timed until all three are done."""
-    t0 = time.monotonic()
-    hashers = [
-        subprocess.Popen(["openssl", "dgst", f"-{algo}", str(path)], stdout=subprocess.DEVNULL)
-        for algo in ("md5", "sha256")
-    ]
-    sent = curl_put(url, path)
-    for proc in hashers:
-        if proc.wait() != 0:
-            raise RuntimeError("openssl dgst failed")
-    total = time.monotonic() - t0
-    return {"mb_s": sent["mb_s"] * sent["total"] / total, "total": total}
 
 
 def parallel(n: int, fn: Callable[[int], object]) -> float:
