@@ -252,7 +252,10 @@ class PosixStorage:
             raise AlreadyExists(f"{dst}: already exists") from exc
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.lexists(full_src):
-                raise ParentNotFound(f"{parent_of(dst) or '/'}: parent does not exist") from exc
+                if os.path.isdir(os.path.dirname(full_dst)):
+                    # The parent is there: a folder cannot replace a file (ENOTDIR).
+                    raise translate(exc, dst, self.root) from exc
+                raise ParentNotFound(f"{parent_of(dst)}: parent does not exist") from exc
             raise translate(exc, src, self.root) from exc
 
     def delete(self, path: str) -> None:

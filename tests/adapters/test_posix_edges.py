@@ -17,6 +17,7 @@ import pytest
 from adapters.base import (
     AlreadyExists,
     BackendUnavailable,
+    NotADirectory,
     NotFound,
     NotSupported,
     ParentNotFound,
@@ -87,6 +88,29 @@ def test_the_kept_md5_is_used_for_md5_only(storage: PosixStorage) -> None:
     os.setxattr(full, MD5_XATTR, f"{st.st_size}:{st.st_mtime_ns}:{'0' * 32}".encode())
     assert storage.checksum("f", "md5") == "0" * 32
     assert storage.checksum("f", "sha256") == hashlib.sha256(b"hello").hexdigest()
+    assert storage.checksum("f", "md5") == "0" * 32  # another algorithm's answer not kept
+
+
+def test_an_md5_computed_for_a_file_from_elsewhere_is_kept(storage: PosixStorage) -> None:
+    """A file put in the folder by other means has no md5 kept: the first md5 asked for
+    reads it and keeps the answer beside it."""
+    full = _root(storage) / "f"
+    full.write_bytes(b"from elsewhere")
+    with pytest.raises(OSError):
+        os.getxattr(full, MD5_XATTR)
+    expected = hashlib.md5(b"from elsewhere").hexdigest()
+    assert storage.checksum("f") == expected
+    assert os.getxattr(full, MD5_XATTR).decode().endswith(":" + expected)
+
+
+def test_a_folder_cannot_replace_a_file(storage: PosixStorage) -> None:
+    """rename(2) of a folder onto a file is ENOTDIR: said as such, not as a missing
+    parent, and both stay as they were."""
+    write(storage, "f", b"F")
+    (_root(storage) / "d").mkdir()
+    with pytest.raises(NotADirectory, match=r"^f: not a directory$"):
+        storage.rename("d", "f")
+    assert (_root(storage) / "f").read_bytes() == b"F" and (_root(storage) / "d").is_dir()
 
 
 def test_a_local_folder_has_no_url(storage: PosixStorage) -> None:
@@ -99,20 +123,43 @@ def test_staging_of_a_live_process_stays_and_the_process_is_left_alone(
     storage: PosixStorage,
 ) -> None:
     """Only a dead process's staging folder is removed, and looking whether a process
-    lives sends it no signal."""
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lives sends it no signal (the live one records every signal it gets, and says which
+    once its stdin closes: a signal sent before that is handled before it answers)."""
+    live = subprocess.Popen(
+        [sys.executable, "-c", _RECORDS_SIGNALS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
+        assert live.stdout is not None and live.stdout.readline() == "ready\n"
         staging = _root(storage) / STAGING
         for pid in (live.pid, dead.pid):
             (staging / f"{socket.gethostname()}-{pid}").mkdir(parents=True)
         assert storage.clean_stale_staging() == 1
         assert sorted(os.listdir(staging)) == [f"{socket.gethostname()}-{live.pid}"]
-        assert live.poll() is None  # still running: it got no signal
+        got, _ = live.communicate(timeout=60)
+        assert got == "signals: []\n"
     finally:
         live.kill()
         live.wait()
+
+
+_RECORDS_SIGNALS = """
+import signal, sys
+got = []
+for sig in signal.valid_signals():
+    if sig not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
+        try:
+            signal.signal(sig, lambda n, f: got.append(n))
+        except (OSError, ValueError):
+            pass
+print("ready", flush=True)
+sys.stdin.read()
+print("signals:", [int(n) for n in got], flush=True)
+"""
 
 
 def test_a_process_we_may_not_signal_is_alive(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -193,6 +193,21 @@ def test_a_roll_back_goes_on_past_what_it_cannot_remove(tmp_path: Path) -> None:
     assert _tree(tmp_path) == ["t", "t/e", "t/e/a", "t/e/b"]
 
 
+class _PlainListings(_AppearsMidway):
+    """A storage whose listings are plain iterators, with nothing to close."""
+
+    def list(self, path: str) -> Iterator[Entry]:
+        return iter(list(PosixStorage.list(self, path)))
+
+
+def test_a_roll_back_takes_listings_with_nothing_to_close(tmp_path: Path) -> None:
+    storage = _PlainListings(tmp_path)
+    archive = Archive(_tar(("e/a", b"mine"), ("e/b", b"mine too"), ("d/c", b"3")), **LIMITS)
+    with pytest.raises(AlreadyExists):
+        unpack(archive, storage, "t", target_exists=False, exclusive=True)
+    assert _tree(tmp_path) == ["t", "t/e", "t/e/b"]
+
+
 def test_an_unpacking_returns_what_it_created_and_replaces_by_default(tmp_path: Path) -> None:
     storage = PosixStorage(tmp_path)
     (tmp_path / "t" / "d").mkdir(parents=True)

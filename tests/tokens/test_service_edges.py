@@ -137,7 +137,7 @@ def test_lookup_rebuilds_a_token_from_its_record(
 def test_lookup_takes_ids_of_1_to_200_characters(store: Store, svc: TokenService) -> None:
     now = int(time.time())
     with store.transaction() as tx:
-        for jti in ("j", "j" * 200, "j" * 201):
+        for jti in ("", "j", "j" * 200, "j" * 201):  # "" and 201: never asked for
             tx.execute(
                 "INSERT INTO issued_tokens (jti, sub, scope, iat, exp) VALUES (?, ?, ?, ?, ?)",
                 (jti, "alice", "storage.read:/s3", now, now + 600),
@@ -147,6 +147,26 @@ def test_lookup_takes_ids_of_1_to_200_characters(store: Store, svc: TokenService
         assert found is not None and found[0].jti == jti and found[1] == "valid"
     for bad in ("j" * 201, "", 5, None):
         assert svc.lookup(bad) is None  # type: ignore[arg-type]
+
+
+def test_lookup_of_records_a_chain_cannot_be_rebuilt_from(store: Store, svc: TokenService) -> None:
+    """Forensics reads what is on record: a parent row already purged ends the chain
+    there, and rows that name each other as parents (a damaged table) end it at the
+    longest chain a token may have instead of looping."""
+    now = int(time.time())
+    rows = [("orphan", "purged"), ("a", "b"), ("b", "a")]
+    with store.transaction() as tx:
+        for jti, parent in rows:
+            tx.execute(
+                "INSERT INTO issued_tokens (jti, sub, parent, scope, iat, exp) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (jti, "alice", parent, "storage.read:/s3", now, now + 600),
+            )
+    orphan = svc.lookup("orphan")
+    assert orphan is not None and orphan[0].chain == ("purged",)
+    looped = svc.lookup("a")
+    assert looped is not None and len(looped[0].chain) == _MAX_CHAIN
+    assert looped[0].chain[-1] == "b" and set(looped[0].chain) == {"a", "b"}
 
 
 def test_revoking_an_execution_of_one_user(
