@@ -87,7 +87,7 @@ async def _virtual_root(op: Op, action: str) -> Response:
     visible = []
     for mount in op.gw.settings.mounts:
         try:
-            authorize(op.principal, mount, "read", paths.CarminPath(mount.name, ""))
+            authorize(op.principal, mount, "read", paths.CarminPath(mount.name))
             visible.append(mount)
         except CarminError:
             continue
@@ -98,7 +98,7 @@ async def _virtual_root(op: Op, action: str) -> Response:
     if action == "properties":
         return JSONResponse(path_json(op.cpath, root))
     if action == "list":
-        return JSONResponse([path_json(paths.CarminPath(m.name, ""), root) for m in visible])
+        return JSONResponse([path_json(paths.CarminPath(m.name), root) for m in visible])
     raise CarminError(E.IS_A_DIRECTORY, "/ is a directory (the list of mounts)")
 
 

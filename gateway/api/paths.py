@@ -30,7 +30,7 @@ _BAD_ENCODED = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 @dataclass(frozen=True, slots=True)
 class CarminPath:
     mount: str  # "" for the virtual root that lists the mounts
-    inner: str  # "" for the mount's root, else "a/b/c"
+    inner: str = ""  # "" for the mount's root, else "a/b/c"
 
     @property
     def platform_path(self) -> str:

@@ -151,7 +151,7 @@ def _visible_mounts(op: Op) -> list[str]:
     visible = []
     for mount in op.gw.settings.mounts:
         try:
-            authorize(op.principal, mount, "read", paths.CarminPath(mount.name, ""))
+            authorize(op.principal, mount, "read", paths.CarminPath(mount.name))
         except CarminError:
             continue
         visible.append(mount.name)

@@ -5,6 +5,7 @@ each of them leaves."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.config import MountConfig
-from tests.gateway.helpers import is_error
+from tests.gateway.helpers import bearer, is_error, token
 from tests.server import Running, local_settings, running
 
 
@@ -96,3 +97,27 @@ def test_the_etag_is_mtime_in_microseconds_and_size_in_hex(gw: Running) -> None:
     os.utime(f, ns=(1_700_000_000_123_456_000, 1_700_000_000_123_456_000))
     r = httpx.head(gw.api + "/path/open/f?action=content", headers={"apikey": gw.key})
     assert r.headers["etag"] == f'"{1_700_000_000_123_456:x}-5"'
+
+
+@pytest.mark.parametrize(
+    ("scope", "listed"),
+    [
+        ("storage.read:/open", ["open"]),
+        ("storage.read:/hidden storage.read:/open", ["hidden", "open"]),
+        ("storage.read:/open/sub", []),  # a folder inside: not the mount itself
+        ("storage.create:/open", []),  # no read
+    ],
+)
+def test_the_root_lists_the_mounts_a_token_may_read_whole(
+    gw: Running, scope: str, listed: list[str]
+) -> None:
+    """On every route that lists the mounts: the CARMIN root and the WebDAV door's."""
+    h = bearer(token(gw, scope))
+    carmin = httpx.get(gw.api + "/path/?action=list", headers=h)
+    assert [p["platformPath"] for p in carmin.json()] == [f"/{m}" for m in listed]
+    dav = httpx.request("PROPFIND", f"{gw.url}/webdav/", headers={**h, "Depth": "1"})
+    assert dav.status_code == 207
+    found = sorted(set(re.findall(r"/webdav/(hidden|open)/", dav.text)))
+    assert found == listed
+    index = httpx.get(f"{gw.url}/webdav/", headers=h)
+    assert sorted(set(re.findall(r"/webdav/(hidden|open)/", index.text))) == listed
